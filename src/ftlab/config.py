@@ -1,0 +1,177 @@
+"""The one typed configuration of ftlab, filled from ``params.yaml``.
+
+Every value is checked when the file is loaded, so a typo or an out-of-range value fails at once
+with the field's dotted name (``method_params.lora.r``), never minutes later inside training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from ftlab.methods import METHODS
+from ftlab.modeling import BUILTIN_MODEL
+
+BUILTIN_DEMO = "builtin:demo"
+SPLITS = ("train", "validation", "test")
+
+
+class ConfigError(ValueError):
+    """A params file that cannot be used; the message names the file and the field."""
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DemoConfig(Strict):
+    n_samples: int = Field(3000, ge=20)
+    label_noise: float = Field(0.05, ge=0.0, lt=0.5)
+
+
+class DataConfig(Strict):
+    # "builtin:demo"; a CSV/TSV/JSONL/Parquet path; {train: path, validation: path, test: path};
+    # or "hub:<dataset name>" for users with a network.
+    source: str | dict[Literal["train", "validation", "test"], Path] = BUILTIN_DEMO
+    text_column: str = "text"
+    label_column: str = "label"
+    hub_config: str | None = None
+    hub_splits: dict[Literal["train", "validation", "test"], str] = Field(
+        default_factory=lambda: {"train": "train", "validation": "validation", "test": "test"}
+    )
+    validation_size: float = Field(0.1, gt=0.0, lt=0.5)
+    test_size: float = Field(0.2, gt=0.0, lt=0.5)
+    max_train_samples: PositiveInt | None = None
+    max_validation_samples: PositiveInt | None = None
+    max_test_samples: PositiveInt | None = None
+    demo: DemoConfig = DemoConfig()
+    prepared_dir: Path = Path("data/prepared")
+
+    @field_validator("source")
+    @classmethod
+    def _source_has_train(cls, v: Any) -> Any:
+        if isinstance(v, dict) and "train" not in v:
+            raise ValueError("a per-split source needs at least a 'train' file")
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+
+class ModelConfig(Strict):
+    name: str = BUILTIN_MODEL
+    # "mean": mean of the last hidden states over real tokens (how all-MiniLM-L6-v2 was trained);
+    # "cls": the model's own sequence-classification head ([CLS] pooler for BERT).
+    pooling: Literal["mean", "cls"] = "mean"
+    max_length: int = Field(128, ge=8, le=8192)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    trust_remote_code: bool = False
+
+
+class TrainConfig(Strict):
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int = Field(-1, ge=-1)  # -1: run `epochs`; otherwise stop after this many steps
+    batch_size: PositiveInt = 32
+    eval_batch_size: PositiveInt = 128
+    eval_steps: PositiveInt = 50
+    logging_steps: PositiveInt = 10
+    weight_decay: float = Field(0.01, ge=0.0)
+    warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0)
+    early_stopping_patience: int = Field(4, ge=0)  # evaluations without improvement; 0 disables
+    metric_for_best: Literal["accuracy", "macro_f1", "loss"] = "accuracy"
+    train_eval_samples: int = Field(512, ge=0)  # train subset scored at each eval, for the gap
+    threads: PositiveInt | None = None  # torch threads; None: all cores
+    output_dir: Path = Path("runs")
+
+
+def _method_params_model() -> type[BaseModel]:
+    """One field per registered method, typed by that method's own Params class."""
+    fields = {name: (m.Params, m.Params()) for name, m in METHODS.items()}
+    return create_model("MethodParams", __base__=Strict, **fields)
+
+
+MethodParams = _method_params_model()
+
+
+class Config(Strict):
+    seed: int = 42
+    methods: list[str] = Field(default_factory=lambda: ["full", "llrd", "lora", "prompt_tuning"])
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    method_params: MethodParams = MethodParams()  # type: ignore[valid-type]
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("must list at least one method")
+        unknown = [m for m in v if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; known: {sorted(METHODS)}")
+        if len(set(v)) != len(v):
+            raise ValueError("lists a method twice")
+        return v
+
+    @model_validator(mode="after")
+    def _splits_leave_training_data(self) -> Config:
+        if self.data.validation_size + self.data.test_size >= 0.9:
+            raise ValueError("data.validation_size + data.test_size must leave at least 10% to train")
+        return self
+
+    def params_for(self, method: str) -> Any:
+        return getattr(self.method_params, method)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Load and validate a params file (None: all defaults), raising ConfigError naming the field."""
+    raw: dict[str, Any] = {}
+    where = "defaults"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        if not path.is_file():
+            raise ConfigError(f"params file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from e
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        lines = [f"invalid params ({where}):"]
+        for err in e.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "<root>"
+            msg = "unknown key (misspelled?)" if err["type"] == "extra_forbidden" else err["msg"]
+            lines.append(f"  {field}: {msg}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = raw
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML, every default spelled out, for the run directory."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,33 @@
+"""Partial freezing: only the top k transformer layers and the head train."""
+
+from typing import Any
+
+from pydantic import Field
+from torch import nn
+
+from ftlab.methods.base import Method, MethodParams, register
+from ftlab.modeling import model_parts
+
+
+class FreezeParams(MethodParams):
+    lr: float = Field(1e-4, gt=0, le=10)
+    k: int = Field(2, ge=0)  # top layers to train; 0 trains the head alone (a linear probe)
+
+
+@register
+class Freeze(Method):
+    name = "freeze"
+    summary = "only the top k transformer layers + head"
+    Params = FreezeParams
+
+    def prepare(self, model: nn.Module, params: Any) -> nn.Module:
+        parts = model_parts(model)
+        if params.k > len(parts.layers):
+            raise ValueError(
+                f"method_params.freeze.k={params.k} but the model has {len(parts.layers)} layers"
+            )
+        model.requires_grad_(False)
+        top = parts.layers[len(parts.layers) - params.k :]
+        for _, p in parts.head + [np for layer in top for np in layer]:
+            p.requires_grad_(True)
+        return model

@@ -1,0 +1,42 @@
+"""Layer-wise learning-rate decay: every parameter trains, lower layers more gently.
+
+One optimizer param group per depth: the head at the base lr (depth 0), the top transformer layer
+at lr × decay, the next at lr × decay², ..., the embeddings deepest at lr × decay^(layers + 1).
+Lower layers hold general features that large updates would destroy.
+"""
+
+from typing import Any
+
+from pydantic import Field
+from torch import nn
+
+from ftlab.methods.base import Method, MethodParams, register
+from ftlab.modeling import model_parts
+
+
+class LLRDParams(MethodParams):
+    lr: float = Field(1e-4, gt=0, le=10)
+    decay: float = Field(0.9, gt=0, le=1)
+
+
+@register
+class LLRD(Method):
+    name = "llrd"
+    summary = "every parameter; lr × decay^depth per layer, head at lr, embeddings deepest"
+    Params = LLRDParams
+
+    def param_groups(self, model: nn.Module, params: Any, weight_decay: float) -> list[dict]:
+        parts = model_parts(model)
+        named = [("head", parts.head)]
+        named += [(f"layer.{i}", layer) for i, layer in reversed(list(enumerate(parts.layers)))]
+        named.append(("embeddings", parts.embeddings))
+        return [
+            {
+                "name": group,
+                "params": [p for _, p in members],
+                "lr": params.lr * params.decay**depth,
+                "weight_decay": weight_decay,
+            }
+            for depth, (group, members) in enumerate(named)
+            if members
+        ]

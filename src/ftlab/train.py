@@ -1,0 +1,225 @@
+"""Fine-tune one method and write its self-contained run directory.
+
+A run directory holds: ``model/`` (safetensors: the whole classifier, or only adapter + head for
+peft methods), ``metrics.json`` (test quality and cost), ``history.json`` (train/validation loss
+and accuracy at every evaluation), ``predictions.parquet`` (test set), ``config.yaml`` (the
+resolved config), ``labels.json`` and ``tensorboard/`` logs. It appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ftlab.config import Config, dump_config
+from ftlab.data import load_prepared
+from ftlab.io import atomic_dir, write_json, write_text
+from ftlab.methods import get_method
+from ftlab.metrics import PeakMemory, classification_metrics, dir_bytes
+from ftlab.modeling import build_model, count_parameters, load_tokenizer, save_weights
+
+log = logging.getLogger(__name__)
+
+
+def tokenize(df: pd.DataFrame, tokenizer: Any, max_length: int):
+    """A ``datasets.Dataset`` of unpadded token ids (padding happens per batch, in the collator)."""
+    from datasets import Dataset
+
+    enc = tokenizer(list(df["text"]), truncation=True, max_length=max_length)
+    truncated = sum(len(ids) >= max_length for ids in enc["input_ids"])
+    if truncated:
+        log.warning("%d text(s) longer than model.max_length=%d were truncated", truncated, max_length)
+    return Dataset.from_dict({**enc, "labels": df["label"].to_numpy()})
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, dataset: Any, collator: Any, batch_size: int) -> np.ndarray:
+    """Class probabilities for every row of ``dataset``, in its order (batched by length)."""
+    model.eval()
+    device = next(model.parameters()).device
+    order = np.argsort([len(ids) for ids in dataset["input_ids"]], kind="stable")
+    features = [{k: v for k, v in dataset[int(i)].items() if k != "labels"} for i in order]
+    probs = []
+    for start in range(0, len(features), batch_size):
+        batch = {k: v.to(device) for k, v in collator(features[start : start + batch_size]).items()}
+        probs.append(torch.softmax(model(**batch).logits.float(), dim=-1).cpu().numpy())
+    out = np.empty((len(order), probs[0].shape[1]), dtype=np.float32)
+    out[order] = np.concatenate(probs)
+    return out
+
+
+def _best_state_callback(metric: str, patience: int):
+    from transformers import TrainerCallback
+
+    class BestState(TrainerCallback):
+        """Early stopping that keeps the best trainable weights in memory and restores them.
+
+        The Trainer's own ``load_best_model_at_end`` reloads checkpoints from disk and breaks for
+        peft prompt methods (peft issue 2256); holding a copy of the trainable tensors works for
+        every method, and costs no checkpoint writes.
+        """
+
+        def __init__(self) -> None:
+            self.best: float | None = None
+            self.best_step = 0
+            self.state: dict[str, torch.Tensor] = {}
+            self.bad_evals = 0
+
+        def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+            key = f"eval_validation_{metric}"
+            if not metrics or key not in metrics:
+                return  # the train-subset evaluation of the same step
+            value = metrics[key] if metric != "loss" else -metrics[key]
+            if self.best is None or value > self.best:
+                self.best, self.best_step, self.bad_evals = value, state.global_step, 0
+                self.state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+            else:
+                self.bad_evals += 1
+                if patience and self.bad_evals >= patience:
+                    log.info("early stopping at step %d (best step %d)", state.global_step, self.best_step)
+                    control.should_training_stop = True
+
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            if self.state:
+                params = dict(model.named_parameters())
+                with torch.no_grad():
+                    for name, tensor in self.state.items():
+                        params[name].copy_(tensor)
+
+    return BestState()
+
+
+def _history(log_history: list[dict]) -> list[dict]:
+    """One record per evaluation step: train-subset and validation loss/accuracy/F1."""
+    by_step: dict[int, dict] = {}
+    for entry in log_history:
+        step = entry.get("step")
+        for split in ("train", "validation"):
+            if f"eval_{split}_loss" in entry:
+                rec = by_step.setdefault(step, {"step": step, "epoch": round(entry["epoch"], 4)})
+                for m in ("loss", "accuracy", "macro_f1"):
+                    rec[f"{split}_{m}"] = entry[f"eval_{split}_{m}"]
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = None) -> dict:
+    """Fine-tune ``method_name`` on the prepared data and write the run directory ``out_dir``."""
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+
+    method = get_method(method_name)
+    params = cfg.params_for(method_name)
+    torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
+    splits, labels = load_prepared(cfg, data_dir)
+    tokenizer = load_tokenizer(cfg.model)
+    ds = {name: tokenize(df, tokenizer, cfg.model.max_length) for name, df in splits.items()}
+    n_train_eval = min(cfg.train.train_eval_samples, len(ds["train"]))
+    train_eval = ds["train"].shuffle(seed=cfg.seed).select(range(n_train_eval))
+
+    set_seed(cfg.seed)
+    model = method.prepare(build_model(cfg.model, labels), params)
+    trainable, total = count_parameters(model)
+    log.info("%s: training %s of %s parameters (%.3f%%)", method_name, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    groups = method.param_groups(model, params, cfg.train.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=params.lr)
+
+    cuda = torch.cuda.is_available()
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(tmp / "tensorboard")
+        args = TrainingArguments(
+            output_dir=str(tmp / "trainer"),
+            per_device_train_batch_size=cfg.train.batch_size,
+            per_device_eval_batch_size=cfg.train.eval_batch_size,
+            num_train_epochs=params.epochs or cfg.train.epochs,
+            max_steps=cfg.train.max_steps,
+            learning_rate=params.lr,
+            lr_scheduler_type="linear",
+            warmup_steps=cfg.train.warmup_ratio,
+            eval_strategy="steps",
+            eval_steps=cfg.train.eval_steps,
+            logging_steps=cfg.train.logging_steps,
+            save_strategy="no",
+            report_to=["tensorboard"],
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            train_sampling_strategy="group_by_length",
+            use_cpu=not cuda,
+            bf16=cuda and torch.cuda.is_bf16_supported(),
+            label_names=["labels"],
+            dataloader_num_workers=0,
+        )
+        best = _best_state_callback(cfg.train.metric_for_best, cfg.train.early_stopping_patience)
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=ds["train"],
+            eval_dataset={"train": train_eval, "validation": ds["validation"]},
+            data_collator=DataCollatorWithPadding(tokenizer),
+            processing_class=tokenizer,
+            compute_metrics=lambda p: classification_metrics(p.label_ids, p.predictions.argmax(-1)),
+            optimizers=(optimizer, None),
+            callbacks=[best],
+        )
+        with PeakMemory() as memory:
+            start = time.perf_counter()
+            trainer.train()
+            train_seconds = time.perf_counter() - start
+        history = _history(trainer.state.log_history)
+        eval_seconds = sum(
+            e[k] for e in trainer.state.log_history for k in e if k.startswith("eval_") and k.endswith("_runtime")
+        )
+        samples_seen = trainer.state.global_step * cfg.train.batch_size
+        samples_seen = min(samples_seen, int(len(ds["train"]) * trainer.state.epoch + 0.5))
+
+        start = time.perf_counter()
+        probs = predict(model, ds["test"], trainer.data_collator, cfg.train.eval_batch_size)
+        eval_latency = (time.perf_counter() - start) / len(ds["test"])
+        y_true, y_pred = splits["test"]["label"].to_numpy(), probs.argmax(-1)
+
+        save_weights(trainer.model, tmp / "model", method.saves_adapter)
+        tokenizer.save_pretrained(str(tmp / "model"))
+        metrics = {
+            "method": method_name,
+            **classification_metrics(y_true, y_pred, labels=labels),
+            "test_loss": float(-np.log(probs[np.arange(len(y_true)), y_true] + 1e-12).mean()),
+            "trainable_params": trainable,
+            "total_params": total,
+            "trainable_percent": round(100 * trainable / total, 4),
+            "best_step": best.best_step,
+            "steps": trainer.state.global_step,
+            "epochs": round(trainer.state.epoch or 0.0, 4),
+            "n_train": len(ds["train"]),
+            "n_validation": len(ds["validation"]),
+            "n_test": len(ds["test"]),
+            "seed": cfg.seed,
+            "train_seconds": round(train_seconds, 3),
+            "eval_seconds_in_training": round(eval_seconds, 3),
+            "train_samples_per_second": round(samples_seen / max(train_seconds - eval_seconds, 1e-9), 3),
+            "eval_latency_ms_per_sample": round(1000 * eval_latency, 4),
+            "peak_memory_mb": round(memory.peak_mb, 1),
+            "memory_kind": memory.kind,
+            "artifact_bytes": dir_bytes(tmp / "model"),
+            "device": "cuda" if cuda else "cpu",
+            "threads": torch.get_num_threads(),
+        }
+        pred = pd.DataFrame({"text": splits["test"]["text"], "label": y_true, "prediction": y_pred})
+        for i, name in enumerate(labels):
+            pred[f"prob_{name}"] = probs[:, i]
+        pred.to_parquet(tmp / "predictions.parquet", index=False)
+        write_json(tmp / "metrics.json", metrics)
+        write_json(tmp / "history.json", history)
+        write_json(tmp / "labels.json", labels)
+        write_json(tmp / "param_groups.json", [{"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups])
+        write_text(tmp / "config.yaml", dump_config(cfg))
+        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+    log.info("%s: accuracy %.4f, macro-F1 %.4f in %.1fs -> %s", method_name, metrics["accuracy"], metrics["macro_f1"], train_seconds, out_dir)
+    return metrics
