@@ -75,29 +75,32 @@ def prepare(params: Optional[Path] = PARAMS, set_: Optional[list[str]] = SET, ou
 
 @app.command()
 def train(
-    method: str = typer.Option(..., "--method", "-m", help="method name (see `ftlab methods`)"),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="method name (see `ftlab methods`); default: every method listed in params `methods`"),
     params: Optional[Path] = PARAMS,
     set_: Optional[list[str]] = SET,
-    out: Optional[Path] = typer.Option(None, help="run directory (default: <train.output_dir>/<method>)"),
+    out: Optional[Path] = typer.Option(None, help="run directory, with --method (default: <train.output_dir>/<method>)"),
 ) -> None:
-    """Fine-tune one method and write its run directory (weights, metrics, history, predictions)."""
+    """Fine-tune a method and write its run directory (weights, metrics, history, predictions)."""
     from ftlab.config import ConfigError
     from ftlab.data import DataError
     from ftlab.methods import METHODS
 
     try:
         cfg = _config(params, set_)
-        if method not in METHODS:
+        if method is not None and method not in METHODS:
             raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+        if out is not None and method is None:
+            raise ConfigError("--out needs --method (one run directory per method)")
         from ftlab.train import train as run_train
 
-        metrics = run_train(cfg, method, out or cfg.train.output_dir / method)
+        for name in [method] if method else cfg.methods:
+            metrics = run_train(cfg, name, out or cfg.train.output_dir / name)
+            console.print(
+                f"[green]{name}[/]: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
+                f"{metrics['trainable_percent']:.3g}% trainable, {metrics['train_seconds']:.1f}s"
+            )
     except (ConfigError, DataError, ValueError, OSError) as e:
         _fail(e)
-    console.print(
-        f"[green]{method}[/]: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
-        f"{metrics['trainable_percent']:.3g}% trainable, {metrics['train_seconds']:.1f}s"
-    )
 
 
 @app.command()

@@ -1,0 +1,57 @@
+"""The ftlab command line, end to end, in real subprocesses; one run on the real MiniLM."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ftlab.methods import METHODS
+
+
+def ftlab(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "ftlab.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_methods_lists_one_line_per_method():
+    out = ftlab("methods")
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if line.strip()]
+    for name, method in METHODS.items():
+        assert any(line.split()[0] == name for line in lines), name
+
+
+@pytest.mark.parametrize("command", [[], ["methods"], ["train"], ["prepare"], ["merge"]])
+def test_help_on_every_command(command):
+    out = ftlab(*command, "--help")
+    assert out.returncode == 0 and "Usage" in out.stdout
+
+
+def test_bad_method_and_bad_params_exit_non_zero(tmp_path):
+    out = ftlab("train", "--method", "nope", "--out", str(tmp_path / "run"))
+    assert out.returncode == 1 and "unknown method 'nope'" in out.stdout
+    bad = tmp_path / "params.yaml"
+    bad.write_text("method_params: {lora: {r: 0}}\n")
+    out = ftlab("train", "--method", "lora", "--params", str(bad), "--out", str(tmp_path / "run"))
+    assert out.returncode == 1 and "method_params.lora.r" in out.stdout
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_lora_on_the_real_minilm_and_demo_data(tmp_path):
+    """The default model and data, tiny budget: the whole CLI path offline, run directory complete."""
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "data: {demo: {n_samples: 200}, prepared_dir: data}\n"
+        "train: {max_steps: 8, eval_steps: 4, batch_size: 16, train_eval_samples: 32}\n"
+    )
+    out = ftlab("train", "--method", "lora", "--params", str(params), "--out", "run", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["total_params"] > 22_000_000  # the real 22.7M-parameter MiniLM + head
+    assert metrics["trainable_params"] == 6 * 2 * 2 * 8 * 384 + (384 * 2 + 2)  # LoRA r=8 q/v, 6 layers + head
+    assert metrics["n_test"] == 40 and 0 <= metrics["accuracy"] <= 1
+    assert (run / "model/adapter_model.safetensors").stat().st_size < 1_000_000
+    assert len(json.loads((run / "history.json").read_text())) == 2
