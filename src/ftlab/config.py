@@ -97,6 +97,34 @@ class TrainConfig(Strict):
     output_dir: Path = Path("runs")
 
 
+class ValidationConfig(Strict):
+    """Thresholds of the Great Expectations suite run on the prepared splits."""
+
+    min_text_chars: int = Field(1, ge=1)
+    max_text_chars: int = Field(5000, ge=1)
+    min_examples_per_class: int = Field(5, ge=1)  # in every split
+    max_class_ratio: float = Field(10.0, ge=1.0)  # largest / smallest class in train
+    max_duplicate_fraction: float = Field(0.01, ge=0.0, le=1.0)  # repeated texts within a split
+    max_leaked_rows: int = Field(0, ge=0)  # validation/test texts that also occur in train
+
+
+class ChecksConfig(Strict):
+    """Overfitting and drift verdicts per method."""
+
+    warn_gap: float = Field(0.05, ge=0.0, le=1.0)  # train − validation accuracy that warns
+    overfit_gap: float = Field(0.10, ge=0.0, le=1.0)  # ... that counts as overfitting
+    rising_evals: int = Field(3, ge=1)  # val loss up while train loss down, k evals in a row
+    fail_on: Literal["never", "warn", "overfit"] = "never"  # verdict that fails the pipeline
+
+
+class ReportConfig(Strict):
+    """What the comparison report recommends within."""
+
+    memory_budget_mb: float | None = Field(None, gt=0)
+    time_budget_s: float | None = Field(None, gt=0)
+    tolerance: float = Field(0.01, ge=0.0, le=1.0)  # "cheapest within 1 point of the best"
+
+
 def _method_params_model() -> type[BaseModel]:
     """One field per registered method, typed by that method's own Params class."""
     fields = {name: (m.Params, m.Params()) for name, m in METHODS.items()}
@@ -112,6 +140,9 @@ class Config(Strict):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    validation: ValidationConfig = ValidationConfig()
+    checks: ChecksConfig = ChecksConfig()
+    report: ReportConfig = ReportConfig()
     method_params: MethodParams = MethodParams()  # type: ignore[valid-type]
 
     @field_validator("methods")

@@ -2,8 +2,9 @@
 
 A run directory holds: ``model/`` (safetensors: the whole classifier, or only adapter + head for
 peft methods), ``metrics.json`` (test quality and cost), ``history.json`` (train/validation loss
-and accuracy at every evaluation), ``predictions.parquet`` (test set), ``config.yaml`` (the
-resolved config), ``labels.json`` and ``tensorboard/`` logs. It appears whole or not at all.
+and accuracy at every evaluation), ``predictions.parquet`` (test set) and
+``train_predictions.parquet`` (the train subset scored at each evaluation, for drift and
+overfitting checks), ``config.yaml`` (the resolved config), ``labels.json`` and ``tensorboard/`` logs. It appears whole or not at all.
 """
 
 from __future__ import annotations
@@ -98,6 +99,13 @@ def _best_state_callback(metric: str, patience: int):
     return BestState()
 
 
+def _predictions(rows: pd.DataFrame, probs: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    out = pd.DataFrame({"text": rows["text"].to_numpy(), "label": rows["label"].to_numpy(), "prediction": probs.argmax(-1)})
+    for i, name in enumerate(labels):
+        out[f"prob_{name}"] = probs[:, i]
+    return out
+
+
 def _history(log_history: list[dict]) -> list[dict]:
     """One record per evaluation step: train-subset and validation loss/accuracy/F1."""
     by_step: dict[int, dict] = {}
@@ -122,7 +130,8 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
     tokenizer = load_tokenizer(cfg.model)
     ds = {name: tokenize(df, tokenizer, cfg.model.max_length) for name, df in splits.items()}
     n_train_eval = min(cfg.train.train_eval_samples, len(ds["train"]))
-    train_eval = ds["train"].shuffle(seed=cfg.seed).select(range(n_train_eval))
+    train_eval_rows = np.random.default_rng(cfg.seed).permutation(len(ds["train"]))[:n_train_eval]
+    train_eval = ds["train"].select(train_eval_rows)
 
     set_seed(cfg.seed)
     model = method.prepare(build_model(cfg.model, labels), params)
@@ -184,6 +193,8 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
         probs = predict(model, ds["test"], trainer.data_collator, cfg.train.eval_batch_size)
         eval_latency = (time.perf_counter() - start) / len(ds["test"])
         y_true, y_pred = splits["test"]["label"].to_numpy(), probs.argmax(-1)
+        train_probs = predict(model, train_eval, trainer.data_collator, cfg.train.eval_batch_size)
+        train_rows = splits["train"].iloc[train_eval_rows]
 
         save_weights(trainer.model, tmp / "model", method.saves_adapter)
         tokenizer.save_pretrained(str(tmp / "model"))
@@ -211,10 +222,8 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
             "device": "cuda" if cuda else "cpu",
             "threads": torch.get_num_threads(),
         }
-        pred = pd.DataFrame({"text": splits["test"]["text"], "label": y_true, "prediction": y_pred})
-        for i, name in enumerate(labels):
-            pred[f"prob_{name}"] = probs[:, i]
-        pred.to_parquet(tmp / "predictions.parquet", index=False)
+        _predictions(splits["test"], probs, labels).to_parquet(tmp / "predictions.parquet", index=False)
+        _predictions(train_rows, train_probs, labels).to_parquet(tmp / "train_predictions.parquet", index=False)
         write_json(tmp / "metrics.json", metrics)
         write_json(tmp / "history.json", history)
         write_json(tmp / "labels.json", labels)
