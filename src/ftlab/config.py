@@ -123,6 +123,15 @@ class ReportConfig(Strict):
     memory_budget_mb: float | None = Field(None, gt=0)
     time_budget_s: float | None = Field(None, gt=0)
     tolerance: float = Field(0.01, ge=0.0, le=1.0)  # "cheapest within 1 point of the best"
+    dir: Path = Path("reports")  # validation, checks and the comparison are written here
+
+
+class PipelineConfig(Strict):
+    """How the Prefect flow runs the stages (dvc repro runs them one at a time)."""
+
+    max_parallel: PositiveInt = 1  # methods trained at once, each in its own process
+    retries: int = Field(1, ge=0)  # per task, for transient failures
+    retry_delay_s: float = Field(5.0, ge=0.0)
 
 
 def _method_params_model() -> type[BaseModel]:
@@ -143,6 +152,7 @@ class Config(Strict):
     validation: ValidationConfig = ValidationConfig()
     checks: ChecksConfig = ChecksConfig()
     report: ReportConfig = ReportConfig()
+    pipeline: PipelineConfig = PipelineConfig()
     method_params: MethodParams = MethodParams()  # type: ignore[valid-type]
 
     @field_validator("methods")
