@@ -62,15 +62,15 @@ def methods() -> None:
 
 
 @app.command()
-def prepare(params: Optional[Path] = PARAMS, set_: Optional[list[str]] = SET, out: Optional[Path] = typer.Option(None, help="output directory (default: data.prepared_dir)")) -> None:
-    """Load the configured data source, split it and write Parquet splits."""
-    from ftlab.config import ConfigError
-    from ftlab.data import DataError, prepare as run_prepare
+def prepare(params: Optional[Path] = PARAMS, set_: Optional[list[str]] = SET) -> None:
+    """Load the configured data source, split it and write Parquet splits to data.prepared_dir."""
+    _stage("prepare", params, set_)
 
-    try:
-        run_prepare(_config(params, set_), out)
-    except (ConfigError, DataError) as e:
-        _fail(e)
+
+@app.command()
+def validate(params: Optional[Path] = PARAMS, set_: Optional[list[str]] = SET) -> None:
+    """Run the Great Expectations suite on the prepared splits; exit 1 naming each failure."""
+    _stage("validate", params, set_)
 
 
 @app.command()
@@ -91,15 +91,62 @@ def train(
             raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
         if out is not None and method is None:
             raise ConfigError("--out needs --method (one run directory per method)")
-        from ftlab.train import train as run_train
+        from ftlab import stages
 
         for name in [method] if method else cfg.methods:
-            metrics = run_train(cfg, name, out or cfg.train.output_dir / name)
+            metrics = stages.train(cfg, name, out=out)
             console.print(
                 f"[green]{name}[/]: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
                 f"{metrics['trainable_percent']:.3g}% trainable, {metrics['train_seconds']:.1f}s"
             )
     except (ConfigError, DataError, ValueError, OSError) as e:
+        _fail(e)
+
+
+@app.command()
+def check(
+    method: str = typer.Option(..., "--method", "-m", help="method whose finished run to check"),
+    params: Optional[Path] = PARAMS,
+    set_: Optional[list[str]] = SET,
+) -> None:
+    """Overfitting and drift checks (train/val gap, rising val loss, Evidently report) for one run."""
+    result = _stage("check", params, set_, method)
+    console.print(f"{method}: [bold]{result['verdict']}[/] " + "; ".join(result["reasons"]))
+
+
+@app.command()
+def compare(params: Optional[Path] = PARAMS, set_: Optional[list[str]] = SET) -> None:
+    """Write the comparison report (markdown, HTML, JSON, PNG plots) over the configured methods."""
+    result = _stage("compare", params, set_)
+    console.print(result["recommendation"]["text"])
+
+
+@app.command()
+def pipeline(params: Path = typer.Option(Path("params.yaml"), "--params", "-p", help="params file")) -> None:
+    """Run the whole pipeline as the Prefect flow `finetune_pipeline` (same stages as dvc.yaml)."""
+    import os
+    import sys
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "flows"))
+    try:
+        from finetune import finetune_pipeline
+    except ImportError:
+        _fail(ImportError("flows/finetune.py not found: run `ftlab pipeline` from an ftlab checkout"))
+    state = finetune_pipeline(str(params), return_state=True)
+    if not state.is_completed():
+        _fail(RuntimeError(f"pipeline {state.name}: {state.message}"))
+
+
+def _stage(name: str, params: Optional[Path], overrides: Optional[list[str]], *args):
+    """Run one stage function from ftlab.stages, turning every expected failure into exit 1."""
+    from ftlab import stages
+    from ftlab.config import ConfigError
+    from ftlab.data import DataError
+
+    try:
+        return getattr(stages, name)(_config(params, overrides), *args)
+    except (ConfigError, DataError, ValueError, OSError, stages.StageFailed) as e:
         _fail(e)
 
 

@@ -17,6 +17,10 @@ from pathlib import Path
 from ftlab.config import Config
 
 
+class StageFailed(RuntimeError):
+    """A stage refused to pass its result on: invalid data, or a check verdict set to fail."""
+
+
 def run_dir(cfg: Config, method: str) -> Path:
     return cfg.train.output_dir / method
 
@@ -33,28 +37,34 @@ def prepare(cfg: Config) -> Path:
 
 def validate(cfg: Config) -> dict:
     """Validate the prepared splits; raises ValidationFailed naming each failed expectation."""
-    from ftlab.validation import raise_on_failure, validate as run_suite
+    from ftlab.validation import ValidationFailed, raise_on_failure, validate as run_suite
 
     result = run_suite(cfg.data.prepared_dir, cfg.validation, cfg.report.dir / "validation")
-    raise_on_failure(result)
+    try:
+        raise_on_failure(result)
+    except ValidationFailed as e:
+        raise StageFailed(str(e)) from None
     return result
 
 
-def train(cfg: Config, method: str, threads: int | None = None) -> dict:
+def train(cfg: Config, method: str, threads: int | None = None, out: Path | None = None) -> dict:
     """Fine-tune one method on the prepared data; ``threads`` overrides train.threads."""
     from ftlab.train import train as run_train
 
     if threads is not None:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": threads})})
-    return run_train(cfg, method, run_dir(cfg, method), data_dir=cfg.data.prepared_dir)
+    return run_train(cfg, method, out or run_dir(cfg, method), data_dir=cfg.data.prepared_dir)
 
 
 def check(cfg: Config, method: str) -> dict:
     """Overfitting and drift checks of one finished run; raises ChecksFailed per checks.fail_on."""
-    from ftlab.checks import check_run, enforce
+    from ftlab.checks import ChecksFailed, check_run, enforce
 
     result = check_run(run_dir(cfg, method), cfg.checks, checks_dir(cfg, method))
-    enforce(result, cfg.checks.fail_on)
+    try:
+        enforce(result, cfg.checks.fail_on)
+    except ChecksFailed as e:
+        raise StageFailed(str(e)) from None
     return result
 
 

@@ -1,0 +1,72 @@
+"""The scheduled deployment: a real Prefect server on 127.0.0.1, `prefect deploy`, a process worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from tests.test_pipeline import make_repo, smoke_params
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(f"Prefect server at {url} not healthy after {timeout}s")
+
+
+def test_deployment_runs_the_pipeline_through_a_worker(tmp_path, tiny_model):
+    params = smoke_params(tiny_model)
+    params["methods"] = ["lora"]
+    params["method_params"] = {"lora": params["method_params"]["lora"]}
+    repo = make_repo(tmp_path / "project", params)
+    api = f"http://127.0.0.1:{free_port()}/api"
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-home"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    prefect = [sys.executable, "-m", "prefect"]
+
+    def run(*args: str, timeout: float = 300) -> str:
+        done = subprocess.run([*prefect, *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        return done.stdout
+
+    port = api.split(":")[2].split("/")[0]
+    logs = open(tmp_path / "server.log", "w")
+    server = subprocess.Popen([*prefect, "server", "start", "--host", "127.0.0.1", "--port", port],
+                              env=env, stdout=logs, stderr=subprocess.STDOUT)
+    worker = None
+    try:
+        wait_healthy(api)
+        run("work-pool", "create", "ftlab", "--type", "process")
+        out = run("deploy", "--all", "--no-prompt")
+        assert "finetune_pipeline/nightly" in out
+        schedule = run("deployment", "inspect", "finetune_pipeline/nightly")
+        assert "0 3 * * *" in schedule
+        worker = subprocess.Popen([*prefect, "worker", "start", "--pool", "ftlab"], cwd=repo, env=env,
+                                  stdout=open(tmp_path / "worker.log", "w"), stderr=subprocess.STDOUT)
+        out = run("deployment", "run", "finetune_pipeline/nightly", "--watch", "--watch-timeout", "400",
+                  timeout=450)
+        assert "Completed" in out, out
+        comparison = json.loads((repo / "reports/comparison.json").read_text())
+        assert [m["method"] for m in comparison["methods"]] == ["lora"]
+    finally:
+        for proc in (worker, server):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=30)

@@ -1,0 +1,136 @@
+"""The pipeline on real DVC and Prefect: a temporary git + DVC repo, the tiny model, real stages."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ["full", "lora"]
+
+
+def sh(*cmd: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1"}
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+    return done
+
+
+def smoke_params(tiny_model: str) -> dict:
+    """params.smoke.yaml, pointed at the tiny model and trimmed to two methods to keep tests quick."""
+    params = yaml.safe_load((ROOT / "params.smoke.yaml").read_text())
+    params["model"]["name"] = tiny_model
+    params["methods"] = METHODS
+    params["method_params"] = {m: params["method_params"][m] for m in METHODS}
+    params["train"]["threads"] = 1
+    return params
+
+
+def make_repo(path: Path, params: dict) -> Path:
+    """A fresh git + DVC project holding ftlab's dvc.yaml, flows and sources (the stage deps)."""
+    path.mkdir(parents=True)
+    for item in ("dvc.yaml", "flows", "src", "prefect.yaml"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, path / item)
+    for cache in path.rglob("__pycache__"):
+        shutil.rmtree(cache)
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("git", "init", "-q", cwd=path)
+    sh("git", "config", "user.email", "t@example.com", cwd=path)
+    sh("git", "config", "user.name", "t", cwd=path)
+    sh("dvc", "init", "-q", cwd=path)
+    sh("dvc", "config", "core.autostage", "true", cwd=path)
+    sh("git", "add", "-A", cwd=path)
+    sh("git", "commit", "-qm", "init", cwd=path)
+    return path
+
+
+def ran_stages(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, tiny_model) -> Path:
+    """The DVC project after one full `dvc repro`."""
+    path = make_repo(tmp_path_factory.mktemp("dvc") / "project", smoke_params(tiny_model))
+    out = sh("dvc", "repro", cwd=path)
+    expected = {"prepare", "validate", "compare"} | {f"{s}@{m}" for s in ("train", "check") for m in METHODS}
+    assert ran_stages(out.stdout) == expected, out.stdout
+    return path
+
+
+def test_repro_writes_the_report_with_every_method(repo):
+    comparison = json.loads((repo / "reports/comparison.json").read_text())
+    assert [m["method"] for m in comparison["methods"]] == METHODS
+    assert {"accuracy", "macro_f1", "trainable_params", "train_seconds", "peak_memory_mb", "artifact_bytes",
+            "overfitting"} <= set(comparison["methods"][0])
+    assert comparison["recommendation"]["text"]
+    for name in ("comparison.md", "comparison.html", "validation_curves.png", "accuracy_vs_trainable.png",
+                 "accuracy_vs_time.png", "validation/result.json"):
+        assert (repo / "reports" / name).is_file(), name
+    html = (repo / "reports/comparison.html").read_text()
+    assert all(m in html for m in METHODS) and 'src="http' not in html and 'href="http' not in html
+    for m in METHODS:
+        assert json.loads((repo / f"reports/checks/{m}/checks.json").read_text())["verdict"] in {"ok", "warn", "overfit"}
+
+
+def test_second_repro_does_nothing(repo):
+    out = sh("dvc", "repro", cwd=repo)
+    assert ran_stages(out.stdout) == set(), out.stdout
+    assert "up to date" in sh("dvc", "status", cwd=repo).stdout
+
+
+def test_metrics_and_plots_render(repo):
+    metrics = sh("dvc", "metrics", "show", "--json", cwd=repo).stdout
+    assert all(f"runs/{m}/metrics.json" in metrics for m in METHODS)
+    out = sh("dvc", "plots", "show", "--json", cwd=repo).stdout
+    assert all(f"runs/{m}/history.json" in out for m in METHODS)
+
+
+def test_one_method_param_change_reruns_only_that_method(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["method_params"]["lora"]["r"] = 4
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh("dvc", "repro", cwd=repo)
+    assert ran_stages(out.stdout) == {"train@lora", "check@lora", "compare"}, out.stdout
+    assert json.loads((repo / "runs/lora/metrics.json").read_text())["trainable_params"] < 10_000
+
+
+def test_exp_run_with_set_param(repo):
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "commit", "-qm", "after repro", cwd=repo)
+    out = sh("dvc", "exp", "run", "-S", "method_params.full.lr=0.0002", cwd=repo)
+    assert ran_stages(out.stdout) == {"train@full", "check@full", "compare"}, out.stdout
+    assert yaml.safe_load((repo / "runs/full/config.yaml").read_text())["method_params"]["full"]["lr"] == 0.0002
+
+
+def test_bad_data_stops_the_pipeline_before_training(tmp_path, tiny_model, toy_csv):
+    import pandas as pd
+
+    leaky = pd.read_csv(toy_csv)
+    leaky = pd.concat([leaky, leaky.head(30)])  # the same texts twice: duplicates and train/test leakage
+    leaky.to_csv(tmp_path / "leaky.csv", index=False)
+    params = smoke_params(tiny_model)
+    params["data"] = {"source": str(tmp_path / "leaky.csv"), "prepared_dir": "data/prepared"}
+    repo = make_repo(tmp_path / "project", params)
+    out = sh("dvc", "repro", cwd=repo, check=False)
+    assert out.returncode != 0
+    assert "leak" in (out.stdout + out.stderr).lower()
+    assert not (repo / "runs").exists()
+
+
+def test_prefect_flow_run_leaves_dvc_status_clean(tmp_path, tiny_model):
+    repo = make_repo(tmp_path / "project", smoke_params(tiny_model))
+    sh(sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml", cwd=repo)
+    assert json.loads((repo / "reports/comparison.json").read_text())["methods"]
+    status = sh("dvc", "status", cwd=repo).stdout
+    assert "up to date" in status, status
+    assert ran_stages(sh("dvc", "repro", cwd=repo).stdout) == set()
