@@ -92,7 +92,7 @@ class TrainConfig(Strict):
     warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0)
     early_stopping_patience: int = Field(4, ge=0)  # evaluations without improvement; 0 disables
     metric_for_best: Literal["accuracy", "macro_f1", "loss"] = "accuracy"
-    train_eval_samples: int = Field(512, ge=0)  # train subset scored at each eval, for the gap
+    train_eval_samples: int = Field(512, ge=1)  # train subset scored at each eval: gap and drift
     threads: PositiveInt | None = None  # torch threads; None: all cores
     output_dir: Path = Path("runs")
 

@@ -1,0 +1,266 @@
+"""The ``validate`` stage: a Great Expectations suite that stops bad data before training.
+
+Training learns whatever the prepared splits hold. Null or blank texts, labels outside the declared
+set, a class with a handful of examples, a lopsided train set, repeated rows, or validation/test
+texts that also occur in train (leakage, which inflates every score reported later) all produce a
+model and a report that look fine and are wrong. This stage checks every split with real GX
+expectations; each rule's pass/fail is the GX result itself, so ``result.json`` and the Data Docs
+always agree. Derived columns (stripped text, "repeated", "in_train") and a per-class count frame
+let GX judge the rules that are not about one raw column.
+
+``validate`` only reports; ``raise_on_failure`` turns a failed result into the error a user sees.
+Great Expectations is imported inside ``validate``: the import alone takes seconds.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ftlab.config import SPLITS
+from ftlab.io import atomic_dir, write_json
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ftlab.config import ValidationConfig
+
+INT_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
+FLAG_COLUMNS = ("repeated", "in_train")  # boolean derived columns checked by an aggregate
+SITE = "ftlab"
+_REMOTE = [  # tags and CSS that fetch from a CDN, and links off the page: dropped for offline use
+    (re.compile(r"<script\b[^>]*\bsrc=[\"']https?:[^>]*>\s*</script>", re.I), ""),
+    (re.compile(r"<(?:link|img)\b[^>]*\b(?:href|src)=[\"']https?:[^>]*>", re.I), ""),
+    (re.compile(r"\s(?:href|src)=[\"']https?:[^\"']*[\"']", re.I), ""),
+    (re.compile(r"url\(\s*[\"']?https?:[^)]*\)", re.I), "none"),
+]
+
+
+class ValidationFailed(Exception):
+    """Prepared data that breaks at least one expectation; the message lists them."""
+
+
+def validate(prepared_dir: Path, cfg: ValidationConfig, out_dir: Path) -> dict:
+    """Check the prepared splits; write ``out_dir/result.json`` and ``out_dir/data_docs/``.
+
+    Returns ``{"success": bool, "checks": [...]}``, one check per rule and split, failing or not.
+    """
+    import pandas as pd
+
+    prepared_dir, out_dir = Path(prepared_dir), Path(out_dir)
+    labels = json.loads((prepared_dir / "labels.json").read_text(encoding="utf-8"))
+    splits = {s: pd.read_parquet(prepared_dir / f"{s}.parquet") for s in SPLITS}
+    train_texts = set(splits["train"]["text"].dropna()) if "text" in splits["train"] else set()
+
+    with atomic_dir(out_dir) as tmp:
+        context, run_id = _context(tmp / "data_docs")
+        source = context.data_sources.add_pandas("prepared")
+        checks, passed = [], {}
+        for split, df in splits.items():
+            rows = _row_frame(df, train_texts if split != "train" else None)
+            frames = {split: rows}
+            if "label" in df:
+                frames[f"{split}_class_counts"] = _class_frame(df["label"], labels)
+            for name, frame in frames.items():
+                suite = context.suites.add(_suite(name, split, frame, cfg, len(labels)))
+                batch = (
+                    source.add_dataframe_asset(name)
+                    .add_batch_definition_whole_dataframe("all")
+                    .get_batch(batch_parameters={"dataframe": frame})
+                )
+                suite_result = batch.validate(suite, result_format="SUMMARY")
+                _store(context, suite_result, run_id, batch.id, name)
+                passed[name] = bool(suite_result.success)
+                order = {e.id: i for i, e in enumerate(suite.expectations)}  # GX returns another order
+                for r in sorted(suite_result.results, key=lambda r: order[r.expectation_config.id]):
+                    checks.append(_check(split, r, frame))
+        result = {"success": all(passed.values()), "checks": checks}
+        write_json(tmp / "result.json", result)
+        context.build_data_docs(site_names=[SITE])
+        _make_offline(tmp / "data_docs", passed)
+    return result
+
+
+def raise_on_failure(result: dict) -> None:
+    """Raise ValidationFailed listing every failed check and a few offending rows."""
+    failed = [c for c in result["checks"] if not c["success"]]
+    if not failed:
+        return
+    lines = [f"data validation failed: {len(failed)} of {len(result['checks'])} checks"]
+    for c in failed:
+        lines.append(f"  {c['split']}: {c['rule']} ({c['expectation']} on {c['column']}): observed {c['observed']}")
+        for ex in c["examples"][:3]:
+            where = f"row {ex['row']}" if "row" in ex else f"label {ex['label']} ({ex['name']})"
+            what = f"label {ex['label']!r}, text {ex['text']!r}" if "row" in ex else f"{ex['count']} rows"
+            lines.append(f"      {where}: {what}")
+    raise ValidationFailed("\n".join(lines))
+
+
+def _context(docs_dir: Path) -> tuple[Any, Any]:
+    """An in-memory GX context (no analytics, no progress bars, one Data Docs site at docs_dir)
+    and the run id its validation results are filed under."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # hundreds of INFO lines
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    site = {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    }
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+        data_docs_sites={SITE: site},
+    )
+    run_id = RunIdentifier(run_name="ftlab-validate", run_time=datetime.datetime.now(datetime.timezone.utc))
+    return gx.get_context(mode="ephemeral", project_config=config), run_id
+
+
+def _row_frame(df: pd.DataFrame, train_texts: set[str] | None) -> pd.DataFrame:
+    """Text and label plus derived columns: stripped text, repeated text, and (not train) in_train."""
+    rows = df[[c for c in ("text", "label") if c in df]].copy()
+    if "text" in rows:
+        text = rows["text"]
+        rows["text_stripped"] = text.map(lambda v: v.strip() if isinstance(v, str) else None)
+        rows["repeated"] = text.duplicated(keep="first") & text.notna()
+        if train_texts is not None:
+            rows["in_train"] = text.isin(train_texts)
+    return rows
+
+
+def _class_frame(label: pd.Series, labels: list[str]) -> pd.DataFrame:
+    """One row per declared label id: its name, row count, and largest class count / its count."""
+    import pandas as pd
+
+    counts = label.value_counts().reindex(range(len(labels)), fill_value=0).astype(int).to_numpy()
+    return pd.DataFrame(
+        {"label": range(len(labels)), "name": labels, "count": counts, "largest_over_count": counts.max() / counts}
+    )
+
+
+def _suite(name: str, split: str, frame: pd.DataFrame, cfg: ValidationConfig, n_labels: int) -> Any:
+    """The expectations that apply to this frame, each tagged with its rule name in ``meta``."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    if name.endswith("_class_counts"):
+        rules = [("min examples per class", gxe.ExpectColumnValuesToBeBetween(
+            column="count", min_value=cfg.min_examples_per_class))]
+        if split == "train":
+            rules.append(("class balance", gxe.ExpectColumnValuesToBeBetween(
+                column="largest_over_count", max_value=cfg.max_class_ratio)))
+    else:
+        rules = [("text column exists", gxe.ExpectColumnToExist(column="text")),
+                 ("label column exists", gxe.ExpectColumnToExist(column="label"))]
+        if "text" in frame:
+            rules += [
+                ("text is string", gxe.ExpectColumnValuesToBeOfType(column="text", type_="str")),
+                ("no null text", gxe.ExpectColumnValuesToNotBeNull(column="text")),
+                ("no blank text", gxe.ExpectColumnValuesToNotMatchRegex(column="text", regex=r"^\s*$")),
+                ("text length", gxe.ExpectColumnValueLengthsToBeBetween(
+                    column="text_stripped", min_value=cfg.min_text_chars, max_value=cfg.max_text_chars)),
+                ("duplicate texts", gxe.ExpectColumnMeanToBeBetween(
+                    column="repeated", max_value=cfg.max_duplicate_fraction)),
+            ]
+        if "in_train" in frame:
+            rules.append(("no leakage from train", gxe.ExpectColumnSumToBeBetween(
+                column="in_train", max_value=cfg.max_leaked_rows)))
+        if "label" in frame:
+            rules += [
+                ("label is integer", gxe.ExpectColumnValuesToBeInTypeList(column="label", type_list=INT_TYPES)),
+                ("label in declared set", gxe.ExpectColumnValuesToBeInSet(
+                    column="label", value_set=list(range(n_labels)))),
+            ]
+    suite = gx.ExpectationSuite(name=name)
+    for rule, expectation in rules:
+        expectation.meta = {"rule": rule}
+        suite.add_expectation(expectation)
+    return suite
+
+
+def _store(context: Any, result: Any, run_id: Any, batch_id: str, suite_name: str) -> None:
+    """File a ``batch.validate`` result in the context's store, where the Data Docs read it."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    result.meta["run_id"] = run_id
+    key = ValidationResultIdentifier(ExpectationSuiteIdentifier(suite_name), run_id, batch_id)
+    context.validation_results_store.set(key, result)
+
+
+def _check(split: str, r: Any, frame: pd.DataFrame) -> dict:
+    """One GX expectation result as a plain, JSON-ready check."""
+    config, res = r.expectation_config, r.result
+    column = config.kwargs.get("column")
+    if r.exception_info and r.exception_info.get("raised_exception"):
+        observed: Any = f"error: {r.exception_info.get('exception_message')}"
+    elif "observed_value" in res:
+        observed = _plain(res["observed_value"])
+    elif "unexpected_count" in res:
+        unit = "classes" if "count" in frame else "rows"
+        observed = f"{res['unexpected_count']} of {res['element_count']} {unit} unexpected"
+    else:
+        observed = "present" if r.success else "missing"
+    index = res.get("partial_unexpected_index_list") or []
+    if not index and column in FLAG_COLUMNS and column in frame:
+        index = list(frame.index[frame[column]])
+    examples = [_example(frame, i) for i in index[:5]] if not r.success else []
+    return {"split": split, "expectation": config.type, "column": column, "rule": config.meta["rule"],
+            "success": bool(r.success), "observed": observed, "examples": examples}
+
+
+def _example(frame: pd.DataFrame, i: Any) -> dict:
+    """An offending row: index, start of its text and its label; or a class and its count."""
+    import pandas as pd
+
+    row = frame.loc[i]
+    if "count" in frame:
+        return {"label": _plain(row["label"]), "name": row["name"], "count": _plain(row["count"])}
+    text = row.get("text")
+    return {"row": _plain(i), "text": None if pd.isna(text) else str(text)[:80], "label": _plain(row.get("label"))}
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready scalar: numpy types unwrapped, floats rounded, NaN as None."""
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float):
+        return None if value != value else round(value, 4)
+    return value if isinstance(value, (bool, int, str, type(None))) else str(value)
+
+
+def _make_offline(docs_dir: Path, passed: dict[str, bool]) -> None:
+    """Strip CDN scripts/styles and remote links from every page; list the pages in index.html.
+
+    Without its CDN scripts the index's table (filled by JavaScript) is empty, so a plain list of
+    links to the validation pages is added at the top.
+    """
+    for page in docs_dir.rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        for pattern, replacement in _REMOTE:
+            html = pattern.sub(replacement, html)
+        page.write_text(html, encoding="utf-8")
+    items = []
+    for suite, ok in passed.items():
+        for page in docs_dir.glob(f"validations/{suite}/**/*.html"):
+            link = page.relative_to(docs_dir).as_posix()
+            items.append(f'<li><a href="{link}">{suite}</a>: {"passed" if ok else "FAILED"}</li>')
+    index = docs_dir / "index.html"
+    listing = f'<section id="ftlab-validations"><h2>Validation results</h2><ul>{"".join(items)}</ul></section>'
+    index.write_text(re.sub(r"(<body[^>]*>)", r"\1" + listing, index.read_text(encoding="utf-8"), count=1),
+                     encoding="utf-8")
