@@ -81,7 +81,7 @@ def dvc_commit() -> None:
     subprocess.run(["dvc", "commit", "--force", "--quiet"], check=True)
 
 
-@flow(name="finetune_pipeline", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=8))
+@flow(name="finetune_pipeline", task_runner=ThreadPoolTaskRunner(max_workers=8))
 def finetune_pipeline(params: str = "params.yaml") -> dict:
     """prepare → validate → train each method → check each method → compare."""
     cfg = _config(params)

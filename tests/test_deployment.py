@@ -37,7 +37,7 @@ def test_deployment_runs_the_pipeline_through_a_worker(tmp_path, tiny_model):
     params["method_params"] = {"lora": params["method_params"]["lora"]}
     repo = make_repo(tmp_path / "project", params)
     api = f"http://127.0.0.1:{free_port()}/api"
-    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-home"),
+    env = {**os.environ, "PWD": str(repo), "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-home"),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     prefect = [sys.executable, "-m", "prefect"]
 
