@@ -37,22 +37,31 @@ def main() -> None:
     cfg = load_config(args.params)
     rows = []
     for method in args.methods or [m for m in METHODS if m != "adapter"]:
-        out = cfg.train.output_dir / args.name / method
-        cmd = ["ftlab", "train", "-m", method, "-p", str(args.params), "--out", str(out)]
-        cmd += [f"-S{o}" for o in args.overrides]
-        print("$", " ".join(cmd), flush=True)
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
-            rows.append({"method": method, "error": (done.stdout + done.stderr).strip().splitlines()[-1]})
-            continue
-        metrics = json.loads((out / "metrics.json").read_text())
-        rows.append({k: metrics[k] for k in KEYS})
-        print(f"  accuracy {metrics['accuracy']:.4f}  {metrics['train_seconds']:.0f}s", flush=True)
+        metrics = run_method(args.params, method, cfg.train.output_dir / args.name / method, args.overrides)
+        rows.append({k: metrics[k] for k in KEYS} if "error" not in metrics else metrics)
 
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"methods_{args.name}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    path = RESULTS / f"methods_{args.name}.json"
+    if path.is_file():  # re-running some methods keeps the others' rows, in registry order
+        fresh = {r["method"] for r in rows}
+        rows += [r for r in json.loads(path.read_text()) if r["method"] not in fresh]
+        rows.sort(key=lambda r: list(METHODS).index(r["method"]))
+    path.write_text(json.dumps(rows, indent=2) + "\n")
     (RESULTS / f"methods_{args.name}.md").write_text(table(rows, args) + "\n")
+
+
+def run_method(params: Path, method: str, out: Path, overrides: list[str]) -> dict:
+    """Train one method in a fresh ``ftlab train`` process; its metrics, or {method, error}."""
+    cmd = ["ftlab", "train", "-m", method, "-p", str(params), "--out", str(out)]
+    cmd += [f"-S{o}" for o in overrides]
+    print("$", " ".join(cmd), flush=True)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
+        return {"method": method, "error": (done.stdout + done.stderr).strip().splitlines()[-1]}
+    metrics = json.loads((out / "metrics.json").read_text())
+    print(f"  accuracy {metrics['accuracy']:.4f}  {metrics['train_seconds']:.0f}s", flush=True)
+    return metrics
 
 
 def table(rows: list[dict], args) -> str:

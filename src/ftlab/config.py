@@ -22,9 +22,9 @@ from pydantic import (
 )
 
 from ftlab.methods import METHODS
-from ftlab.modeling import BUILTIN_MODEL
 
 BUILTIN_DEMO = "builtin:demo"
+BUILTIN_MODEL = "builtin:all-MiniLM-L6-v2"
 SPLITS = ("train", "validation", "test")
 
 

@@ -15,11 +15,12 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from ftlab.config import BUILTIN_MODEL
+
 if TYPE_CHECKING:
     from ftlab.config import ModelConfig
 
 
-BUILTIN_MODEL = "builtin:all-MiniLM-L6-v2"
 
 Named = list[tuple[str, nn.Parameter]]
 

@@ -4,13 +4,17 @@ The named methods cover the common cases; this one makes the rest of the peft fa
 from params.yaml without code: ``method_params.adapter: {peft_type: LOHA, options: {r: 8}}``.
 """
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
-from torch import nn
 
 from ftlab.methods.base import MethodParams, PeftMethod, head_modules, register
 from ftlab.methods.lora import infer_target_modules
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class AdapterParams(MethodParams):

@@ -1,12 +1,15 @@
 """BitFit (Ben Zaken et al., 2022): only the bias terms and the head train."""
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
-from torch import nn
 
 from ftlab.methods.base import Method, MethodParams, register
-from ftlab.modeling import model_parts
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class BitFitParams(MethodParams):
@@ -20,6 +23,8 @@ class BitFit(Method):
     Params = BitFitParams
 
     def prepare(self, model: nn.Module, params: Any) -> nn.Module:
+        from ftlab.modeling import model_parts
+        
         head = {name for name, _ in model_parts(model).head}
         for name, p in model.named_parameters():
             p.requires_grad_(name in head or name.endswith(".bias"))

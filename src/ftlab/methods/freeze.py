@@ -1,12 +1,15 @@
 """Partial freezing: only the top k transformer layers and the head train."""
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
-from torch import nn
 
 from ftlab.methods.base import Method, MethodParams, register
-from ftlab.modeling import model_parts
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class FreezeParams(MethodParams):
@@ -21,6 +24,8 @@ class Freeze(Method):
     Params = FreezeParams
 
     def prepare(self, model: nn.Module, params: Any) -> nn.Module:
+        from ftlab.modeling import model_parts
+        
         parts = model_parts(model)
         if params.k > len(parts.layers):
             raise ValueError(

@@ -1,5 +1,7 @@
 """Full fine-tuning: the baseline every other method is measured against."""
 
+from __future__ import annotations
+
 from pydantic import Field
 
 from ftlab.methods.base import Method, MethodParams, register

@@ -1,11 +1,15 @@
 """IA3 (Liu et al., 2022) through peft: learned rescaling of keys, values and FFN activations."""
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
-from torch import nn
 
 from ftlab.methods.base import MethodParams, PeftMethod, head_modules, register
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class IA3Params(MethodParams):

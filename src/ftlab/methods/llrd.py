@@ -5,13 +5,16 @@ at lr × decay, the next at lr × decay², ..., the embeddings deepest at lr × 
 Lower layers hold general features that large updates would destroy.
 """
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
-from torch import nn
 
 from ftlab.methods.base import Method, MethodParams, register
-from ftlab.modeling import model_parts
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class LLRDParams(MethodParams):
@@ -26,6 +29,8 @@ class LLRD(Method):
     Params = LLRDParams
 
     def param_groups(self, model: nn.Module, params: Any, weight_decay: float) -> list[dict]:
+        from ftlab.modeling import model_parts
+        
         parts = model_parts(model)
         named = [("head", parts.head)]
         named += [(f"layer.{i}", layer) for i, layer in reversed(list(enumerate(parts.layers)))]

@@ -1,9 +1,10 @@
 """LoRA (Hu et al., 2021) and DoRA (Liu et al., 2024) through peft: low-rank updates + head."""
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
-from torch import nn
 
 from ftlab.methods.base import MethodParams, PeftMethod, head_modules, register
 
@@ -28,6 +29,9 @@ def infer_target_modules(model: nn.Module) -> list[str]:
         "cannot infer the attention projections to adapt for this model; "
         "set method_params.<method>.target_modules"
     )
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class LoraParams(MethodParams):

@@ -4,12 +4,16 @@ The transformer stays frozen; only virtual tokens (and the head) train, so they 
 rates two orders of magnitude above full fine-tuning.
 """
 
-from typing import Any, Literal
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
-from torch import nn
 
 from ftlab.methods.base import MethodParams, PeftMethod, head_modules, register
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class PromptParams(MethodParams):

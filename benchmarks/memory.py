@@ -1,0 +1,46 @@
+"""Peak memory of every method at the same batch size and data, and its ratio to full fine-tuning.
+
+    python benchmarks/memory.py [--steps 30]
+
+Each method trains `--steps` steps on the SST-2 benchmark data (batch 32, no evaluation during
+training) in its own process; peak memory is the process RSS sampled during training on CPU, or
+the peak allocated CUDA memory on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from methods import RESULTS, run_method
+
+PARAMS = Path(__file__).parent / "params/sst2.yaml"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=30)
+    args = parser.parse_args()
+
+    from ftlab.config import load_config
+    from ftlab.methods import METHODS
+
+    cfg = load_config(PARAMS)
+    overrides = [f"train.max_steps={args.steps}", "train.eval_steps=1000000"]
+    rows = {}
+    for method in [m for m in METHODS if m != "adapter"]:
+        metrics = run_method(PARAMS, method, cfg.train.output_dir / "memory" / method, overrides)
+        if "error" not in metrics:
+            rows[method] = {"peak_memory_mb": metrics["peak_memory_mb"], "memory_kind": metrics["memory_kind"],
+                            "trainable_params": metrics["trainable_params"]}
+    full = rows["full"]["peak_memory_mb"]
+    for row in rows.values():
+        row["ratio_to_full"] = round(row["peak_memory_mb"] / full, 3)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "memory.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

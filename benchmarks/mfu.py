@@ -1,0 +1,114 @@
+"""Hardware ceiling: the machine's fp32 matmul peak on MiniLM's shapes, and ftlab's MFU against it.
+
+    python benchmarks/mfu.py [--n-train 1024]
+
+MFU = 6 × non-embedding parameters × real (unpadded) tokens per second / measured matmul peak.
+A torch.profiler table of a few training steps goes to results/mfu_profile.txt: where the time
+that is not matmul goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from throughput import BATCH, RESULTS, load
+
+# (tokens in a batch, in, out) of MiniLM's linear layers: hidden 384, FFN 1536, at batch 32 × ~16 tokens
+SHAPES = [(512, 384, 384), (512, 384, 1536), (512, 1536, 384), (2048, 384, 1536), (2048, 1536, 384)]
+
+
+def matmul_peak(repeats: int = 50) -> dict[str, float]:
+    """Best GFLOP/s of torch.mm per shape (fp32), after warm-up."""
+    out = {}
+    for m, k, n in SHAPES:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        for _ in range(5):
+            a @ b
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+        out[f"{m}x{k}x{n}"] = 2 * m * k * n / best / 1e9
+    return out
+
+
+def train_flops(n_train: int) -> dict:
+    """Full fine-tuning with ftlab (no evaluation during training) and its achieved GFLOP/s."""
+    from ftlab.config import load_config
+    from ftlab.modeling import build_model, load_tokenizer, model_parts
+    from ftlab.train import train
+
+    train_df, val = load(n_train)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        train_df.to_csv(tmp / "train.csv", index=False)
+        val.to_csv(tmp / "val.csv", index=False)
+        cfg = load_config(None, {
+            "data.source": {"train": str(tmp / "train.csv"), "validation": str(tmp / "val.csv"), "test": str(tmp / "val.csv")},
+            "data.text_column": "sentence", "data.prepared_dir": str(tmp / "data"), "train.epochs": 1,
+            "train.eval_steps": 10**6, "train.batch_size": BATCH, "train.output_dir": str(tmp / "runs"),
+        })
+        metrics = train(cfg, "full", tmp / "runs/full")
+    tok = load_tokenizer(cfg.model)
+    tokens = sum(len(ids) for ids in tok(list(train_df["sentence"]), truncation=True, max_length=128)["input_ids"])
+    parts = model_parts(build_model(cfg.model, ["0", "1"]))
+    params = sum(p.numel() for layer in parts.layers for _, p in layer) + sum(p.numel() for _, p in parts.head)
+    seconds = metrics["train_seconds"]
+    return {"tokens": tokens, "train_seconds": seconds, "non_embedding_params": params,
+            "tokens_per_second": tokens / seconds, "train_gflops": 6 * params * tokens / seconds / 1e9,
+            "samples_per_second": metrics["train_samples_per_second"]}
+
+
+def profile(n_steps: int = 8) -> str:
+    """torch.profiler table of full fine-tuning steps on real length-sorted SST-2 batches."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from transformers import DataCollatorWithPadding
+
+    from ftlab.config import load_config
+    from ftlab.modeling import build_model, load_tokenizer
+
+    cfg = load_config()
+    tok = load_tokenizer(cfg.model)
+    model = build_model(cfg.model, ["0", "1"]).train()
+    optim = torch.optim.AdamW(model.parameters(), lr=5e-5)
+    df, _ = load(BATCH * n_steps)
+    collate = DataCollatorWithPadding(tok)
+    texts, labels = list(df["sentence"]), list(df["label"])
+    batches = [collate([{**tok(t, truncation=True, max_length=128), "labels": y}
+                        for t, y in zip(texts[i : i + BATCH], labels[i : i + BATCH])])
+               for i in range(0, len(texts), BATCH)]
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for batch in batches:
+            loss = model(**batch).loss
+            loss.backward()
+            optim.step()
+            optim.zero_grad()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n-train", type=int, default=1024)
+    args = parser.parse_args()
+    peaks = matmul_peak()
+    run = train_flops(args.n_train)
+    peak = max(peaks.values())
+    out = {"matmul_peak_gflops": round(peak, 2), "train_gflops": round(run["train_gflops"], 2),
+           "mfu": round(run["train_gflops"] / peak, 4), "matmul_gflops_by_shape": {k: round(v, 2) for k, v in peaks.items()},
+           **{k: round(v, 3) if isinstance(v, float) else v for k, v in run.items()},
+           "threads": torch.get_num_threads(), "n_train": args.n_train}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "mfu.json").write_text(json.dumps(out, indent=2) + "\n")
+    (RESULTS / "mfu_profile.txt").write_text(profile())
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Orchestration overhead: the default pipeline's wall time split into training and everything else.
+
+    python benchmarks/overhead.py [--keep-report docs/example]
+
+In a fresh clone of this repository (committed state): `dvc repro` on the default params (MiniLM,
+demo data), then a second, no-op `dvc repro`; then, in a second fresh clone, the Prefect flow
+(`ftlab pipeline`). Training time is the sum of the runs' `train_seconds`; everything else
+(process start-up, imports, model loads, data preparation, validation, test evaluation, checks,
+report, DVC hashing, the Prefect server) is overhead. `--keep-report` copies the report of the DVC
+run, as an example.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+
+
+def timed(cmd: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True)
+    return time.perf_counter() - start
+
+
+def training_seconds(project: Path) -> float:
+    return sum(json.loads(p.read_text())["train_seconds"] for p in (project / "runs").glob("*/metrics.json"))
+
+
+def fresh_clone(where: Path) -> Path:
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(where)], check=True)
+    return where
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep-report", type=Path, help="copy the DVC run's reports/ here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        dvc_project = fresh_clone(Path(tmp) / "dvc")
+        total = timed(["dvc", "repro"], dvc_project)
+        training = training_seconds(dvc_project)
+        noop = timed(["dvc", "repro"], dvc_project)
+        if args.keep_report:
+            shutil.rmtree(args.keep_report, ignore_errors=True)
+            shutil.copytree(dvc_project / "reports", args.keep_report,
+                            ignore=shutil.ignore_patterns("data_docs", "drift.html"))
+        prefect_project = fresh_clone(Path(tmp) / "prefect")
+        prefect_total = timed(["ftlab", "pipeline", "--params", "params.yaml"], prefect_project)
+        prefect_training = training_seconds(prefect_project)
+    out = {
+        "total_seconds": round(total, 1),
+        "training_seconds": round(training, 1),
+        "overhead_fraction": round((total - training) / total, 4),
+        "noop_repro_seconds": round(noop, 2),
+        "prefect_total_seconds": round(prefect_total, 1),
+        "prefect_training_seconds": round(prefect_training, 1),
+        "prefect_overhead_fraction": round((prefect_total - prefect_training) / prefect_total, 4),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "overhead.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
