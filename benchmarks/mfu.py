@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-from throughput import BATCH, RESULTS, load
+from throughput import BATCH, RESULTS, load, train_ftlab
 
 # (tokens in a batch, in, out) of MiniLM's linear layers: hidden 384, FFN 1536, at batch 32 × ~16 tokens
 SHAPES = [(512, 384, 384), (512, 384, 1536), (512, 1536, 384), (2048, 384, 1536), (2048, 1536, 384)]
@@ -43,19 +41,10 @@ def train_flops(n_train: int) -> dict:
     """Full fine-tuning with ftlab (no evaluation during training) and its achieved GFLOP/s."""
     from ftlab.config import load_config
     from ftlab.modeling import build_model, load_tokenizer, model_parts
-    from ftlab.train import train
 
-    train_df, val = load(n_train)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        train_df.to_csv(tmp / "train.csv", index=False)
-        val.to_csv(tmp / "val.csv", index=False)
-        cfg = load_config(None, {
-            "data.source": {"train": str(tmp / "train.csv"), "validation": str(tmp / "val.csv"), "test": str(tmp / "val.csv")},
-            "data.text_column": "sentence", "data.prepared_dir": str(tmp / "data"), "train.epochs": 1,
-            "train.eval_steps": 10**6, "train.batch_size": BATCH, "train.output_dir": str(tmp / "runs"),
-        })
-        metrics = train(cfg, "full", tmp / "runs/full")
+    metrics = train_ftlab(n_train)
+    train_df, _ = load(n_train)
+    cfg = load_config()
     tok = load_tokenizer(cfg.model)
     tokens = sum(len(ids) for ids in tok(list(train_df["sentence"]), truncation=True, max_length=128)["input_ids"])
     parts = model_parts(build_model(cfg.model, ["0", "1"]))

@@ -72,7 +72,8 @@ def run_baseline(variant: str, n_train: int) -> dict:
     return {"samples_per_second": n_train / seconds, "accuracy": accuracy, "seconds": seconds}
 
 
-def run_ftlab(n_train: int) -> dict:
+def train_ftlab(n_train: int) -> dict:
+    """ftlab's full fine-tuning, one epoch, no evaluation during training; its metrics.json."""
     from ftlab.config import load_config
     from ftlab.train import train as ftlab_train
 
@@ -87,7 +88,11 @@ def run_ftlab(n_train: int) -> dict:
             "train.epochs": 1, "train.eval_steps": 10**6, "train.batch_size": BATCH, "train.output_dir": str(tmp / "runs"),
             "method_params.full.lr": 5e-5,
         })
-        metrics = ftlab_train(cfg, "full", tmp / "runs/full")
+        return ftlab_train(cfg, "full", tmp / "runs/full")
+
+
+def run_ftlab(n_train: int) -> dict:
+    metrics = train_ftlab(n_train)
     return {"samples_per_second": metrics["train_samples_per_second"], "accuracy": metrics["accuracy"],
             "seconds": metrics["train_seconds"]}
 
