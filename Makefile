@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	ftlab train
+	dvc repro
 
 test: install
 	$(PY) -m pytest -q

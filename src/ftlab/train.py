@@ -119,9 +119,38 @@ def _history(log_history: list[dict]) -> list[dict]:
     return [by_step[s] for s in sorted(by_step)]
 
 
+def _training_args(cfg: Config, params: Any, output_dir: Path):
+    from transformers import TrainingArguments
+
+    cuda = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=cfg.train.batch_size,
+        per_device_eval_batch_size=cfg.train.eval_batch_size,
+        num_train_epochs=params.epochs or cfg.train.epochs,
+        max_steps=cfg.train.max_steps,
+        learning_rate=params.lr,  # the schedule's reference; each param group keeps its own lr
+        lr_scheduler_type="linear",
+        warmup_steps=cfg.train.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        eval_strategy="steps",
+        eval_steps=cfg.train.eval_steps,
+        logging_steps=cfg.train.logging_steps,
+        save_strategy="no",  # the best weights are kept in memory by BestState
+        report_to=[],  # TensorBoard is attached explicitly, with the run's own log dir
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        train_sampling_strategy="group_by_length",
+        use_cpu=not cuda,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        label_names=["labels"],
+    )
+
+
 def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = None) -> dict:
     """Fine-tune ``method_name`` on the prepared data and write the run directory ``out_dir``."""
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers import DataCollatorWithPadding, Trainer, set_seed
+    from transformers.integrations import TensorBoardCallback
 
     method = get_method(method_name)
     params = cfg.params_for(method_name)
@@ -138,80 +167,52 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
     trainable, total = count_parameters(model)
     log.info("%s: training %s of %s parameters (%.3f%%)", method_name, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     groups = method.param_groups(model, params, cfg.train.weight_decay)
-    optimizer = torch.optim.AdamW(groups, lr=params.lr)
 
-    cuda = torch.cuda.is_available()
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
-        os.environ["TENSORBOARD_LOGGING_DIR"] = str(tmp / "tensorboard")
-        args = TrainingArguments(
-            output_dir=str(tmp / "trainer"),
-            per_device_train_batch_size=cfg.train.batch_size,
-            per_device_eval_batch_size=cfg.train.eval_batch_size,
-            num_train_epochs=params.epochs or cfg.train.epochs,
-            max_steps=cfg.train.max_steps,
-            learning_rate=params.lr,
-            lr_scheduler_type="linear",
-            warmup_steps=cfg.train.warmup_ratio,
-            eval_strategy="steps",
-            eval_steps=cfg.train.eval_steps,
-            logging_steps=cfg.train.logging_steps,
-            save_strategy="no",
-            report_to=["tensorboard"],
-            seed=cfg.seed,
-            data_seed=cfg.seed,
-            train_sampling_strategy="group_by_length",
-            use_cpu=not cuda,
-            bf16=cuda and torch.cuda.is_bf16_supported(),
-            label_names=["labels"],
-            dataloader_num_workers=0,
-        )
+    with atomic_dir(Path(out_dir)) as tmp:
         best = _best_state_callback(cfg.train.metric_for_best, cfg.train.early_stopping_patience)
         trainer = Trainer(
             model=model,
-            args=args,
+            args=_training_args(cfg, params, tmp / "trainer"),
             train_dataset=ds["train"],
             eval_dataset={"train": train_eval, "validation": ds["validation"]},
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
             compute_metrics=lambda p: classification_metrics(p.label_ids, p.predictions.argmax(-1)),
-            optimizers=(optimizer, None),
-            callbacks=[best],
+            optimizers=(torch.optim.AdamW(groups, lr=params.lr), None),
+            callbacks=[best, TensorBoardCallback(SummaryWriter(str(tmp / "tensorboard")))],
         )
         with PeakMemory() as memory:
             start = time.perf_counter()
             trainer.train()
             train_seconds = time.perf_counter() - start
-        history = _history(trainer.state.log_history)
-        eval_seconds = sum(
-            e[k] for e in trainer.state.log_history for k in e if k.startswith("eval_") and k.endswith("_runtime")
-        )
-        samples_seen = trainer.state.global_step * cfg.train.batch_size
-        samples_seen = min(samples_seen, int(len(ds["train"]) * trainer.state.epoch + 0.5))
+        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+        state = trainer.state
+        eval_seconds = sum(v for e in state.log_history for k, v in e.items() if k.startswith("eval_") and k.endswith("_runtime"))
+        samples_seen = min(state.global_step * cfg.train.batch_size, round(len(ds["train"]) * state.epoch))
 
         start = time.perf_counter()
         probs = predict(model, ds["test"], trainer.data_collator, cfg.train.eval_batch_size)
         eval_latency = (time.perf_counter() - start) / len(ds["test"])
-        y_true, y_pred = splits["test"]["label"].to_numpy(), probs.argmax(-1)
         train_probs = predict(model, train_eval, trainer.data_collator, cfg.train.eval_batch_size)
-        train_rows = splits["train"].iloc[train_eval_rows]
+        y_true = splits["test"]["label"].to_numpy()
 
-        save_weights(trainer.model, tmp / "model", method.saves_adapter)
+        save_weights(model, tmp / "model", method.saves_adapter)
         tokenizer.save_pretrained(str(tmp / "model"))
         metrics = {
             "method": method_name,
-            **classification_metrics(y_true, y_pred, labels=labels),
+            **classification_metrics(y_true, probs.argmax(-1), labels=labels),
             "test_loss": float(-np.log(probs[np.arange(len(y_true)), y_true] + 1e-12).mean()),
             "trainable_params": trainable,
             "total_params": total,
             "trainable_percent": round(100 * trainable / total, 4),
             "best_step": best.best_step,
-            "steps": trainer.state.global_step,
-            "epochs": round(trainer.state.epoch or 0.0, 4),
+            "steps": state.global_step,
+            "epochs": round(state.epoch or 0.0, 4),
             "n_train": len(ds["train"]),
             "n_validation": len(ds["validation"]),
             "n_test": len(ds["test"]),
             "seed": cfg.seed,
+            # cost: wall time includes the periodic evaluations; samples/s excludes them
             "train_seconds": round(train_seconds, 3),
             "eval_seconds_in_training": round(eval_seconds, 3),
             "train_samples_per_second": round(samples_seen / max(train_seconds - eval_seconds, 1e-9), 3),
@@ -219,16 +220,18 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
             "peak_memory_mb": round(memory.peak_mb, 1),
             "memory_kind": memory.kind,
             "artifact_bytes": dir_bytes(tmp / "model"),
-            "device": "cuda" if cuda else "cpu",
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
             "threads": torch.get_num_threads(),
         }
         _predictions(splits["test"], probs, labels).to_parquet(tmp / "predictions.parquet", index=False)
+        train_rows = splits["train"].iloc[train_eval_rows]
         _predictions(train_rows, train_probs, labels).to_parquet(tmp / "train_predictions.parquet", index=False)
         write_json(tmp / "metrics.json", metrics)
-        write_json(tmp / "history.json", history)
+        write_json(tmp / "history.json", _history(state.log_history))
         write_json(tmp / "labels.json", labels)
-        write_json(tmp / "param_groups.json", [{"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups])
+        write_json(tmp / "param_groups.json", [
+            {"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups
+        ])
         write_text(tmp / "config.yaml", dump_config(cfg))
-        shutil.rmtree(tmp / "trainer", ignore_errors=True)
     log.info("%s: accuracy %.4f, macro-F1 %.4f in %.1fs -> %s", method_name, metrics["accuracy"], metrics["macro_f1"], train_seconds, out_dir)
     return metrics
