@@ -137,3 +137,35 @@ def test_failed_run_leaves_an_earlier_result_untouched(make_config, tmp_path):
         train(make_config(method_params__freeze={"k": 9}), "freeze", run)
     assert (run / "metrics.json").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_diverging_loss_stops_with_step_and_method(make_config, tmp_path, tiny_model):
+    """A checkpoint with a NaN weight: the run stops at the first logged step, naming the method."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from ftlab.callbacks import TrainingDiverged
+
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_model, broken)
+    weights = load_file(broken / "model.safetensors")
+    key = next(k for k in weights if k.endswith("position_embeddings.weight"))
+    weights[key][0] = float("nan")
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    cfg = make_config(model__name=str(broken), train__logging_steps=1)
+    with pytest.raises(TrainingDiverged, match=r"full: training loss became nan by step 1;"):
+        train(cfg, "full", tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_unusable_model_paths_are_named(make_config, tmp_path, pooling):
+    with pytest.raises(ValueError, match="model.name ./no/such/model.: cannot load a model config"):
+        train(make_config(model__name="/no/such/model", model__pooling=pooling), "full", tmp_path / "a")
+    from transformers import ViTConfig
+
+    vit = tmp_path / "vit"
+    ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64).save_pretrained(vit)
+    with pytest.raises(ValueError, match="'vit' model is not a text model"):
+        train(make_config(model__name=str(vit), model__pooling=pooling), "full", tmp_path / "b")

@@ -34,12 +34,27 @@ def resolve_model_name(name: str) -> str:
     return name
 
 
+def _load(what: str, loader: Any, cfg: ModelConfig, **kwargs: Any) -> Any:
+    """``loader.from_pretrained`` with errors that name ``model.name`` and the fix."""
+    try:
+        return loader.from_pretrained(resolve_model_name(cfg.name), trust_remote_code=cfg.trust_remote_code, **kwargs)
+    except OSError as e:  # also a missing path or an unreachable hub
+        raise ValueError(f"model.name {cfg.name!r}: cannot load a {what} from it ({e})") from e
+    except ValueError as e:
+        if "trust_remote_code" in str(e):
+            raise ValueError(
+                f"model.name {cfg.name!r} needs custom code; set model.trust_remote_code: true "
+                "only if you trust its source"
+            ) from e
+        if "Repo id" in str(e):  # a local path that does not exist reads as a bad hub name
+            raise ValueError(f"model.name {cfg.name!r}: cannot load a {what} from it: no such directory") from e
+        raise
+
+
 def load_tokenizer(cfg: ModelConfig):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(
-        resolve_model_name(cfg.name), trust_remote_code=cfg.trust_remote_code
-    )
+    tok = _load("tokenizer", AutoTokenizer, cfg)
     if tok.pad_token is None:  # GPT-2 and LLaMA-style tokenizers have none
         tok.pad_token = tok.eos_token
     return tok
@@ -100,28 +115,23 @@ def build_model(cfg: ModelConfig, labels: list[str]) -> nn.Module:
     """A fresh classifier over the pretrained encoder, head randomly initialised (seed first)."""
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
-    name = resolve_model_name(cfg.name)
     id2label = dict(enumerate(labels))
-    common = {"trust_remote_code": cfg.trust_remote_code}
-    try:
-        config = AutoConfig.from_pretrained(name, **common)
-    except OSError as e:
-        raise ValueError(f"model.name {cfg.name!r}: cannot load a model config from it ({e})") from e
-    except ValueError as e:
-        if "trust_remote_code" in str(e):
-            raise ValueError(
-                f"model.name {cfg.name!r} needs custom code; set model.trust_remote_code: true "
-                "only if you trust its source"
-            ) from e
-        raise
+    config = _load("model config", AutoConfig, cfg)
+    if not hasattr(config, "vocab_size") or not hasattr(config, "hidden_size"):
+        raise ValueError(f"model.name {cfg.name!r}: a {config.model_type!r} model is not a text model to classify with")
     if cfg.pooling == "mean":
-        encoder = AutoModel.from_pretrained(name, **common)
+        encoder = _load("model", AutoModel, cfg)
         model: nn.Module = MeanPoolClassifier(encoder, len(labels), cfg.dropout)
     else:
         if hasattr(config, "classifier_dropout"):
             config.classifier_dropout = cfg.dropout
         config.num_labels = len(labels)
-        model = AutoModelForSequenceClassification.from_pretrained(name, config=config, **common)
+        try:
+            model = _load("model", AutoModelForSequenceClassification, cfg, config=config)
+        except ValueError as e:
+            raise ValueError(
+                f"model.name {cfg.name!r} has no sequence-classification head ({e}); try model.pooling: mean"
+            ) from e
     model.config.num_labels = len(labels)
     model.config.id2label = id2label
     model.config.label2id = {v: k for k, v in id2label.items()}

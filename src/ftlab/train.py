@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ftlab.callbacks import BestState, FiniteLoss
 from ftlab.config import Config, dump_config
 from ftlab.data import load_prepared
 from ftlab.io import atomic_dir, write_json, write_text
@@ -56,47 +57,6 @@ def predict(model: nn.Module, dataset: Any, collator: Any, batch_size: int) -> n
     out = np.empty((len(order), probs[0].shape[1]), dtype=np.float32)
     out[order] = np.concatenate(probs)
     return out
-
-
-def _best_state_callback(metric: str, patience: int):
-    from transformers import TrainerCallback
-
-    class BestState(TrainerCallback):
-        """Early stopping that keeps the best trainable weights in memory and restores them.
-
-        The Trainer's own ``load_best_model_at_end`` reloads checkpoints from disk and breaks for
-        peft prompt methods (peft issue 2256); holding a copy of the trainable tensors works for
-        every method, and costs no checkpoint writes.
-        """
-
-        def __init__(self) -> None:
-            self.best: float | None = None
-            self.best_step = 0
-            self.state: dict[str, torch.Tensor] = {}
-            self.bad_evals = 0
-
-        def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-            key = f"eval_validation_{metric}"
-            if not metrics or key not in metrics:
-                return  # the train-subset evaluation of the same step
-            value = metrics[key] if metric != "loss" else -metrics[key]
-            if self.best is None or value > self.best:
-                self.best, self.best_step, self.bad_evals = value, state.global_step, 0
-                self.state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-            else:
-                self.bad_evals += 1
-                if patience and self.bad_evals >= patience:
-                    log.info("early stopping at step %d (best step %d)", state.global_step, self.best_step)
-                    control.should_training_stop = True
-
-        def on_train_end(self, args, state, control, model=None, **kwargs):
-            if self.state:
-                params = dict(model.named_parameters())
-                with torch.no_grad():
-                    for name, tensor in self.state.items():
-                        params[name].copy_(tensor)
-
-    return BestState()
 
 
 def _predictions(rows: pd.DataFrame, probs: np.ndarray, labels: list[str]) -> pd.DataFrame:
@@ -143,6 +103,7 @@ def _training_args(cfg: Config, params: Any, output_dir: Path):
         use_cpu=not cuda,
         bf16=cuda and torch.cuda.is_bf16_supported(),
         label_names=["labels"],
+        logging_nan_inf_filter=False,  # a NaN loss must reach FiniteLoss, not be averaged away
     )
 
 
@@ -156,20 +117,19 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
     params = cfg.params_for(method_name)
     torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
     splits, labels = load_prepared(cfg, data_dir)
+    set_seed(cfg.seed)
+    model = method.prepare(build_model(cfg.model, labels), params)
     tokenizer = load_tokenizer(cfg.model)
     ds = {name: tokenize(df, tokenizer, cfg.model.max_length) for name, df in splits.items()}
     n_train_eval = min(cfg.train.train_eval_samples, len(ds["train"]))
     train_eval_rows = np.random.default_rng(cfg.seed).permutation(len(ds["train"]))[:n_train_eval]
     train_eval = ds["train"].select(train_eval_rows)
-
-    set_seed(cfg.seed)
-    model = method.prepare(build_model(cfg.model, labels), params)
     trainable, total = count_parameters(model)
     log.info("%s: training %s of %s parameters (%.3f%%)", method_name, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     groups = method.param_groups(model, params, cfg.train.weight_decay)
 
     with atomic_dir(Path(out_dir)) as tmp:
-        best = _best_state_callback(cfg.train.metric_for_best, cfg.train.early_stopping_patience)
+        best = BestState(cfg.train.metric_for_best, cfg.train.early_stopping_patience)
         trainer = Trainer(
             model=model,
             args=_training_args(cfg, params, tmp / "trainer"),
@@ -179,11 +139,17 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
             processing_class=tokenizer,
             compute_metrics=lambda p: classification_metrics(p.label_ids, p.predictions.argmax(-1)),
             optimizers=(torch.optim.AdamW(groups, lr=params.lr), None),
-            callbacks=[best, TensorBoardCallback(SummaryWriter(str(tmp / "tensorboard")))],
+            callbacks=[best, FiniteLoss(method_name), TensorBoardCallback(SummaryWriter(str(tmp / "tensorboard")))],
         )
         with PeakMemory() as memory:
             start = time.perf_counter()
-            trainer.train()
+            try:
+                trainer.train()
+            except (torch.OutOfMemoryError, MemoryError) as e:
+                raise MemoryError(
+                    f"{method_name}: out of memory at batch size {cfg.train.batch_size}, max length "
+                    f"{cfg.model.max_length}; lower train.batch_size or model.max_length"
+                ) from e
             train_seconds = time.perf_counter() - start
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
         state = trainer.state
