@@ -53,11 +53,11 @@ def _finished(cfg: Config, method: str) -> bool:
 
 @task(name="train")
 def train(params: str, method: str, threads: int) -> dict:
-    cfg = _config(params)
+    cfg = stages.with_threads(_config(params), threads)
     if _finished(cfg, method):
         get_run_logger().info("%s: finished run found in %s, skipping", method, stages.run_dir(cfg, method))
         return json.loads((stages.run_dir(cfg, method) / "metrics.json").read_text())
-    return stages.train(cfg, method, threads=threads)
+    return stages.train(cfg, method)
 
 
 @task(name="check")

@@ -134,3 +134,8 @@ def test_prefect_flow_run_leaves_dvc_status_clean(tmp_path, tiny_model):
     status = sh("dvc", "status", cwd=repo).stdout
     assert "up to date" in status, status
     assert ran_stages(sh("dvc", "repro", cwd=repo).stdout) == set()
+    # a re-run (after a failure, say) skips methods whose run is complete for the same config
+    finished = {m: (repo / f"runs/{m}/metrics.json").stat().st_mtime_ns for m in METHODS}
+    out = sh(sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml", cwd=repo)
+    assert {m: (repo / f"runs/{m}/metrics.json").stat().st_mtime_ns for m in METHODS} == finished
+    assert "finished run found" in out.stdout + out.stderr

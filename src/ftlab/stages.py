@@ -47,12 +47,15 @@ def validate(cfg: Config) -> dict:
     return result
 
 
-def train(cfg: Config, method: str, threads: int | None = None, out: Path | None = None) -> dict:
-    """Fine-tune one method on the prepared data; ``threads`` overrides train.threads."""
+def with_threads(cfg: Config, threads: int) -> Config:
+    """``cfg`` with train.threads set, for runs that share the cores with concurrent runs."""
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": threads})})
+
+
+def train(cfg: Config, method: str, out: Path | None = None) -> dict:
+    """Fine-tune one method on the prepared data."""
     from ftlab.train import train as run_train
 
-    if threads is not None:
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": threads})})
     return run_train(cfg, method, out or run_dir(cfg, method), data_dir=cfg.data.prepared_dir)
 
 
