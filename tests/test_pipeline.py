@@ -47,7 +47,8 @@ def make_repo(path: Path, params: dict) -> Path:
     sh("git", "config", "user.email", "t@example.com", cwd=path)
     sh("git", "config", "user.name", "t", cwd=path)
     sh("dvc", "init", "-q", cwd=path)
-    sh("dvc", "config", "core.autostage", "true", cwd=path)
+    shutil.copy(ROOT / ".dvc/config", path / ".dvc/config")  # autostage, offline plots template, remote
+    shutil.copytree(ROOT / ".dvc/plots", path / ".dvc/plots")
     sh("git", "add", "-A", cwd=path)
     sh("git", "commit", "-qm", "init", cwd=path)
     return path
@@ -93,6 +94,10 @@ def test_metrics_and_plots_render(repo):
     assert all(f"runs/{m}/metrics.json" in metrics for m in METHODS)
     out = sh("dvc", "plots", "show", "--json", cwd=repo).stdout
     assert all(f"runs/{m}/history.json" in out for m in METHODS)
+    sh("dvc", "plots", "show", "-o", "plots_html", cwd=repo)
+    page = (repo / "plots_html/index.html").read_text()
+    assert "vegaEmbed(" in page and "validation_curves.png" in page
+    assert "<script src=" not in page and 'href="http' not in page  # renders offline
 
 
 def test_one_method_param_change_reruns_only_that_method(repo):
