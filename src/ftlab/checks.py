@@ -121,7 +121,7 @@ def drift_report(run_dir: Path) -> tuple[Any, dict]:
 
     run_dir = Path(run_dir)
     labels = json.loads((run_dir / "labels.json").read_text(encoding="utf-8"))
-    tokenizer = AutoTokenizer.from_pretrained(str(run_dir / "model"))
+    tokenizer = AutoTokenizer.from_pretrained(str(run_dir / "tokenizer"))
     # Class names, not ids, in the report; Evidently 0.7.23 fails on a binary task whose ids are
     # mapped to names through ``labels=`` (KeyError on pos_label 1), so the columns hold the names.
     task = (BinaryClassification(target="label", prediction_labels="prediction", pos_label=labels[1])

@@ -39,9 +39,7 @@ def merge_adapter(run_dir: Path, out_dir: Path) -> Path:
     merged = model.merge_and_unload()
     with atomic_dir(Path(out_dir)) as tmp:
         save_weights(merged, tmp, saves_adapter=False)
-        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-            if (Path(run_dir) / "model" / name).is_file():
-                shutil.copy(Path(run_dir) / "model" / name, tmp / name)
+        shutil.copytree(Path(run_dir) / "tokenizer", tmp / "tokenizer")
         (tmp / "labels.json").write_text(json.dumps(labels))
         write_text(tmp / "config.yaml", dump_config(cfg))
     return Path(out_dir)

@@ -4,7 +4,8 @@ A run directory holds: ``model/`` (safetensors: the whole classifier, or only ad
 peft methods), ``metrics.json`` (test quality and cost), ``history.json`` (train/validation loss
 and accuracy at every evaluation), ``predictions.parquet`` (test set) and
 ``train_predictions.parquet`` (the train subset scored at each evaluation, for drift and
-overfitting checks), ``config.yaml`` (the resolved config), ``labels.json`` and ``tensorboard/`` logs. It appears whole or not at all.
+overfitting checks), ``config.yaml`` (the resolved config), ``labels.json``, ``tokenizer/`` and
+``tensorboard/`` logs. It appears whole or not at all.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
         y_true = splits["test"]["label"].to_numpy()
 
         save_weights(model, tmp / "model", method.saves_adapter)
-        tokenizer.save_pretrained(str(tmp / "model"))
+        tokenizer.save_pretrained(str(tmp / "tokenizer"))
         metrics = {
             "method": method_name,
             **classification_metrics(y_true, probs.argmax(-1), labels=labels),
@@ -185,7 +186,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
             "eval_latency_ms_per_sample": round(1000 * eval_latency, 4),
             "peak_memory_mb": round(memory.peak_mb, 1),
             "memory_kind": memory.kind,
-            "artifact_bytes": dir_bytes(tmp / "model"),
+            "artifact_bytes": dir_bytes(tmp / "model"),  # the weights a user deploys
             "device": "cuda" if torch.cuda.is_available() else "cpu",
             "threads": torch.get_num_threads(),
         }
