@@ -67,6 +67,7 @@ def make_config(tmp_path, tiny_model, toy_csv):
             "train.max_steps": 20,
             "train.train_eval_samples": 64,
             "train.output_dir": str(tmp_path / "runs"),
+            "train.checkpoint_dir": str(tmp_path / "checkpoints"),
             "train.threads": 1,
         }
         values.update({k.replace("__", "."): v for k, v in overrides.items()})

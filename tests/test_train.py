@@ -146,7 +146,7 @@ def test_diverging_loss_stops_with_step_and_method(make_config, tmp_path, tiny_m
 
     from safetensors.torch import load_file, save_file
 
-    from ftlab.callbacks import TrainingDiverged
+    from ftlab.trainer import TrainingDiverged
 
     broken = tmp_path / "broken-model"
     shutil.copytree(tiny_model, broken)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -20,6 +22,8 @@ SET = typer.Option(None, "--set", "-S", help="override one value, e.g. -S method
 
 @app.callback()
 def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
+    # SIGTERM (a scheduler stopping the job) unwinds like Ctrl-C: temporary outputs are removed
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
@@ -125,7 +129,6 @@ def compare(params: Optional[Path] = PARAMS, set_: Optional[list[str]] = SET) ->
 def pipeline(params: Path = typer.Option(Path("params.yaml"), "--params", "-p", help="params file")) -> None:
     """Run the whole pipeline as the Prefect flow `finetune_pipeline` (same stages as dvc.yaml)."""
     import os
-    import sys
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "flows"))

@@ -95,6 +95,9 @@ class TrainConfig(Strict):
     train_eval_samples: int = Field(512, ge=1)  # train subset scored at each eval: gap and drift
     threads: PositiveInt | None = None  # torch threads; None: all cores
     output_dir: Path = Path("runs")
+    # checkpoints of unfinished runs (every eval_steps), resumed by the next run with the same
+    # config and removed when the run finishes; null disables checkpointing
+    checkpoint_dir: Path | None = Path(".checkpoints")
 
 
 class ValidationConfig(Strict):

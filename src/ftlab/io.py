@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 
 @contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
@@ -20,6 +22,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(target)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -33,6 +36,14 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         target.rename(old)
     tmp.rename(target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_orphans(target: Path) -> None:
+    """Delete temporary siblings left by processes that were killed (SIGKILL skips all cleanup)."""
+    for path in target.parent.glob(f".{target.name}.*-*"):
+        kind, _, pid = path.name.rpartition("-")
+        if kind.endswith((".tmp", ".old")) and pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def write_text(path: Path, text: str) -> None:

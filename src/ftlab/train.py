@@ -10,6 +10,7 @@ overfitting checks), ``config.yaml`` (the resolved config), ``labels.json``, ``t
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -22,7 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ftlab.callbacks import BestState, FiniteLoss
+from ftlab.trainer import BestState, FiniteLoss, FtlabTrainer
 from ftlab.config import Config, dump_config
 from ftlab.data import load_prepared
 from ftlab.io import atomic_dir, write_json, write_text
@@ -60,6 +61,14 @@ def predict(model: nn.Module, dataset: Any, collator: Any, batch_size: int) -> n
     return out
 
 
+def _last_checkpoint(root: Path | None) -> str | None:
+    """The newest complete checkpoint under ``root`` (BestState's file is written last)."""
+    if root is None or not root.is_dir():
+        return None
+    done = [p for p in root.glob("checkpoint-*") if (p / "best_state.json").is_file()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[1]))) if done else None
+
+
 def _predictions(rows: pd.DataFrame, probs: np.ndarray, labels: list[str]) -> pd.DataFrame:
     out = pd.DataFrame({"text": rows["text"].to_numpy(), "label": rows["label"].to_numpy(), "prediction": probs.argmax(-1)})
     for i, name in enumerate(labels):
@@ -80,7 +89,15 @@ def _history(log_history: list[dict]) -> list[dict]:
     return [by_step[s] for s in sorted(by_step)]
 
 
-def _training_args(cfg: Config, params: Any, output_dir: Path):
+def checkpoint_dir(cfg: Config, method: str) -> Path | None:
+    """Where an unfinished run of exactly this config keeps its checkpoints (None: no checkpoints)."""
+    if cfg.train.checkpoint_dir is None:
+        return None
+    digest = hashlib.sha256(dump_config(cfg).encode()).hexdigest()[:12]
+    return cfg.train.checkpoint_dir / f"{method}-{digest}"
+
+
+def _training_args(cfg: Config, params: Any, output_dir: Path, checkpoints: bool):
     from transformers import TrainingArguments
 
     cuda = torch.cuda.is_available()
@@ -96,7 +113,11 @@ def _training_args(cfg: Config, params: Any, output_dir: Path):
         eval_strategy="steps",
         eval_steps=cfg.train.eval_steps,
         logging_steps=cfg.train.logging_steps,
-        save_strategy="no",  # the best weights are kept in memory by BestState
+        # checkpoints (model, optimizer, scheduler, RNG, BestState) for resuming an interrupted run;
+        # the best weights themselves are kept in memory by BestState
+        save_strategy="steps" if checkpoints else "no",
+        save_steps=cfg.train.eval_steps,
+        save_total_limit=1,
         report_to=[],  # TensorBoard is attached explicitly, with the run's own log dir
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -111,7 +132,7 @@ def _training_args(cfg: Config, params: Any, output_dir: Path):
 def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = None) -> dict:
     """Fine-tune ``method_name`` on the prepared data and write the run directory ``out_dir``."""
     from torch.utils.tensorboard import SummaryWriter
-    from transformers import DataCollatorWithPadding, Trainer, set_seed
+    from transformers import DataCollatorWithPadding, set_seed
     from transformers.integrations import TensorBoardCallback
 
     method = get_method(method_name)
@@ -129,30 +150,36 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
     log.info("%s: training %s of %s parameters (%.3f%%)", method_name, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     groups = method.param_groups(model, params, cfg.train.weight_decay)
 
+    ckpt_root = checkpoint_dir(cfg, method_name)
+    resume = _last_checkpoint(ckpt_root)
+    best = BestState(cfg.train.metric_for_best, cfg.train.early_stopping_patience)
+    if resume:
+        log.info("%s: resuming from %s", method_name, resume)
+        best.load(resume)
     with atomic_dir(Path(out_dir)) as tmp:
-        best = BestState(cfg.train.metric_for_best, cfg.train.early_stopping_patience)
-        trainer = Trainer(
+        work = ckpt_root or tmp / "trainer"
+        trainer = FtlabTrainer(
             model=model,
-            args=_training_args(cfg, params, tmp / "trainer"),
+            args=_training_args(cfg, params, work, checkpoints=ckpt_root is not None),
             train_dataset=ds["train"],
             eval_dataset={"train": train_eval, "validation": ds["validation"]},
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
             compute_metrics=lambda p: classification_metrics(p.label_ids, p.predictions.argmax(-1)),
             optimizers=(torch.optim.AdamW(groups, lr=params.lr), None),
-            callbacks=[best, FiniteLoss(method_name), TensorBoardCallback(SummaryWriter(str(tmp / "tensorboard")))],
+            callbacks=[best, FiniteLoss(method_name), TensorBoardCallback(SummaryWriter(str(work / "tensorboard")))],
         )
         with PeakMemory() as memory:
             start = time.perf_counter()
             try:
-                trainer.train()
+                trainer.train(resume_from_checkpoint=resume)
             except (torch.OutOfMemoryError, MemoryError) as e:
                 raise MemoryError(
                     f"{method_name}: out of memory at batch size {cfg.train.batch_size}, max length "
                     f"{cfg.model.max_length}; lower train.batch_size or model.max_length"
                 ) from e
             train_seconds = time.perf_counter() - start
-        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+        shutil.move(work / "tensorboard", tmp / "tensorboard")
         state = trainer.state
         eval_seconds = sum(v for e in state.log_history for k, v in e.items() if k.startswith("eval_") and k.endswith("_runtime"))
         samples_seen = min(state.global_step * cfg.train.batch_size, round(len(ds["train"]) * state.epoch))
@@ -200,5 +227,6 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
             {"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups
         ])
         write_text(tmp / "config.yaml", dump_config(cfg))
+        shutil.rmtree(work, ignore_errors=True)  # a finished run needs no checkpoints
     log.info("%s: accuracy %.4f, macro-F1 %.4f in %.1fs -> %s", method_name, metrics["accuracy"], metrics["macro_f1"], train_seconds, out_dir)
     return metrics

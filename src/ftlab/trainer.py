@@ -1,14 +1,45 @@
-"""Trainer callbacks: early stopping that restores the best weights, and a divergence guard."""
+"""The Trainer as ftlab uses it: a resumable length-grouped sampler, early stopping that restores
+the best weights, and a divergence guard."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+from pathlib import Path
 
 import torch
-from transformers import TrainerCallback
+from safetensors.torch import load_file, save_file
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 log = logging.getLogger(__name__)
+
+
+class EpochSeededLengthSampler(LengthGroupedSampler):
+    """Length-grouped batches in an order that depends only on (seed, epoch).
+
+    The stock sampler draws from the global RNG when an epoch starts, so a run resumed mid-epoch
+    from a checkpoint would see other batches than the uninterrupted run; seeding per epoch makes
+    the resumed run identical.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:  # the Trainer calls it before every epoch
+        self.generator.manual_seed(self.seed + epoch)
+
+
+class FtlabTrainer(Trainer):
+    """A Trainer whose training order survives an interruption (see EpochSeededLengthSampler)."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        return EpochSeededLengthSampler(self.args.train_batch_size, lengths, self.args.data_seed)
 
 
 class TrainingDiverged(RuntimeError):
@@ -44,6 +75,21 @@ class BestState(TrainerCallback):
         if self.patience and self.bad_evals >= self.patience:
             log.info("early stopping at step %d (best step %d)", state.global_step, self.best_step)
             control.should_training_stop = True
+
+    def on_save(self, args, state, control, **kwargs):
+        """Keep the best weights and the counters with each checkpoint, so a resumed run has them."""
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if self.state:
+            save_file({n: t.contiguous() for n, t in self.state.items()}, str(ckpt / "best_state.safetensors"))
+        meta = {"best": self.best, "best_step": self.best_step, "bad_evals": self.bad_evals}
+        (ckpt / "best_state.json").write_text(json.dumps(meta))
+
+    def load(self, checkpoint: Path) -> None:
+        """Restore what :meth:`on_save` wrote into ``checkpoint``."""
+        meta = json.loads((Path(checkpoint) / "best_state.json").read_text())
+        self.best, self.best_step, self.bad_evals = meta["best"], meta["best_step"], meta["bad_evals"]
+        weights = Path(checkpoint) / "best_state.safetensors"
+        self.state = load_file(str(weights)) if weights.is_file() else {}
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if self.state:

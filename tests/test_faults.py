@@ -1,0 +1,104 @@
+"""Fault injection with real processes and signals: interrupted runs resume and end identically."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ftlab.config import ConfigError, load_config
+from ftlab.train import train
+
+COST = {"train_seconds", "eval_seconds_in_training", "train_samples_per_second",
+        "eval_latency_ms_per_sample", "peak_memory_mb"}
+
+
+def params_file(tmp_path: Path, make_config, **overrides) -> Path:
+    cfg = make_config(train__max_steps=120, train__eval_steps=10, train__early_stopping_patience=0, **overrides)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    return path
+
+
+def start_train(params: Path, method: str, out: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ftlab.cli", "train", "-m", method, "-p", str(params), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(root: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any((p / "best_state.json").is_file() and int(p.name.split("-")[1]) >= step for p in root.glob("*/checkpoint-*")):
+            return
+        assert proc.poll() is None, f"run ended before checkpoint {step}: {proc.stderr.read()[-2000:]}"
+        time.sleep(0.02)
+    raise AssertionError(f"no checkpoint {step} after {timeout}s")
+
+
+def deterministic(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in COST}
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "prompt_tuning"])
+def test_killed_runs_resume_and_finish_like_an_uninterrupted_one(tmp_path, make_config, method):
+    params = params_file(tmp_path, make_config)
+    cfg = load_config(params)
+    reference = train(cfg, method, tmp_path / "reference")
+
+    out = tmp_path / "run"
+    for sig, step in [(signal.SIGTERM, 20), (signal.SIGKILL, 50), (signal.SIGKILL, 90)]:
+        proc = start_train(params, method, out)
+        wait_for_checkpoint(cfg.train.checkpoint_dir, step, proc)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) != 0
+        assert not out.exists()  # nothing half-written where a later stage would read it
+    done = subprocess.run([sys.executable, "-m", "ftlab.cli", "train", "-m", method, "-p", str(params), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming from" in done.stderr
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert deterministic(resumed) == deterministic(reference)
+    assert json.loads((out / "history.json").read_text()) == json.loads((tmp_path / "reference/history.json").read_text())
+    assert not any(cfg.train.checkpoint_dir.iterdir())  # a finished run removes its checkpoints
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no orphaned temporaries
+
+
+def test_sigterm_keeps_the_previous_result_intact(tmp_path, make_config):
+    params = params_file(tmp_path, make_config)
+    out = tmp_path / "run"
+    first = subprocess.run([sys.executable, "-m", "ftlab.cli", "train", "-m", "lora", "-p", str(params), "--out", str(out)],
+                           capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    changed = params.read_text().replace("r: 8", "r: 4")
+    params.write_text(changed)
+    proc = start_train(params, "lora", out)
+    wait_for_checkpoint(load_config(params).train.checkpoint_dir, 20, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_remote_code_is_refused_unless_enabled(tmp_path, make_config, tiny_model):
+    import shutil
+
+    custom = tmp_path / "custom-model"
+    shutil.copytree(tiny_model, custom)
+    config = json.loads((custom / "config.json").read_text())
+    config.update({"model_type": "ftlab-custom", "auto_map": {"AutoConfig": "configuration_custom.CustomConfig"}})
+    (custom / "config.json").write_text(json.dumps(config))
+    (custom / "configuration_custom.py").write_text("raise SystemExit('remote code ran')\n")
+    with pytest.raises(ValueError, match="needs custom code; set model.trust_remote_code: true"):
+        train(make_config(model__name=str(custom)), "full", tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_errors_name_the_field_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="train.learning_rate: unknown key"):
+        load_config(None, {"train.learning_rate": 0.1})
