@@ -75,6 +75,7 @@ def run_baseline(variant: str, n_train: int) -> dict:
 def train_ftlab(n_train: int) -> dict:
     """ftlab's full fine-tuning, one epoch, no evaluation during training; its metrics.json."""
     from ftlab.config import load_config
+    from ftlab.metrics import flat
     from ftlab.train import train as ftlab_train
 
     train, val = load(n_train)
@@ -88,7 +89,7 @@ def train_ftlab(n_train: int) -> dict:
             "train.epochs": 1, "train.eval_steps": 10**6, "train.batch_size": BATCH, "train.output_dir": str(tmp / "runs"),
             "method_params.full.lr": 5e-5,
         })
-        return ftlab_train(cfg, "full", tmp / "runs/full")
+        return flat(ftlab_train(cfg, "full", tmp / "runs/full"))
 
 
 def run_ftlab(n_train: int) -> dict:

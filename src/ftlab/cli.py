@@ -96,9 +96,10 @@ def train(
         if out is not None and method is None:
             raise ConfigError("--out needs --method (one run directory per method)")
         from ftlab import stages
+        from ftlab.metrics import flat
 
         for name in [method] if method else cfg.methods:
-            metrics = stages.train(cfg, name, out=out)
+            metrics = flat(stages.train(cfg, name, out=out))
             console.print(
                 f"[green]{name}[/]: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
                 f"{metrics['trainable_percent']:.3g}% trainable, {metrics['train_seconds']:.1f}s"

@@ -29,6 +29,11 @@ def classification_metrics(y_true, y_pred, labels: list[str] | None = None) -> d
     return out
 
 
+def flat(metrics: dict) -> dict:
+    """A run's metrics with the measured ``cost`` fields lifted to the top level."""
+    return {**{k: v for k, v in metrics.items() if k != "cost"}, **metrics.get("cost", {})}
+
+
 class PeakMemory:
     """Peak memory while the block runs: allocated on GPU, else the process RSS (sampled every 20 ms).
 

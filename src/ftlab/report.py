@@ -31,6 +31,7 @@ from typing import Any
 
 from ftlab.config import ReportConfig
 from ftlab.io import write_json, write_text
+from ftlab.metrics import flat
 
 ROW_KEYS = ("method", "accuracy", "macro_f1", "trainable_params", "total_params", "trainable_percent",
             "train_seconds", "train_samples_per_second", "peak_memory_mb", "artifact_bytes",
@@ -61,7 +62,7 @@ def _load(run_dirs: list[Path], checks_dirs: list[Path | None]) -> tuple[list[di
         for name in ("metrics.json", "history.json"):
             if not (run_dir / name).is_file():
                 raise ValueError(f"run directory {run_dir} has no {name}")
-        metrics = _read_json(run_dir / "metrics.json")
+        metrics = flat(_read_json(run_dir / "metrics.json"))
         missing = [k for k in ROW_KEYS if k not in metrics]
         if missing:
             raise ValueError(f"{run_dir / 'metrics.json'} lacks {missing}")

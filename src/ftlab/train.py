@@ -112,6 +112,7 @@ def _training_args(cfg: Config, params: Any, output_dir: Path, checkpoints: bool
         warmup_steps=cfg.train.warmup_ratio,  # a float below 1 is a ratio of the total steps
         eval_strategy="steps",
         eval_steps=cfg.train.eval_steps,
+        eval_on_start=True,  # step 0: the curves start at the pretrained model, the baseline to beat
         logging_steps=cfg.train.logging_steps,
         # checkpoints (model, optimizer, scheduler, RNG, BestState) for resuming an interrupted run;
         # the best weights themselves are kept in memory by BestState
@@ -206,16 +207,19 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
             "n_validation": len(ds["validation"]),
             "n_test": len(ds["test"]),
             "seed": cfg.seed,
-            # cost: wall time includes the periodic evaluations; samples/s excludes them
-            "train_seconds": round(train_seconds, 3),
-            "eval_seconds_in_training": round(eval_seconds, 3),
-            "train_samples_per_second": round(samples_seen / max(train_seconds - eval_seconds, 1e-9), 3),
-            "eval_latency_ms_per_sample": round(1000 * eval_latency, 4),
-            "peak_memory_mb": round(memory.peak_mb, 1),
-            "memory_kind": memory.kind,
             "artifact_bytes": dir_bytes(tmp / "model"),  # the weights a user deploys
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
-            "threads": torch.get_num_threads(),
+            # measured cost, the only part that differs between two runs of the same config:
+            # wall time includes the periodic evaluations, samples/s excludes them
+            "cost": {
+                "train_seconds": round(train_seconds, 3),
+                "eval_seconds_in_training": round(eval_seconds, 3),
+                "train_samples_per_second": round(samples_seen / max(train_seconds - eval_seconds, 1e-9), 3),
+                "eval_latency_ms_per_sample": round(1000 * eval_latency, 4),
+                "peak_memory_mb": round(memory.peak_mb, 1),
+                "memory_kind": memory.kind,
+                "device": "cuda" if torch.cuda.is_available() else "cpu",
+                "threads": torch.get_num_threads(),
+            },
         }
         _predictions(splits["test"], probs, labels).to_parquet(tmp / "predictions.parquet", index=False)
         train_rows = splits["train"].iloc[train_eval_rows]
