@@ -100,3 +100,32 @@ def test_remote_code_is_refused_unless_enabled(tmp_path, make_config, tiny_model
 def test_config_errors_name_the_field_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="train.learning_rate: unknown key"):
         load_config(None, {"train.learning_rate": 0.1})
+
+
+def test_absurdly_long_texts_are_truncated_with_a_warning(tmp_path, make_config, caplog):
+    import pandas as pd
+
+    from tests.conftest import toy_reviews
+
+    data = toy_reviews(120)
+    data.loc[0, "text"] = "great " * 20_000  # 20,000 words in one review
+    data.to_csv(tmp_path / "long.csv", index=False)
+    cfg = make_config(data__source=str(tmp_path / "long.csv"), train__max_steps=2)
+    with caplog.at_level("WARNING", logger="ftlab.train"):
+        metrics = train(cfg, "lora", tmp_path / "run")
+    assert any("longer than model.max_length=128 were truncated" in r.getMessage() for r in caplog.records)
+    assert metrics["n_train"] + metrics["n_validation"] + metrics["n_test"] == 120
+    assert pd.read_parquet(tmp_path / "run/predictions.parquet")["prediction"].notna().all()
+
+
+def test_no_token_is_ever_logged_or_saved(tmp_path, make_config):
+    token = "hf_ftlabSECRETtoken1234567890"
+    params = params_file(tmp_path, make_config, train__max_steps=4)
+    env = {**__import__("os").environ, "HF_TOKEN": token, "HUGGING_FACE_HUB_TOKEN": token}
+    done = subprocess.run([sys.executable, "-m", "ftlab.cli", "-v", "train", "-m", "lora", "-p", str(params),
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert token not in done.stdout + done.stderr
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path
