@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -18,7 +19,8 @@ from ftlab.train import train
 
 
 def params_file(tmp_path: Path, make_config, **overrides) -> Path:
-    cfg = make_config(train__max_steps=120, train__eval_steps=10, train__early_stopping_patience=0, **overrides)
+    cfg = make_config(**{"train__max_steps": 120, "train__eval_steps": 10, "train__early_stopping_patience": 0,
+                         **overrides})
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     return path
@@ -121,7 +123,7 @@ def test_absurdly_long_texts_are_truncated_with_a_warning(tmp_path, make_config,
 def test_no_token_is_ever_logged_or_saved(tmp_path, make_config):
     token = "hf_ftlabSECRETtoken1234567890"
     params = params_file(tmp_path, make_config, train__max_steps=4)
-    env = {**__import__("os").environ, "HF_TOKEN": token, "HUGGING_FACE_HUB_TOKEN": token}
+    env = {**os.environ, "HF_TOKEN": token, "HUGGING_FACE_HUB_TOKEN": token}
     done = subprocess.run([sys.executable, "-m", "ftlab.cli", "-v", "train", "-m", "lora", "-p", str(params),
                            "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
