@@ -49,7 +49,7 @@ def train_flops(n_train: int) -> dict:
     tokens = sum(len(ids) for ids in tok(list(train_df["sentence"]), truncation=True, max_length=128)["input_ids"])
     parts = model_parts(build_model(cfg.model, ["0", "1"]))
     params = sum(p.numel() for layer in parts.layers for _, p in layer) + sum(p.numel() for _, p in parts.head)
-    seconds = metrics["train_seconds"]
+    seconds = metrics["train_seconds"] - metrics["eval_seconds_in_training"]  # training steps only
     return {"tokens": tokens, "train_seconds": seconds, "non_embedding_params": params,
             "tokens_per_second": tokens / seconds, "train_gflops": 6 * params * tokens / seconds / 1e9,
             "samples_per_second": metrics["train_samples_per_second"]}
