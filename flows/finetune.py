@@ -24,6 +24,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from ftlab import stages
 from ftlab.config import Config, dump_config, load_config
 
+# Resolve transformers' lazy attributes here, in the main thread: first imports of them from
+# concurrent task threads race ("cannot import name 'AutoTokenizer' from 'transformers'").
+from transformers import (  # noqa: E402,F401  isort: skip
+    AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
+    TrainingArguments,
+)
+import ftlab.train  # noqa: E402,F401  isort: skip
+
 
 def _config(params: str) -> Config:
     return load_config(Path(params))
@@ -92,7 +100,8 @@ def finetune_pipeline(params: str = "params.yaml") -> dict:
     waves = [cfg.methods[i : i + cfg.pipeline.max_parallel] for i in range(0, len(cfg.methods), cfg.pipeline.max_parallel)]
     for wave in waves:  # at most max_parallel trainings share the cores at any time
         train.with_options(**retry).map(unmapped(params), wave, unmapped(threads)).result()
-    check.map(unmapped(params), cfg.methods).result()
+    for method in cfg.methods:  # seconds each; Evidently and GX are not made for threads
+        check(params, method)
     result = compare(params)
     if Path(params).resolve() == Path("params.yaml").resolve() and Path("dvc.yaml").is_file():
         dvc_commit()
