@@ -1,4 +1,4 @@
-"""The ``ftlab`` command line: list methods, prepare data, train a method, merge an adapter."""
+"""The ``ftlab`` command line: the pipeline's stages one by one, the whole pipeline, method listing, merging."""
 
 from __future__ import annotations
 
@@ -88,6 +88,7 @@ def train(
     from ftlab.config import ConfigError
     from ftlab.data import DataError
     from ftlab.methods import METHODS
+    from ftlab.trainer import TrainingDiverged
 
     try:
         cfg = _config(params, set_)
@@ -104,7 +105,7 @@ def train(
                 f"[green]{name}[/]: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
                 f"{metrics['trainable_percent']:.3g}% trainable, {metrics['train_seconds']:.1f}s"
             )
-    except (ConfigError, DataError, ValueError, OSError) as e:
+    except (ConfigError, DataError, ValueError, OSError, MemoryError, TrainingDiverged) as e:
         _fail(e)
 
 
