@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
 if TYPE_CHECKING:
     from peft import PeftConfig
-    
+    from torch import nn
+
 METHODS: dict[str, Method] = {}
 
 
@@ -62,7 +62,7 @@ class PeftMethod(Method):
 def head_modules(model: nn.Module) -> list[str]:
     """Names of the modules that form the classification head, for peft's ``modules_to_save``."""
     from ftlab.modeling import model_parts
-    
+
     names = {n.rsplit(".", 1)[0] for n, _ in model_parts(model).head}
     return sorted(names)
 

@@ -24,7 +24,7 @@ class BitFit(Method):
 
     def prepare(self, model: nn.Module, params: Any) -> nn.Module:
         from ftlab.modeling import model_parts
-        
+
         head = {name for name, _ in model_parts(model).head}
         for name, p in model.named_parameters():
             p.requires_grad_(name in head or name.endswith(".bias"))

@@ -25,7 +25,7 @@ class Freeze(Method):
 
     def prepare(self, model: nn.Module, params: Any) -> nn.Module:
         from ftlab.modeling import model_parts
-        
+
         parts = model_parts(model)
         if params.k > len(parts.layers):
             raise ValueError(

@@ -30,7 +30,7 @@ class LLRD(Method):
 
     def param_groups(self, model: nn.Module, params: Any, weight_decay: float) -> list[dict]:
         from ftlab.modeling import model_parts
-        
+
         parts = model_parts(model)
         named = [("head", parts.head)]
         named += [(f"layer.{i}", layer) for i, layer in reversed(list(enumerate(parts.layers)))]
