@@ -137,6 +137,13 @@ class PipelineConfig(Strict):
     retry_delay_s: float = Field(5.0, ge=0.0)
 
 
+class CiConfig(Strict):
+    """The quality gate of CI retraining (``ftlab ci``)."""
+
+    # fail when the recommended method's test accuracy is more than this below the base branch's
+    max_accuracy_drop: float = Field(0.02, ge=0.0, le=1.0)
+
+
 def _method_params_model() -> type[BaseModel]:
     """One field per registered method, typed by that method's own Params class."""
     fields = {name: (m.Params, m.Params()) for name, m in METHODS.items()}
@@ -156,6 +163,7 @@ class Config(Strict):
     checks: ChecksConfig = ChecksConfig()
     report: ReportConfig = ReportConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    ci: CiConfig = CiConfig()
     method_params: MethodParams = MethodParams()  # type: ignore[valid-type]
 
     @field_validator("methods")
