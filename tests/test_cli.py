@@ -23,7 +23,7 @@ def test_methods_lists_one_line_per_method():
         assert any(line.split()[0] == name for line in lines), name
 
 
-@pytest.mark.parametrize("command", [[], ["methods"], ["train"], ["prepare"], ["merge"]])
+@pytest.mark.parametrize("command", [[], ["methods"], ["search"], ["train"], ["prepare"], ["merge"]])
 def test_help_on_every_command(command):
     out = ftlab(*command, "--help")
     assert out.returncode == 0 and "Usage" in out.stdout
@@ -36,6 +36,8 @@ def test_bad_method_and_bad_params_exit_non_zero(tmp_path):
     bad.write_text("method_params: {lora: {r: 0}}\n")
     out = ftlab("train", "--method", "lora", "--params", str(bad), "--out", str(tmp_path / "run"))
     assert out.returncode == 1 and "method_params.lora.r" in out.stdout
+    out = ftlab("train", "--method", "lora", "-S", "seeds=[1, 2]", "--out", str(tmp_path / "run"))
+    assert out.returncode == 1 and "selects 2 runs" in out.stdout
     assert not (tmp_path / "run").exists()
 
 

@@ -131,3 +131,89 @@ def test_no_token_is_ever_logged_or_saved(tmp_path, make_config):
     for path in (tmp_path / "run").rglob("*"):
         if path.is_file():
             assert token.encode() not in path.read_bytes(), path
+
+
+def cli_train(params: Path, method: str, out: Path, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ftlab.cli", "train", "-m", method, "-p", str(params), "--out", str(out)],
+                          capture_output=True, text=True, **kwargs)
+
+
+def files(root: Path) -> dict:
+    return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="needs RLIMIT_AS and /proc")
+def test_out_of_memory_says_what_to_lower_and_keeps_the_previous_result(tmp_path, make_config):
+    """Real out-of-memory: the CLI runs under an address-space limit that fits a normal run, not a huge batch."""
+    import resource
+
+    from tests.conftest import toy_reviews
+
+    data = toy_reviews(3000)
+    data["text"] += " the movie was a story" * 60  # every text fills model.max_length=256
+    data.to_csv(tmp_path / "long.csv", index=False)
+    common = {"data__source": str(tmp_path / "long.csv"), "data__max_validation_samples": 16,
+              "data__max_test_samples": 16, "model__max_length": 256, "train__max_steps": 2}
+    fits = params_file(tmp_path, make_config, train__batch_size=16, **common)
+    raw = yaml.safe_load(fits.read_text())
+    raw["train"]["batch_size"] = 4096
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(yaml.safe_dump(raw))
+
+    # one thread and few malloc arenas, on the CPU: the address space then grows with the tensors, not the cores
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2", "CUDA_VISIBLE_DEVICES": "",
+           "TOKENIZERS_PARALLELISM": "false"}
+    probe = subprocess.run([sys.executable, "-c", "import ftlab.cli, ftlab.train, datasets, peft, transformers.trainer, "
+                            "torch.utils.tensorboard; print(next(l.split()[1] for l in open('/proc/self/status') "
+                            "if l.startswith('VmPeak')))"], capture_output=True, text=True, env=env, check=True)
+    # the imports' address space (shared libraries, thread stacks) + 1.5 GiB: a run with batch 16 needs
+    # about 0.15 GiB more; batch 4096 (all 2,100 train rows) needs 2.1 GiB for one attention matrix alone
+    limit = int(probe.stdout) * 1024 + 3 * 2**29
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    out = tmp_path / "run"
+    first = cli_train(fits, "full", out, env=env, preexec_fn=limited)
+    assert first.returncode == 0, f"batch 16 must fit in {limit / 2**30:.2f} GiB:\n{first.stdout[-2000:]}{first.stderr[-3000:]}"
+    before = files(out)
+
+    failed = cli_train(huge, "full", out, env=env, preexec_fn=limited)
+    said = " ".join(failed.stdout.split())  # rich wraps the message at the terminal width
+    assert failed.returncode == 1, failed.stdout[-2000:] + failed.stderr[-3000:]
+    assert ("error: full: out of memory at batch size 4096, max length 256; "
+            "lower train.batch_size or model.max_length") in said, said[-1000:] + failed.stderr[-3000:]
+    assert "Traceback" not in failed.stdout + failed.stderr
+    assert files(out) == before  # the earlier result, byte for byte
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no half-written run dir
+
+
+def test_divergence_after_a_checkpoint_keeps_that_checkpoint(tmp_path, make_config):
+    """lr 10 with weight decay 1: once warmup lifts lr·weight_decay above 2, every AdamW step multiplies the
+    weights by |1 - lr·wd| > 1, and the loss overflows to NaN some steps after the first checkpoint."""
+    import re
+
+    from safetensors.torch import load_file
+
+    params = params_file(tmp_path, make_config, train__max_steps=60, train__warmup_ratio=0.5,
+                         train__weight_decay=1.0, method_params__full={"lr": 10.0})
+    cfg = load_config(params)
+    assert (cfg.train.eval_steps, cfg.train.logging_steps) == (10, 10)
+    out = tmp_path / "run"
+    done = cli_train(params, "full", out)
+    said = " ".join(done.stdout.split())
+    assert done.returncode == 1, said[-2000:] + done.stderr[-3000:]
+    found = re.search(r"error: full: training loss became (nan|-?inf) by step (\d+); lower method_params\.full\.lr", said)
+    assert found, said[-2000:] + done.stderr[-3000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    step = int(found.group(2))
+    assert 20 <= step <= 60
+    # the loss is logged before the checkpoint of the same step is saved: the NaN never reaches a checkpoint
+    [kept] = cfg.train.checkpoint_dir.glob("full-*/checkpoint-*")
+    assert kept.name == f"checkpoint-{step - 10}"
+    assert (kept / "best_state.json").is_file()  # written last: the checkpoint is complete
+    assert json.loads((kept / "trainer_state.json").read_text())["global_step"] == step - 10
+    weights = load_file(kept / "model.safetensors")
+    assert weights and all(t.isfinite().all() for t in weights.values())
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

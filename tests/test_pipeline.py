@@ -14,6 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["full", "lora"]
+CELL = "s42-nall"  # the one cell per method of the smoke params: seed 42, all training examples
 
 
 def sh(*cmd: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -63,7 +64,8 @@ def repo(tmp_path_factory, tiny_model) -> Path:
     """The DVC project after one full `dvc repro`."""
     path = make_repo(tmp_path_factory.mktemp("dvc") / "project", smoke_params(tiny_model))
     out = sh("dvc", "repro", cwd=path)
-    expected = {"prepare", "validate", "compare"} | {f"{s}@{m}" for s in ("train", "check") for m in METHODS}
+    expected = {"prepare", "validate", "compare"} | {f"search@{m}" for m in METHODS} | {
+        f"{s}@{m}-42-all" for s in ("train", "check") for m in METHODS}
     assert ran_stages(out.stdout) == expected, out.stdout
     return path
 
@@ -75,12 +77,13 @@ def test_repro_writes_the_report_with_every_method(repo):
             "overfitting"} <= set(comparison["methods"][0])
     assert comparison["recommendation"]["text"]
     for name in ("comparison.md", "comparison.html", "validation_curves.png", "accuracy_vs_trainable.png",
-                 "accuracy_vs_time.png", "validation/result.json"):
+                 "accuracy_vs_time.png", "learning_curves.png", "validation/result.json"):
         assert (repo / "reports" / name).is_file(), name
     html = (repo / "reports/comparison.html").read_text()
     assert all(m in html for m in METHODS) and 'src="http' not in html and 'href="http' not in html
     for m in METHODS:
-        assert json.loads((repo / f"reports/checks/{m}/checks.json").read_text())["verdict"] in {"ok", "warn", "overfit"}
+        assert json.loads((repo / f"reports/checks/{m}/{CELL}/checks.json").read_text())["verdict"] in {"ok", "warn", "overfit"}
+        assert json.loads((repo / f"reports/search/{m}.json").read_text()) == {"method": m, "enabled": False, "chosen": {}}
 
 
 def test_second_repro_does_nothing(repo):
@@ -91,9 +94,9 @@ def test_second_repro_does_nothing(repo):
 
 def test_metrics_and_plots_render(repo):
     metrics = sh("dvc", "metrics", "show", "--json", cwd=repo).stdout
-    assert all(f"runs/{m}/metrics.json" in metrics for m in METHODS)
+    assert all(f"runs/{m}/{CELL}/metrics.json" in metrics for m in METHODS)
     out = sh("dvc", "plots", "show", "--json", cwd=repo).stdout
-    assert all(f"runs/{m}/history.json" in out for m in METHODS)
+    assert all(f"runs/{m}/{CELL}/history.json" in out for m in METHODS)
     sh("dvc", "plots", "show", "-o", "plots_html", cwd=repo)
     page = (repo / "plots_html/index.html").read_text()
     assert "vegaEmbed(" in page and "validation_curves.png" in page
@@ -105,16 +108,36 @@ def test_one_method_param_change_reruns_only_that_method(repo):
     params["method_params"]["lora"]["r"] = 4
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = sh("dvc", "repro", cwd=repo)
-    assert ran_stages(out.stdout) == {"train@lora", "check@lora", "compare"}, out.stdout
-    assert json.loads((repo / "runs/lora/metrics.json").read_text())["trainable_params"] < 10_000
+    assert ran_stages(out.stdout) == {"search@lora", "train@lora-42-all", "check@lora-42-all", "compare"}, out.stdout
+    assert json.loads((repo / f"runs/lora/{CELL}/metrics.json").read_text())["trainable_params"] < 10_000
 
 
 def test_exp_run_with_set_param(repo):
     sh("git", "add", "-A", cwd=repo)
     sh("git", "commit", "-qm", "after repro", cwd=repo)
     out = sh("dvc", "exp", "run", "-S", "method_params.full.lr=0.0002", cwd=repo)
-    assert ran_stages(out.stdout) == {"train@full", "check@full", "compare"}, out.stdout
-    assert yaml.safe_load((repo / "runs/full/config.yaml").read_text())["method_params"]["full"]["lr"] == 0.0002
+    assert ran_stages(out.stdout) == {"search@full", "train@full-42-all", "check@full-42-all", "compare"}, out.stdout
+    assert yaml.safe_load((repo / f"runs/full/{CELL}/config.yaml").read_text())["method_params"]["full"]["lr"] == 0.0002
+
+
+def test_sweep_cells_are_cached_one_by_one(repo):
+    """A new seed or train size trains only the new cells; the report then has every cell."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["seeds"] = [42, 7]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh("dvc", "repro", cwd=repo)
+    assert ran_stages(out.stdout) == {f"{s}@{m}-7-all" for s in ("train", "check") for m in METHODS} | {"compare"}
+    params["train_sizes"] = [20, "all"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh("dvc", "repro", cwd=repo)
+    assert ran_stages(out.stdout) == {f"{s}@{m}-{seed}-20" for s in ("train", "check") for m in METHODS
+                                      for seed in (42, 7)} | {"compare"}
+    comparison = json.loads((repo / "reports/comparison.json").read_text())
+    assert len(comparison["cells"]) == 8 and comparison["seeds"] == [7, 42]
+    assert [s["n_train"] for s in comparison["by_size"]][0] == 20
+    assert {(s["method"], s["n"]) for s in comparison["summary"]} == {(m, 2) for m in METHODS}
+    assert json.loads((repo / "runs/lora/s7-n20/metrics.json").read_text())["n_train"] == 20
+    assert ran_stages(sh("dvc", "repro", cwd=repo).stdout) == set()
 
 
 def test_bad_data_stops_the_pipeline_before_training(tmp_path, tiny_model, toy_csv):
@@ -140,9 +163,9 @@ def test_prefect_flow_run_leaves_dvc_status_clean(tmp_path, tiny_model):
     assert "up to date" in status, status
     assert ran_stages(sh("dvc", "repro", cwd=repo).stdout) == set()
     # a re-run (after a failure, say) skips methods whose run is complete for the same config
-    finished = {m: (repo / f"runs/{m}/metrics.json").stat().st_mtime_ns for m in METHODS}
+    finished = {m: (repo / f"runs/{m}/{CELL}/metrics.json").stat().st_mtime_ns for m in METHODS}
     out = sh(sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml", cwd=repo)
-    assert {m: (repo / f"runs/{m}/metrics.json").stat().st_mtime_ns for m in METHODS} == finished
+    assert {m: (repo / f"runs/{m}/{CELL}/metrics.json").stat().st_mtime_ns for m in METHODS} == finished
     assert "finished run found" in out.stdout + out.stderr
 
 
@@ -150,7 +173,7 @@ def test_two_pipelines_at_once_in_different_directories(tmp_path, tiny_model):
     repos = []
     for seed in (1, 2):
         params = smoke_params(tiny_model)
-        params.update(seed=seed, methods=["lora"])
+        params.update(seed=seed, seeds=[seed], methods=["lora"])
         params["method_params"] = {"lora": params["method_params"]["lora"]}
         repos.append(make_repo(tmp_path / f"project{seed}", params))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
@@ -159,7 +182,7 @@ def test_two_pipelines_at_once_in_different_directories(tmp_path, tiny_model):
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     for seed, repo in zip((1, 2), repos):
-        assert yaml.safe_load((repo / "runs/lora/config.yaml").read_text())["seed"] == seed
+        assert yaml.safe_load((repo / f"runs/lora/s{seed}-nall/config.yaml").read_text())["seed"] == seed
         assert json.loads((repo / "reports/comparison.json").read_text())["methods"][0]["method"] == "lora"
         assert "up to date" in sh("dvc", "status", cwd=repo).stdout
     test_sets = [(r / "data/prepared/test.parquet").read_bytes() for r in repos]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from ftlab.config import ReportConfig
@@ -20,18 +22,34 @@ RUNS = {
     "llrd": (0.872, FULL_PARAMS, 210.0, 3100.0, 91_000_000),
 }
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+N_TEST = 2000
+PLOT_FILES = ("validation_curves.png", "accuracy_vs_trainable.png", "accuracy_vs_time.png", "learning_curves.png")
 
 
-def write_run(run_dir, method, accuracy, trainable, seconds, memory, artifact):
+def write_predictions(run_dir, correct: np.ndarray):
+    """A test set of alternating labels, predicted right exactly where ``correct`` is true."""
+    label = np.arange(len(correct)) % 2
+    pd.DataFrame({"label": label, "prediction": np.where(correct, label, 1 - label)}).to_parquet(
+        run_dir / "predictions.parquet")
+
+
+def first(accuracy, n=N_TEST):
+    """Right on the first accuracy × n test examples: runs made with it are nested, so differences are one-sided."""
+    return np.arange(n) < round(accuracy * n)
+
+
+def write_run(run_dir, method, accuracy, trainable, seconds, memory, artifact, seed=42, train_size="all",
+              n_train=7200, correct=None):
     run_dir.mkdir(parents=True)
+    write_predictions(run_dir, first(accuracy) if correct is None else correct)
     total = FULL_PARAMS + (0 if trainable == FULL_PARAMS else trainable)
     metrics = {
         "method": method, "accuracy": accuracy, "macro_f1": accuracy - 0.002,
         "trainable_params": trainable, "total_params": total,
         "trainable_percent": round(100 * trainable / total, 4), "train_seconds": seconds,
         "train_samples_per_second": round(3 * 7200 / seconds, 3), "peak_memory_mb": memory,
-        "artifact_bytes": artifact, "eval_latency_ms_per_sample": 1.2, "n_train": 7200,
-        "n_test": 2000, "best_step": 600,
+        "artifact_bytes": artifact, "eval_latency_ms_per_sample": 1.2, "n_train": n_train,
+        "n_test": N_TEST, "best_step": 600, "seed": seed, "train_size": train_size,
     }
     history = [
         {"step": step, "epoch": step / 225, "train_loss": 0.7 - step / 2000, "train_accuracy": accuracy,
@@ -70,7 +88,7 @@ def by_method(result):
 def test_json_has_one_row_per_method_and_is_what_compare_returns(tmp_path, runs):
     result, out = run_compare(tmp_path, runs)
     assert json.loads((out / "comparison.json").read_text()) == result
-    assert set(result) == {"methods", "recommendation"}
+    assert {"methods", "recommendation", "summary", "cells", "by_size", "crossings", "seeds"} <= set(result)
     assert sorted(r["method"] for r in result["methods"]) == sorted(RUNS)
     for row in result["methods"]:
         for key in ("accuracy", "macro_f1", "trainable_params", "trainable_percent", "train_seconds",
@@ -90,7 +108,8 @@ def test_best_and_cheapest_within_tolerance(tmp_path, runs):
     assert "full" in rec["cheapest_within_tolerance"]["why"]
     assert "prompt_tuning" not in rec["cheapest_within_tolerance"]["why"]
     text = rec["text"]
-    assert text.startswith("Pick lora: 0.865 accuracy, 0.7 points below llrd (0.872)")
+    # 14 more test examples right is significant on 2,000, but within the 1-point tolerance
+    assert text.startswith("Pick lora: 0.865 accuracy, 0.7 points below llrd (0.872), significantly different at 95%")
     assert "29% less time" in text  # 150 s vs 210 s
     assert "0.286 MB instead of 86.8 MB" in text
 
@@ -157,8 +176,9 @@ def test_markdown_has_a_row_per_method_and_the_plots(tmp_path, runs):
     assert md.startswith("# ") and result["recommendation"]["text"] in md
     for method in RUNS:
         assert len([line for line in md.splitlines() if line.startswith(f"| {method} |")]) == 1
-    assert "| lora | 0.865 | 0.863 | 0.327% (74.5k) | 150.0 |" in md
-    for name in ("validation_curves.png", "accuracy_vs_trainable.png", "accuracy_vs_time.png"):
+    assert "| lora | 0.865 | n/a (1 seed) | -0.7 pts, worse (p=" in md
+    assert "| 0.863 | 0.327% (74.5k) | 150.0 |" in md
+    for name in PLOT_FILES:
         assert f"]({name})" in md
 
 
@@ -168,14 +188,14 @@ def test_html_is_self_contained(tmp_path, runs):
     links = re.findall(r'(?:src|href)\s*=\s*["\']?([^"\'\s>]*)', page, flags=re.IGNORECASE)
     assert links and not [link for link in links if link.startswith(("http://", "https://", "//"))]
     assert "<script" not in page.lower() and "<link" not in page.lower()
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 4
     for method in RUNS:
         assert f"<td>{method}</td>" in page
 
 
 def test_pngs_are_valid(tmp_path, runs):
     _, out = run_compare(tmp_path, runs)
-    for name in ("validation_curves.png", "accuracy_vs_trainable.png", "accuracy_vs_time.png"):
+    for name in PLOT_FILES:
         data = (out / name).read_bytes()
         assert data[:8] == PNG_SIGNATURE, name
         assert len(data) > 10_000, name
@@ -192,6 +212,64 @@ def test_missing_metrics_raises_and_writes_nothing(tmp_path, runs):
     assert not out.exists()
 
 
+def test_a_cheaper_method_wins_when_the_best_is_not_significantly_better(tmp_path):
+    # llrd gets 10 examples right that lora misses, lora 4 that llrd misses: 0.3 points, not significant
+    lora = first(0.85)
+    lora[1690:1700] = False
+    lora[1700:1704] = True
+    runs = [write_run(tmp_path / "llrd", "llrd", 0.85, FULL_PARAMS, 210.0, 3100.0, 91_000_000),
+            write_run(tmp_path / "lora", "lora", 0.847, 74_498, 150.0, 1400.0, 300_000, correct=lora)]
+    result, _ = run_compare(tmp_path, runs, tolerance=0.0)
+    test = by_method(result)["lora"]["vs_best"]
+    assert test["verdict"] == "no significant difference" and test["difference"] == pytest.approx(-0.003)
+    assert test["ci_low"] < 0 < test["ci_high"] and test["p_value"] > 0.05
+    rec = result["recommendation"]
+    assert rec["best_accuracy"]["method"] == "llrd" and rec["cheapest_within_tolerance"]["method"] == "lora"
+    assert "not significantly different at 95%" in rec["text"]
+
+
+def test_seeds_give_mean_std_and_t_interval(tmp_path):
+    accuracy = {"full": [0.80, 0.82, 0.84], "lora": [0.70, 0.71, 0.72]}
+    runs = [write_run(tmp_path / m / str(seed), m, acc, FULL_PARAMS if m == "full" else 74_498, 100.0 + seed,
+                      2000.0, 1000, seed=seed)
+            for m, values in accuracy.items() for seed, acc in zip((1, 2, 3), values)]
+    result, out = run_compare(tmp_path, runs)
+    full = by_method(result)["full"]
+    # by hand: mean 0.82, s = 0.02, t(0.975, 2) = 4.3027, half width = 4.3027 * 0.02 / sqrt(3) = 0.04968
+    assert full["accuracy"] == pytest.approx(0.82) and full["accuracy_std"] == pytest.approx(0.02)
+    assert full["accuracy_ci"] == pytest.approx([0.82 - 0.04968, 0.82 + 0.04968], abs=1e-5)
+    assert full["train_seconds"] == pytest.approx(102.0) and full["seeds"] == [1, 2, 3]
+    assert by_method(result)["lora"]["vs_best"]["verdict"] == "worse"
+    assert result["seeds"] == [1, 2, 3] and len(result["cells"]) == 6
+    summary = {s["method"]: s for s in result["summary"]}
+    assert summary["lora"]["n"] == 3 and summary["lora"]["mean"] == pytest.approx(0.71)
+    assert "| full | 0.820 ± 0.020 | [0.770, 0.870] | best |" in (out / "comparison.md").read_text()
+
+
+def test_data_size_sweep_names_the_winner_per_size_and_the_crossing(tmp_path):
+    # prompt tuning leads at 100 examples, full fine-tuning at 2,000
+    acc = {("prompt_tuning", 100): 0.70, ("full", 100): 0.60, ("prompt_tuning", 2000): 0.80, ("full", 2000): 0.88}
+    runs = [write_run(tmp_path / m / f"{n}-{seed}", m, a + 0.01 * seed, FULL_PARAMS if m == "full" else 8_066,
+                      10.0 * n / 100, 2000.0, 1000, seed=seed, train_size=n, n_train=n)
+            for (m, n), a in acc.items() for seed in (0, 1)]
+    result, out = run_compare(tmp_path, runs)
+    assert [s["best"] for s in result["by_size"]] == ["prompt_tuning", "full"]
+    assert result["crossings"] == [{"overtaker": "full", "overtaken": "prompt_tuning", "between": [100, 2000]}]
+    assert "The lead passes from prompt_tuning to full between 100 and 2000 examples" in result["by_size_text"]
+    assert [r["n_train"] for r in result["methods"]] == [2000, 2000]  # the recommendation is at the largest size
+    md = (out / "comparison.md").read_text()
+    assert "## Data-size sweep" in md and "full overtakes prompt_tuning between 100 and 2000" in md
+    assert (out / "learning_curves.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_runs_on_other_test_sets_are_refused(tmp_path):
+    runs = [write_run(tmp_path / "full", "full", *RUNS["full"]),
+            write_run(tmp_path / "lora", "lora", 0.865, 74_498, 150.0, 1400.0, 300_000,
+                      correct=first(0.865, N_TEST - 2))]
+    with pytest.raises(ValueError, match="tested on other examples"):
+        run_compare(tmp_path, runs)
+
+
 def test_real_runs(make_config, tmp_path):
     cfg = make_config()
     runs = [tmp_path / method for method in ("full", "lora")]
@@ -206,4 +284,4 @@ def test_real_runs(make_config, tmp_path):
         assert method in {r["method"] for r in saved["methods"]}
         assert f"| {method} |" in md and f"<td>{method}</td>" in page
     assert saved["recommendation"]["cheapest_within_tolerance"]["method"] in ("full", "lora")
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 4

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from ftlab.data import load_prepared
+from ftlab.config import Cell
+from ftlab.data import DataError, load_prepared
 from ftlab.methods import METHODS
 from ftlab.modeling import load_tokenizer
 from ftlab.runs import load_run, merge_adapter
-from ftlab.train import predict, tokenize, train
+from ftlab.train import predict, subsample, tokenize, train
 
 
 # learning rates that make the tiny random model learn the toy task within 60 steps
@@ -89,7 +90,7 @@ def test_saved_run_reloads_with_identical_predictions(make_config, tmp_path, met
     run = tmp_path / method
     train(cfg, method, run)
     loaded_cfg, model, labels = load_run(run)
-    assert labels == ["neg", "pos"] and loaded_cfg == cfg
+    assert labels == ["neg", "pos"] and loaded_cfg == cfg.for_cell(Cell(method, cfg.seed, "all"))
     np.testing.assert_allclose(_probs(run, model, cfg), _saved_probs(run), atol=1e-6)
 
 
@@ -169,3 +170,26 @@ def test_unusable_model_paths_are_named(make_config, tmp_path, pooling):
     ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64).save_pretrained(vit)
     with pytest.raises(ValueError, match="'vit' model is not a text model"):
         train(make_config(model__name=str(vit), model__pooling=pooling), "full", tmp_path / "b")
+
+
+def test_train_subsets_are_nested_per_seed_and_differ_across_seeds():
+    from tests.conftest import toy_reviews
+
+    rows = toy_reviews(200)
+    small, large = subsample(rows, 50, seed=1), subsample(rows, 120, seed=1)
+    assert len(small) == 50 and len(large) == 120
+    assert set(small["text"]) < set(large["text"])
+    assert set(subsample(rows, 50, seed=2)["text"]) != set(small["text"])
+    assert subsample(rows, "all", seed=1) is rows
+    with pytest.raises(DataError, match="train_sizes: 500 is more than the 200 rows"):
+        subsample(rows, 500, seed=1)
+
+
+def test_a_cell_trains_on_its_size_and_seed_with_at_least_min_steps(make_config, tmp_path):
+    cfg = make_config(train__max_steps=-1, train__epochs=1, train__min_steps=7, seeds=[3, 4])
+    metrics = train(cfg, "lora", tmp_path / "a", seed=4, train_size=40)
+    assert (metrics["n_train"], metrics["seed"], metrics["train_size"]) == (40, 4, 40)
+    assert metrics["steps"] == 7  # one epoch of 40 examples is 3 steps of 16
+    assert yaml.safe_load((tmp_path / "a/config.yaml").read_text())["seeds"] == [4]
+    other = train(cfg, "lora", tmp_path / "b", seed=3, train_size=40)
+    assert other["accuracy"] != metrics["accuracy"] or other["test_loss"] != metrics["test_loss"]

@@ -77,47 +77,100 @@ def validate(params: Optional[Path] = PARAMS, set_: Optional[list[str]] = SET) -
     _stage("validate", params, set_)
 
 
+SEED = typer.Option(None, "--seed", help="training seed (default: every seed in params `seeds`)")
+SIZE = typer.Option(None, "--train-size", help="training examples, a number or 'all' (default: every params `train_sizes`)")
+
+
+def _size(value: Optional[str]):
+    if value is None or value == "all":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise typer.BadParameter(f"--train-size must be a positive number or 'all', got {value!r}")
+    return int(value)
+
+
+def _cells(cfg, method: Optional[str], seed: Optional[int], size: Optional[str]):
+    """The config's cells, narrowed to the given method, seed and train size."""
+    from ftlab.config import Cell, ConfigError
+    from ftlab.methods import METHODS
+
+    if method is not None and method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    return [Cell(m, s, n) for m in ([method] if method else cfg.methods)
+            for n in ([_size(size)] if size else cfg.train_sizes) for s in ([seed] if seed is not None else cfg.seeds)]
+
+
+@app.command()
+def search(
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="method (default: every method in params `methods`)"),
+    params: Optional[Path] = PARAMS,
+    set_: Optional[list[str]] = SET,
+) -> None:
+    """Search each method's own hyperparameters on the validation split (when search.enabled)."""
+    from ftlab.config import ConfigError
+    from ftlab.methods import METHODS
+
+    cfg = _stage_config(params, set_)
+    if method is not None and method not in METHODS:
+        _fail(ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}"))
+    for name in [method] if method else cfg.methods:
+        result = _stage("search", params, set_, name)
+        console.print(f"{name}: " + (f"chose {result['chosen']}" if result["enabled"] else "search disabled, defaults apply"))
+
+
 @app.command()
 def train(
     method: Optional[str] = typer.Option(None, "--method", "-m", help="method name (see `ftlab methods`); default: every method listed in params `methods`"),
+    seed: Optional[int] = SEED,
+    train_size: Optional[str] = SIZE,
     params: Optional[Path] = PARAMS,
     set_: Optional[list[str]] = SET,
-    out: Optional[Path] = typer.Option(None, help="run directory, with --method (default: <train.output_dir>/<method>)"),
+    out: Optional[Path] = typer.Option(None, help="run directory of a single run (default: <train.output_dir>/<method>/s<seed>-n<size>)"),
 ) -> None:
-    """Fine-tune a method and write its run directory (weights, metrics, history, predictions)."""
+    """Fine-tune a method (per seed and train size) and write its run directory (weights, metrics, history, predictions)."""
     from ftlab.config import ConfigError
     from ftlab.data import DataError
-    from ftlab.methods import METHODS
+    from ftlab.stages import StageFailed
     from ftlab.trainer import TrainingDiverged
 
     try:
         cfg = _config(params, set_)
-        if method is not None and method not in METHODS:
-            raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-        if out is not None and method is None:
-            raise ConfigError("--out needs --method (one run directory per method)")
+        cells = _cells(cfg, method, seed, train_size)
+        if out is not None and len(cells) != 1:
+            raise ConfigError(f"--out names one run directory but this selects {len(cells)} runs: give --method, --seed and --train-size")
         from ftlab import stages
         from ftlab.metrics import flat
 
-        for name in [method] if method else cfg.methods:
-            metrics = flat(stages.train(cfg, name, out=out))
+        for cell in cells:
+            metrics = stages.train(cfg, cell.method, cell.seed, cell.train_size, out=out)
+            if not metrics:  # another rank of a DDP run (torchrun): rank 0 reports
+                continue
+            metrics = flat(metrics)
             console.print(
-                f"[green]{name}[/]: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
+                f"[green]{cell.method} {cell.name}[/]: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
                 f"{metrics['trainable_percent']:.3g}% trainable, {metrics['train_seconds']:.1f}s"
             )
-    except (ConfigError, DataError, ValueError, OSError, MemoryError, TrainingDiverged) as e:
+    except (ConfigError, DataError, ValueError, OSError, MemoryError, TrainingDiverged, StageFailed) as e:
         _fail(e)
 
 
 @app.command()
 def check(
     method: str = typer.Option(..., "--method", "-m", help="method whose finished run to check"),
+    seed: Optional[int] = SEED,
+    train_size: Optional[str] = SIZE,
     params: Optional[Path] = PARAMS,
     set_: Optional[list[str]] = SET,
 ) -> None:
-    """Overfitting and drift checks (train/val gap, rising val loss, Evidently report) for one run."""
-    result = _stage("check", params, set_, method)
-    console.print(f"{method}: [bold]{result['verdict']}[/] " + "; ".join(result["reasons"]))
+    """Overfitting and drift checks (train/val gap, rising val loss, Evidently report) of a method's runs."""
+    cfg = _stage_config(params, set_)
+    try:
+        cells = _cells(cfg, method, seed, train_size)
+    except ValueError as e:
+        _fail(e)
+    for cell in cells:
+        result = _stage("check", params, set_, cell.method, cell.seed, cell.train_size)
+        console.print(f"{cell.method} {cell.name}: [bold]{result['verdict']}[/] " + "; ".join(result["reasons"]))
 
 
 @app.command()
@@ -143,6 +196,16 @@ def pipeline(params: Path = typer.Option(Path("params.yaml"), "--params", "-p", 
         _fail(RuntimeError(f"pipeline {state.name}: {state.message}"))
 
 
+def _stage_config(params: Optional[Path], overrides: Optional[list[str]]):
+    """The config, or exit 1 naming the bad field."""
+    from ftlab.config import ConfigError
+
+    try:
+        return _config(params, overrides)
+    except ConfigError as e:
+        _fail(e)
+
+
 def _stage(name: str, params: Optional[Path], overrides: Optional[list[str]], *args):
     """Run one stage function from ftlab.stages, turning every expected failure into exit 1."""
     from ftlab import stages
@@ -165,6 +228,28 @@ def merge(run: Path = typer.Argument(..., help="run directory of a LoRA/DoRA/IA3
     except (ValueError, OSError) as e:
         _fail(e)
     console.print(f"merged model written to {out}")
+
+
+@app.command()
+def ci(
+    summary: Path = typer.Option(..., help="where to write the markdown summary (job summary, PR comment)"),
+    base: str = typer.Option("HEAD", help="git revision to diff and gate against: a pull request's base branch"),
+    remote: str | None = typer.Option(None, envvar="DVC_REMOTE_URL", help="DVC remote URL (default: the project's default remote)"),
+    pull: bool = typer.Option(True, "--pull/--no-pull", help="dvc pull before reproducing"),
+    push: bool = typer.Option(False, "--push/--no-push", help="dvc push the outputs when the gate passes"),
+    plots_dir: Path | None = typer.Option(None, help="write the `dvc plots diff` HTML against --base here"),
+) -> None:
+    """CI retraining: dvc pull, dvc repro, quality gate against --base, summary, dvc push."""
+    from ftlab.ci import CiFailed, retrain
+    from ftlab.config import ConfigError
+
+    try:
+        result = retrain(base, summary, remote=remote, pull=pull, push=push, plots_dir=plots_dir)
+    except (CiFailed, ConfigError, OSError) as e:
+        _fail(e)
+    if not result.passed:
+        _fail(CiFailed("quality gate failed: " + "; ".join(result.failures)))
+    console.print(f"quality gate passed; summary in {summary}")
 
 
 if __name__ == "__main__":

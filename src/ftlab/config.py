@@ -7,7 +7,7 @@ with the field's dotted name (``method_params.lora.r``), never minutes later ins
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
 from pydantic import (
@@ -71,6 +71,21 @@ class DataConfig(Strict):
         return v
 
 
+TrainSize = PositiveInt | Literal["all"]
+
+
+class Cell(NamedTuple):
+    """One training run of a comparison: a method at one seed and one training-set size."""
+
+    method: str
+    seed: int
+    train_size: int | Literal["all"]
+
+    @property
+    def name(self) -> str:  # the run directory under <train.output_dir>/<method>/
+        return f"s{self.seed}-n{self.train_size}"
+
+
 class ModelConfig(Strict):
     name: str = BUILTIN_MODEL
     # "mean": mean of the last hidden states over real tokens (how all-MiniLM-L6-v2 was trained);
@@ -84,6 +99,9 @@ class ModelConfig(Strict):
 class TrainConfig(Strict):
     epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, ge=-1)  # -1: run `epochs`; otherwise stop after this many steps
+    # at least this many optimizer steps, however few examples: without it a 100-example run of a
+    # data-size sweep gets 10 steps and measures the step budget, not the method; 0 disables
+    min_steps: int = Field(0, ge=0)
     batch_size: PositiveInt = 32
     eval_batch_size: PositiveInt = 128
     eval_steps: PositiveInt = 50
@@ -125,7 +143,9 @@ class ReportConfig(Strict):
 
     memory_budget_mb: float | None = Field(None, gt=0)
     time_budget_s: float | None = Field(None, gt=0)
-    tolerance: float = Field(0.01, ge=0.0, le=1.0)  # "cheapest within 1 point of the best"
+    # a costlier method must be significantly better than a cheaper one, and by more than this
+    tolerance: float = Field(0.01, ge=0.0, le=1.0)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)  # of the intervals and the paired tests
     dir: Path = Path("reports")  # validation, checks and the comparison are written here
 
 
@@ -135,6 +155,22 @@ class PipelineConfig(Strict):
     max_parallel: PositiveInt = 1  # methods trained at once, each in its own process
     retries: int = Field(1, ge=0)  # per task, for transient failures
     retry_delay_s: float = Field(5.0, ge=0.0)
+
+
+class SearchConfig(Strict):
+    """A per-method hyperparameter search on the validation split, so methods meet at their own best."""
+
+    enabled: bool = False
+    trials: PositiveInt = 4  # per method, drawn from the method's grid; the defaults are always one
+    lr_factors: list[float] = Field(default_factory=lambda: [0.3, 1.0, 3.0])  # times the method's lr
+    train_size: TrainSize = "all"  # examples the trials train on (seed: the first of `seeds`)
+
+    @field_validator("lr_factors")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if not v or any(f <= 0 for f in v):
+            raise ValueError("must list positive factors")
+        return v
 
 
 class CiConfig(Strict):
@@ -154,8 +190,10 @@ MethodParams = _method_params_model()
 
 
 class Config(Strict):
-    seed: int = 42
+    seed: int = 42  # the data split; also the training seed when `seeds` is not given
     methods: list[str] = Field(default_factory=lambda: ["full", "llrd", "lora", "prompt_tuning"])
+    seeds: list[int] = Field(default_factory=list)  # every method trains once per seed
+    train_sizes: list[TrainSize] = Field(default_factory=lambda: ["all"])  # ... and once per size
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -163,6 +201,7 @@ class Config(Strict):
     checks: ChecksConfig = ChecksConfig()
     report: ReportConfig = ReportConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    search: SearchConfig = SearchConfig()
     ci: CiConfig = CiConfig()
     method_params: MethodParams = MethodParams()  # type: ignore[valid-type]
 
@@ -178,6 +217,20 @@ class Config(Strict):
             raise ValueError("lists a method twice")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _seeds_default_to_seed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("seeds"):
+            data = {**data, "seeds": [data.get("seed", 42)]}
+        return data
+
+    @field_validator("seeds", "train_sizes")
+    @classmethod
+    def _distinct(cls, v: list) -> list:
+        if len(set(v)) != len(v):
+            raise ValueError(f"lists a value twice: {v}")
+        return v
+
     @model_validator(mode="after")
     def _splits_leave_training_data(self) -> Config:
         if self.data.validation_size + self.data.test_size >= 0.9:
@@ -186,6 +239,19 @@ class Config(Strict):
 
     def params_for(self, method: str) -> Any:
         return getattr(self.method_params, method)
+
+    def cells(self) -> list[Cell]:
+        """Every run of the comparison: methods × train sizes × seeds."""
+        return [Cell(m, seed, size) for m in self.methods for size in self.train_sizes for seed in self.seeds]
+
+    def for_cell(self, cell: Cell) -> Config:
+        """This config narrowed to one cell: what its run directory records and its checkpoints hash."""
+        return self.model_copy(update={"methods": [cell.method], "seeds": [cell.seed], "train_sizes": [cell.train_size]})
+
+    def with_method_params(self, method: str, values: dict[str, Any]) -> Config:
+        """This config with some of ``method``'s hyperparameters replaced (validated)."""
+        params = type(self.params_for(method)).model_validate({**self.params_for(method).model_dump(), **values})
+        return self.model_copy(update={"method_params": self.method_params.model_copy(update={method: params})})
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:

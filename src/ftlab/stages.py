@@ -1,32 +1,45 @@
 """The pipeline's stages: one function each, files in, files out.
 
 ``dvc.yaml`` runs them through the ``ftlab`` CLI and the Prefect flow calls them as tasks; neither
-driver holds stage logic of its own. Where each stage reads and writes follows from the config:
+driver holds stage logic of its own. A comparison is a grid of cells, method × seed × train
+size (``Config.cells``), and where each stage reads and writes follows from the config:
 
-    prepare          -> <data.prepared_dir>/
-    validate         -> <report.dir>/validation/        (stops the pipeline on bad data)
-    train <method>   -> <train.output_dir>/<method>/    (training + test evaluation)
-    check <method>   -> <report.dir>/checks/<method>/   (overfitting and drift verdict)
-    compare          -> <report.dir>/comparison.{md,html,json} + PNG plots
+    prepare                 -> <data.prepared_dir>/
+    validate                -> <report.dir>/validation/          (stops the pipeline on bad data)
+    search <method>         -> <report.dir>/search/<method>.json (hyperparameters; a stub when disabled)
+    train <cell>            -> <train.output_dir>/<method>/s<seed>-n<size>/
+    check <cell>            -> <report.dir>/checks/<method>/s<seed>-n<size>/
+    compare                 -> <report.dir>/comparison.{md,html,json} + PNG plots
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from ftlab.config import Config
+from ftlab.config import Cell, Config
+from ftlab.io import write_json
 
 
 class StageFailed(RuntimeError):
     """A stage refused to pass its result on: invalid data, or a check verdict set to fail."""
 
 
-def run_dir(cfg: Config, method: str) -> Path:
-    return cfg.train.output_dir / method
+def run_dir(cfg: Config, cell: Cell) -> Path:
+    return cfg.train.output_dir / cell.method / cell.name
 
 
-def checks_dir(cfg: Config, method: str) -> Path:
-    return cfg.report.dir / "checks" / method
+def checks_dir(cfg: Config, cell: Cell) -> Path:
+    return cfg.report.dir / "checks" / cell.method / cell.name
+
+
+def search_file(cfg: Config, method: str) -> Path:
+    return cfg.report.dir / "search" / f"{method}.json"
+
+
+def cell(cfg: Config, method: str, seed: int | None = None, train_size: int | str = "all") -> Cell:
+    """The cell of ``method`` at ``seed`` (default: the first of ``seeds``) and ``train_size``."""
+    return Cell(method, cfg.seeds[0] if seed is None else seed, train_size)
 
 
 def prepare(cfg: Config) -> Path:
@@ -52,18 +65,44 @@ def with_threads(cfg: Config, threads: int) -> Config:
     return cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": threads})})
 
 
-def train(cfg: Config, method: str, out: Path | None = None) -> dict:
-    """Fine-tune one method on the prepared data."""
+def search(cfg: Config, method: str) -> dict:
+    """Search ``method``'s hyperparameters when ``search.enabled``; otherwise record that defaults apply."""
+    if cfg.search.enabled:
+        from ftlab.search import search as run_search
+
+        result = run_search(cfg, method, cfg.data.prepared_dir)
+    else:
+        result = {"method": method, "enabled": False, "chosen": {}}
+    write_json(search_file(cfg, method), result)
+    return result
+
+
+def tuned(cfg: Config, method: str) -> Config:
+    """``cfg`` with ``method``'s searched hyperparameters applied (unchanged when search is off)."""
+    if not cfg.search.enabled:
+        return cfg
+    path = search_file(cfg, method)
+    if not path.is_file():
+        raise StageFailed(f"search.enabled is true but {path} is missing: run `ftlab search -m {method}` first")
+    return cfg.with_method_params(method, json.loads(path.read_text())["chosen"])
+
+
+def train(cfg: Config, method: str, seed: int | None = None, train_size: int | str = "all",
+          out: Path | None = None) -> dict:
+    """Fine-tune one cell on the prepared data."""
     from ftlab.train import train as run_train
 
-    return run_train(cfg, method, out or run_dir(cfg, method), data_dir=cfg.data.prepared_dir)
+    c = cell(cfg, method, seed, train_size)
+    return run_train(tuned(cfg, method), method, out or run_dir(cfg, c), data_dir=cfg.data.prepared_dir,
+                     seed=c.seed, train_size=c.train_size)
 
 
-def check(cfg: Config, method: str) -> dict:
-    """Overfitting and drift checks of one finished run; raises ChecksFailed per checks.fail_on."""
+def check(cfg: Config, method: str, seed: int | None = None, train_size: int | str = "all") -> dict:
+    """Overfitting and drift checks of one finished cell; raises ChecksFailed per checks.fail_on."""
     from ftlab.checks import ChecksFailed, check_run, enforce
 
-    result = check_run(run_dir(cfg, method), cfg.checks, checks_dir(cfg, method))
+    c = cell(cfg, method, seed, train_size)
+    result = check_run(run_dir(cfg, c), cfg.checks, checks_dir(cfg, c))
     try:
         enforce(result, cfg.checks.fail_on)
     except ChecksFailed as e:
@@ -72,8 +111,10 @@ def check(cfg: Config, method: str) -> dict:
 
 
 def compare(cfg: Config) -> dict:
-    """The comparison report over every method listed in the config."""
+    """The comparison report over every cell of the config."""
     from ftlab.report import compare as write_report
 
-    checks = [checks_dir(cfg, m) if (checks_dir(cfg, m) / "checks.json").is_file() else None for m in cfg.methods]
-    return write_report([run_dir(cfg, m) for m in cfg.methods], checks, cfg.report, cfg.report.dir)
+    cells = cfg.cells()
+    checks = [checks_dir(cfg, c) if (checks_dir(cfg, c) / "checks.json").is_file() else None for c in cells]
+    searches = [search_file(cfg, m) for m in cfg.methods if search_file(cfg, m).is_file()]
+    return write_report([run_dir(cfg, c) for c in cells], checks, cfg.report, cfg.report.dir, searches)

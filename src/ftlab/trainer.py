@@ -39,7 +39,11 @@ class FtlabTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         lengths = [len(ids) for ids in dataset["input_ids"]]
-        return EpochSeededLengthSampler(self.args.train_batch_size, lengths, self.args.data_seed)
+        # Grouped by the global batch: under DDP every rank draws this same order and accelerate deals
+        # its per-device batches out in turn (rank r takes r, r+W, ...), so each optimizer step sees
+        # the examples of the single-process step, split between the ranks.
+        batch = self.args.train_batch_size * self.args.world_size
+        return EpochSeededLengthSampler(batch, lengths, self.args.data_seed)
 
 
 class TrainingDiverged(RuntimeError):
@@ -63,6 +67,11 @@ class BestState(TrainerCallback):
         self.bad_evals = 0
         self.state: dict[str, torch.Tensor] = {}
 
+    @property
+    def best_value(self) -> float | None:
+        """The best validation value seen, in the metric's own sign."""
+        return None if self.best is None else self.sign * self.best
+
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         if not metrics or self.key not in metrics:
             return  # the train-subset evaluation of the same step
@@ -78,6 +87,8 @@ class BestState(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         """Keep the best weights and the counters with each checkpoint, so a resumed run has them."""
+        if not state.is_world_process_zero:  # every DDP rank holds the same; one writes
+            return
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if self.state:
             save_file({n: t.contiguous() for n, t in self.state.items()}, str(ckpt / "best_state.safetensors"))

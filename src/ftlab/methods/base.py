@@ -33,6 +33,8 @@ class Method:
     summary: ClassVar[str]
     Params: ClassVar[type[MethodParams]] = MethodParams
     saves_adapter: ClassVar[bool] = False  # True: the run saves only the adapter, not the model
+    # hyperparameters besides lr that `search` tries, with their candidate values
+    search_space: ClassVar[dict[str, list[Any]]] = {}
 
     def prepare(self, model: nn.Module, params: Any) -> nn.Module:
         """Return the model to train, with ``requires_grad`` set on exactly what this method trains."""

@@ -47,6 +47,7 @@ class Lora(PeftMethod):
     name = "lora"
     summary = "low-rank adapters on the attention query/value projections + head"
     Params = LoraParams
+    search_space = {"r": [4, 8, 16]}
     use_dora = False
 
     def peft_config(self, model: nn.Module, params: Any):

@@ -37,6 +37,7 @@ class PromptTuning(PeftMethod):
     name = "prompt_tuning"
     summary = "soft prompt of virtual token embeddings (random or text init) + head"
     Params = PromptTuningParams
+    search_space = {"num_virtual_tokens": [10, 20, 40]}
 
     def peft_config(self, model: nn.Module, params: Any):
         from peft import PromptTuningConfig, PromptTuningInit, TaskType
@@ -63,6 +64,7 @@ class PrefixTuning(PeftMethod):
     name = "prefix_tuning"
     summary = "trained key/value prefixes in every attention layer + head"
     Params = PrefixParams
+    search_space = {"num_virtual_tokens": [10, 20, 40]}
 
     def peft_config(self, model: nn.Module, params: Any):
         from peft import PrefixTuningConfig, TaskType
@@ -87,6 +89,7 @@ class PTuning(PeftMethod):
     name = "p_tuning"
     summary = "virtual tokens produced by a small trained prompt encoder (MLP/LSTM) + head"
     Params = PTuningParams
+    search_space = {"num_virtual_tokens": [10, 20, 40]}
 
     def peft_config(self, model: nn.Module, params: Any):
         from peft import PromptEncoderConfig, TaskType

@@ -1,0 +1,173 @@
+"""CI retraining (``ftlab ci``): pull, reproduce, gate against a base revision, summarise, push.
+
+``.github/workflows/retrain.yml`` only calls this, so the retraining job runs the same in CI, in
+the tests and on a laptop. It relies on DVC commands and on ``<report.dir>/comparison.json``
+alone, never on stage names or run directories, which change as the pipeline grows.
+
+The quality gate fails the run when ``dvc repro`` fails (bad data stops the validate stage; a
+check verdict at ``checks.fail_on`` stops the check stage), when the recommended method's
+accuracy is more than ``ci.max_accuracy_drop`` below the base revision's recommended method, or
+when the report lists a method whose overfitting verdict is at ``checks.fail_on``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ftlab.config import Config, load_config
+from ftlab.io import write_text
+
+log = logging.getLogger(__name__)
+
+REMOTE_NAME = "ci"  # written to .dvc/config.local, so the committed config stays as it is
+TAIL_LINES = 40  # of a failed `dvc repro`, quoted in the summary: the failing stage's message
+MAX_DIFF_CHARS = 50_000  # GitHub rejects comments over 65,536 characters
+FAILING_VERDICTS = {"never": set(), "warn": {"warn", "overfit"}, "overfit": {"overfit"}}
+EPSILON = 1e-9  # accuracies are ratios of counts: a drop exactly at the threshold passes
+
+
+class CiFailed(RuntimeError):
+    """A retraining step failed; the message names the step and quotes its output."""
+
+
+@dataclass
+class Gate:
+    """The gate's verdict: one markdown line per rule, and the reasons it failed (empty: passed)."""
+
+    lines: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def check(self, ok: bool, text: str) -> None:
+        self.lines.append(f"- {'✅' if ok else '❌'} {text}")
+        if not ok:
+            self.failures.append(text)
+
+
+def _run(*cmd: str) -> str:
+    """Run a quick command, returning its stdout; raise CiFailed quoting its output when it fails."""
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise CiFailed(f"`{' '.join(cmd)}` failed ({done.returncode}):\n{(done.stdout + done.stderr).strip()}")
+    return done.stdout
+
+
+def _stream(*cmd: str) -> tuple[int, str]:
+    """Run a long command with its output passed through live (the CI log), returning its tail."""
+    log.info("running %s", " ".join(cmd))
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stderr.write(line)
+            tail.append(line)
+    return proc.returncode, "".join(tail)
+
+
+def _base_report(base: str, report: Path) -> dict[str, Any] | None:
+    """The base revision's comparison.json, or None when it has none (the first run, say)."""
+    done = subprocess.run(["git", "show", f"{base}:./{report.as_posix()}"], check=False, capture_output=True, text=True)
+    return json.loads(done.stdout) if done.returncode == 0 else None
+
+
+def gate(current: dict[str, Any], base: dict[str, Any] | None, cfg: Config) -> Gate:
+    """Apply the quality gate (module docstring) to this run's and the base revision's reports."""
+    result = Gate()
+    pick = current["recommendation"]["cheapest_within_tolerance"]
+    base_pick = ((base or {}).get("recommendation") or {}).get("cheapest_within_tolerance") or {}
+    allowed = cfg.ci.max_accuracy_drop
+    if base_pick.get("accuracy") is None:
+        result.check(True, f"accuracy: {pick['method']} {pick['accuracy']:.4f}; the base has no report to compare with")
+    else:
+        drop = base_pick["accuracy"] - pick["accuracy"]
+        ok = drop <= allowed + EPSILON
+        result.check(ok, f"accuracy: {pick['method']} {pick['accuracy']:.4f} vs the base's {base_pick['method']} "
+                         f"{base_pick['accuracy']:.4f}: a drop of {drop:.4f} "
+                         f"({'within' if ok else 'more than'} ci.max_accuracy_drop {allowed:g})")
+    failing = FAILING_VERDICTS[cfg.checks.fail_on]
+    flagged = [f"{r['method']} ({r['overfitting']})" for r in current["methods"] if r.get("overfitting") in failing]
+    verdicts = ", ".join(f"{r['method']} {r.get('overfitting') or 'not checked'}" for r in current["methods"])
+    result.check(not flagged, f"overfitting checks (fail on: {cfg.checks.fail_on}): "
+                 + (f"failed for {', '.join(flagged)}" if flagged else verdicts))
+    return result
+
+
+def _accuracy_table(current: dict[str, Any], base: dict[str, Any] | None) -> list[str]:
+    """Each method's accuracy here and at the base: the numbers a reviewer looks at first."""
+    before = {r["method"]: r["accuracy"] for r in (base or {}).get("methods", [])}
+    lines = ["| method | base | this run | change | overfitting |", "|---|---|---|---|---|"]
+    for r in current["methods"]:
+        old = before.get(r["method"])
+        old_text, change = ("–", "new") if old is None else (f"{old:.4f}", f"{r['accuracy'] - old:+.4f}")
+        lines.append(f"| {r['method']} | {old_text} | {r['accuracy']:.4f} | {change} | {r.get('overfitting') or '–'} |")
+    return lines
+
+
+def summary(base: str, sha: str, result: Gate, current: dict[str, Any], base_report: dict[str, Any] | None,
+            metrics_diff: str, plots_dir: Path | None) -> str:
+    """The markdown for the job summary and the pull-request comment, after a reproduced run."""
+    if len(metrics_diff) > MAX_DIFF_CHARS:
+        metrics_diff = metrics_diff[:MAX_DIFF_CHARS].rsplit("\n", 1)[0] + "\n\n(cut: run `dvc metrics diff` for the rest)"
+    lines = [f"## ftlab retraining: {'✅ passed' if result.passed else '❌ failed'}", "", f"Compared with `{base}` ({sha}).", "",
+             "### Quality gate", "", *result.lines, "",
+             "### Recommendation", "", "> " + current["recommendation"]["text"], "",
+             "### Accuracy", "", *_accuracy_table(current, base_report), "",
+             f"<details><summary>Every changed metric (<code>dvc metrics diff {base}</code>)</summary>", "",
+             metrics_diff.strip() or "No metric changed.", "", "</details>"]
+    if plots_dir is not None:
+        lines += ["", f"Plots against the base (`dvc plots diff`): `{plots_dir.name}/index.html`."]
+    return "\n".join(lines) + "\n"
+
+
+def failed_summary(base: str, sha: str, repro_tail: str) -> str:
+    """The markdown when `dvc repro` failed: the end of its output names the stage and the problem."""
+    return "\n".join(["## ftlab retraining: ❌ failed", "", f"Compared with `{base}` ({sha}).", "",
+                      "`dvc repro` failed (bad data, a failing check, or an error); the end of its output:", "",
+                      "```", repro_tail.rstrip(), "```"]) + "\n"
+
+
+def retrain(base: str, summary_path: Path, remote: str | None = None, pull: bool = True, push: bool = False,
+            plots_dir: Path | None = None) -> Gate:
+    """Run the retraining job in the current DVC project and write ``summary_path`` once the
+    pipeline has run (passed or failed); push the outputs only when the gate passed."""
+    cfg = load_config(Path("params.yaml"))
+    sha = _run("git", "rev-parse", "--short", "--verify", f"{base}^{{commit}}").strip()  # a bad --base fails first
+    if remote:
+        _run("dvc", "remote", "add", "--local", "--default", "--force", REMOTE_NAME, remote)
+        log.info("DVC remote %r set from --remote", REMOTE_NAME)
+    if pull:
+        # --allow-missing: a remote that lacks some outputs (empty on the first run) is not an
+        # error; `dvc repro` rebuilds whatever the pull could not restore.
+        code, tail = _stream("dvc", "pull", "--allow-missing")
+        if code != 0:
+            raise CiFailed(f"`dvc pull` failed ({code}):\n{tail}")
+    code, tail = _stream("dvc", "repro")
+    if code != 0:
+        write_text(summary_path, failed_summary(base, sha, tail))
+        raise CiFailed(f"`dvc repro` failed ({code}); its output ends in {summary_path}")
+    report = cfg.report.dir / "comparison.json"
+    current = json.loads(report.read_text(encoding="utf-8"))
+    base_report = _base_report(base, report)
+    result = gate(current, base_report, cfg)
+    diff = _run("dvc", "metrics", "diff", base, "--md")
+    if plots_dir is not None:
+        _run("dvc", "plots", "diff", base, "--out", str(plots_dir))
+    write_text(summary_path, summary(base, sha, result, current, base_report, diff, plots_dir))
+    log.info("summary written to %s", summary_path)
+    if push and result.passed:
+        code, tail = _stream("dvc", "push")
+        if code != 0:
+            raise CiFailed(f"`dvc push` failed ({code}):\n{tail}")
+    elif push:
+        log.warning("the quality gate failed: not pushing the outputs")
+    return result

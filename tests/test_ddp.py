@@ -1,0 +1,131 @@
+"""One model on two processes: `ftlab train` under torchrun (DDP, gloo on CPU) against one process.
+
+Both runs go through tests/ddp_probe.py, which runs the real CLI and records the batches each
+process trained on and its final weights. Dropout is off (model and head) so the two runs may differ
+only by floating-point summation order: DDP averages the gradients of two half batches where one
+process averages one whole batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from ftlab.data import load_prepared
+from ftlab.modeling import load_tokenizer
+from ftlab.stages import prepare
+from ftlab.train import subsample
+
+PROBE = Path(__file__).with_name("ddp_probe.py")
+BATCH, SIZE, STEPS, SEED = 16, 128, 12, 42  # 8 steps an epoch: one whole epoch, then half of the next
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_model, toy_csv) -> dict:
+    """The same cell trained by one process and by two (torchrun), with what each process saw."""
+    root = tmp_path_factory.mktemp("ddp")
+    model = root / "model"  # the tiny BERT without dropout
+    shutil.copytree(tiny_model, model)
+    config = json.loads((model / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (model / "config.json").write_text(json.dumps(config))
+    params = {
+        "seed": SEED,
+        "methods": ["full"],
+        "data": {"source": str(toy_csv), "prepared_dir": str(root / "data")},
+        "model": {"name": str(model), "dropout": 0.0, "max_length": 64},
+        "train": {"batch_size": BATCH, "max_steps": STEPS, "eval_steps": 4, "logging_steps": 1, "threads": 1,
+                  "train_eval_samples": 32, "checkpoint_dir": str(root / "checkpoints")},
+        "method_params": {"full": {"lr": 1.0e-3}},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    from ftlab.config import load_config
+
+    cfg = load_config(root / "params.yaml")
+    prepare(cfg)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    launchers = {"single": [sys.executable],
+                 "ddp": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]}
+    for name, launch in launchers.items():
+        cmd = [*launch, str(PROBE), str(root / "record" / name), "train", "--method", "full", "--train-size", str(SIZE),
+               "--params", str(root / "params.yaml"), "--out", str(root / "runs" / name / "run")]
+        done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{name}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    splits, _ = load_prepared(cfg)
+    texts = subsample(splits["train"], SIZE, SEED)["text"]
+    ids = load_tokenizer(cfg.model)(list(texts), truncation=True, max_length=64)["input_ids"]
+    return {"root": root, "row": {tuple(seq): i for i, seq in enumerate(ids)}}
+
+
+def seen(runs: dict, name: str, rank: int) -> list[list[int]]:
+    """The training-set rows of each batch that process trained on, in order."""
+    batches = json.loads((runs["root"] / "record" / name / f"rank{rank}.json").read_text())
+    return [[runs["row"][tuple(seq)] for seq in batch] for batch in batches]
+
+
+def train_losses(run: Path) -> list[float]:
+    """The logged training loss of every step, from the run's TensorBoard logs."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    return [e.value for e in events.Scalars("train/loss")]
+
+
+def test_ranks_train_on_disjoint_shards_that_cover_the_data(runs):
+    single = seen(runs, "single", 0)
+    ranks = [seen(runs, "ddp", r) for r in (0, 1)]
+    assert len(single) == STEPS and [len(r) for r in ranks] == [STEPS, STEPS]
+    for step in range(STEPS):
+        halves = [set(r[step]) for r in ranks]
+        assert [len(h) for h in halves] == [BATCH // 2, BATCH // 2]
+        assert not halves[0] & halves[1], f"step {step}: both ranks trained on {halves[0] & halves[1]}"
+        # the length-grouped order is sharded, not redrawn: each step is the single process's batch
+        assert halves[0] | halves[1] == set(single[step]), f"step {step}"
+    epoch = SIZE // BATCH
+    first_epoch = [row for r in ranks for batch in r[:epoch] for row in batch]
+    assert sorted(first_epoch) == list(range(SIZE))  # every example once
+
+
+def test_ranks_end_with_identical_weights_close_to_one_process(runs):
+    rank0, rank1 = (load_file(str(runs["root"] / "record" / "ddp" / f"rank{r}.safetensors")) for r in (0, 1))
+    single = load_file(str(runs["root"] / "record" / "single" / "rank0.safetensors"))
+    assert rank0.keys() == rank1.keys() == single.keys()
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), name
+        torch.testing.assert_close(rank0[name], single[name], rtol=1e-4, atol=1e-5, msg=name)
+    # and rank 0 saved those weights
+    saved = load_file(str(runs["root"] / "runs" / "ddp" / "run" / "model" / "model.safetensors"))
+    assert all(torch.equal(saved[k], rank0[k]) for k in saved.keys() & rank0.keys()) and saved
+
+
+def test_loss_matches_one_process(runs):
+    single = train_losses(runs["root"] / "runs" / "single" / "run")
+    ddp = train_losses(runs["root"] / "runs" / "ddp" / "run")
+    assert len(single) == len(ddp) == STEPS
+    # the trap: with the Trainer's default average_tokens_across_devices this ratio is 2
+    assert ddp == pytest.approx(single, rel=1e-4), (single, ddp)
+    history = {n: json.loads((runs["root"] / "runs" / n / "run" / "history.json").read_text()) for n in ("single", "ddp")}
+    assert [h["step"] for h in history["ddp"]] == [h["step"] for h in history["single"]] == [0, 4, 8, 12]
+    for a, b in zip(history["single"], history["ddp"]):
+        assert b["validation_loss"] == pytest.approx(a["validation_loss"], rel=1e-4)
+        assert b["validation_accuracy"] == a["validation_accuracy"]
+    metrics = {n: json.loads((runs["root"] / "runs" / n / "run" / "metrics.json").read_text()) for n in ("single", "ddp")}
+    assert metrics["ddp"]["accuracy"] == metrics["single"]["accuracy"]
+    assert metrics["ddp"]["cost"]["processes"] == 2 and metrics["single"]["cost"]["processes"] == 1
+
+
+def test_only_rank_zero_writes(runs):
+    out = runs["root"] / "runs" / "ddp"
+    assert [p.name for p in out.iterdir()] == ["run"]  # no temporary directory of another rank left
+    assert {"metrics.json", "predictions.parquet", "model", "tensorboard"} <= {p.name for p in (out / "run").iterdir()}
+    assert len(list((out / "run" / "tensorboard").rglob("events.out.tfevents.*"))) == 1
+    assert not any((runs["root"] / "checkpoints").iterdir())  # the finished run's checkpoints are removed
