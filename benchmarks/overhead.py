@@ -31,7 +31,7 @@ def timed(cmd: list[str], cwd: Path) -> float:
 
 
 def training_seconds(project: Path) -> float:
-    return sum(json.loads(p.read_text())["cost"]["train_seconds"] for p in (project / "runs").glob("*/metrics.json"))
+    return sum(json.loads(p.read_text())["cost"]["train_seconds"] for p in (project / "runs").glob("*/*/metrics.json"))
 
 
 def fresh_clone(where: Path) -> Path:

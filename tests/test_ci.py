@@ -36,18 +36,23 @@ def words(text: str) -> str:
     return " ".join(text.split())
 
 
-def pull_request(project: SimpleNamespace, name: str, params: dict | None = None) -> Path:
-    """A fresh clone of the default branch on a new branch, with ``params`` merged into params.yaml."""
+def pull_request(project: SimpleNamespace, name: str, changes: dict | None = None) -> Path:
+    """A fresh clone of the default branch on a new branch, with ``changes`` (dotted keys) committed
+    to params.yaml."""
     clone = project.root / name
     sh("git", "clone", "-q", str(project.origin), str(clone), cwd=project.root)
     sh("git", "config", "user.email", "t@example.com", cwd=clone)
     sh("git", "config", "user.name", "t", cwd=clone)
     sh("git", "checkout", "-qb", name, cwd=clone)
-    if params:
-        current = yaml.safe_load((clone / "params.yaml").read_text())
-        for section, values in params.items():
-            current[section] = {**current.get(section, {}), **values} if isinstance(values, dict) else values
-        (clone / "params.yaml").write_text(yaml.safe_dump(current, sort_keys=False))
+    if changes:
+        params = yaml.safe_load((clone / "params.yaml").read_text())
+        for key, value in changes.items():
+            *parents, leaf = key.split(".")
+            section = params
+            for parent in parents:
+                section = section.setdefault(parent, {})
+            section[leaf] = value
+        (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         sh("git", "commit", "-qam", f"{name}: change params", cwd=clone)
     return clone
 
@@ -97,7 +102,7 @@ def test_first_run_fills_an_empty_remote(project):
 
 
 def test_pull_request_pulls_reproduces_and_diffs_against_the_base(project):
-    clone = pull_request(project, "pr-lora-r", {"method_params": {"lora": {"r": 4}}})
+    clone = pull_request(project, "pr-lora-r", {"method_params.lora.r": 4})
     out = ftlab_ci(clone, "--base", "main", "--summary", str(project.root / "pr.md"), "--remote", str(project.store),
                    "--plots-dir", str(project.root / "plots"))
     # the clone had no outputs: what was not re-run (the data stages) was pulled from the remote
@@ -111,18 +116,18 @@ def test_pull_request_pulls_reproduces_and_diffs_against_the_base(project):
 
 
 def test_gate_fails_when_the_pick_is_worse_than_the_base(project):
-    # the default branch's committed report says its pick was 0.1 more accurate than this run's
+    # the default branch's committed report says its pick was 0.1 more accurate than this run's;
+    # the pull request allows a drop of 0.05
     report = project.origin / "reports/comparison.json"
     comparison = json.loads(report.read_text())
     pick = comparison["recommendation"]["cheapest_within_tolerance"]
     pick["accuracy"] += 0.1
     assert pick["accuracy"] <= 1.0
-    for row in comparison["methods"]:
-        row["accuracy"] += 0.1 if row["method"] == pick["method"] else 0
+    next(row for row in comparison["methods"] if row["method"] == pick["method"])["accuracy"] += 0.1
     report.write_text(json.dumps(comparison, indent=2))
     sh("git", "commit", "-qam", "a better model on the default branch", cwd=project.origin)
     try:
-        clone = pull_request(project, "pr-worse")
+        clone = pull_request(project, "pr-worse", {"ci.max_accuracy_drop": 0.05})
         out = ftlab_ci(clone, "--base", "main", "--summary", str(project.root / "worse.md"),
                        "--remote", str(project.store), check=False)
     finally:
@@ -130,7 +135,7 @@ def test_gate_fails_when_the_pick_is_worse_than_the_base(project):
     assert out.returncode == 1
     message = words(out.stdout)
     assert "quality gate failed" in message and "a drop of 0.1000" in message, out.stdout
-    assert "more than ci.max_accuracy_drop 0.02" in message
+    assert "more than ci.max_accuracy_drop 0.05" in message
     summary = (project.root / "worse.md").read_text()
     assert "## ftlab retraining: ❌ failed" in summary and "| -0.1000 |" in summary
 
@@ -140,7 +145,7 @@ def test_bad_data_fails_the_run_with_the_validation_message(project, toy_csv):
 
     leaky = pd.read_csv(toy_csv)
     pd.concat([leaky, leaky.head(30)]).to_csv(project.root / "leaky.csv", index=False)  # duplicates, leakage
-    clone = pull_request(project, "pr-leaky", {"data": {"source": str(project.root / "leaky.csv")}})
+    clone = pull_request(project, "pr-leaky", {"data.source": str(project.root / "leaky.csv")})
     out = ftlab_ci(clone, "--base", "main", "--summary", str(project.root / "leaky.md"),
                    "--remote", str(project.store), check=False)
     assert out.returncode == 1

@@ -151,7 +151,9 @@ def _training_args(cfg: Config, params: Any, output_dir: Path, checkpoints: bool
         eval_strategy="steps",
         eval_steps=cfg.train.eval_steps,
         eval_on_start=True,  # step 0: the curves start at the pretrained model, the baseline to beat
-        logging_steps=cfg.train.logging_steps,
+        # a log at every evaluation step, where checkpoints are saved: FiniteLoss then stops a NaN
+        # loss before it can reach a checkpoint
+        logging_steps=math.gcd(cfg.train.logging_steps, cfg.train.eval_steps),
         # checkpoints (model, optimizer, scheduler, RNG, BestState) for resuming an interrupted run;
         # the best weights themselves are kept in memory by BestState
         save_strategy="steps" if checkpoints else "no",
