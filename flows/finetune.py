@@ -3,9 +3,11 @@
     python flows/finetune.py --params params.yaml       (or: ftlab pipeline)
 
 Cells (method × seed × train size) train concurrently up to ``pipeline.max_parallel``, each with
-cores / max_parallel torch threads (more threads than cores made concurrent runs 5-15x slower on 2
-cores). Cells whose run directory is already complete for the same config are skipped, so a
-failed flow run can be re-run and continues where it stopped. When the params file is the DVC project's params.yaml,
+the cores of its machine / the runs sharing them as torch threads (more threads than cores made
+concurrent runs 5-15x slower on 2 cores), on threads of this process or on the worker processes of a
+Dask or Ray cluster (``pipeline.task_runner``); tasks pass file paths, never models. Cells whose
+run directory is already complete for the same config are skipped, so a failed flow run can be
+re-run and continues where it stopped. When the params file is the DVC project's params.yaml,
 the outputs are recorded in dvc.lock afterwards (``dvc commit``), so ``dvc status`` stays clean.
 """
 
@@ -14,15 +16,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 from pathlib import Path
 
+import torch
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.settings import PREFECT_API_URL
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from ftlab import stages
 from ftlab.config import Cell, Config, dump_config, load_config
+from ftlab.parallel import dask_slots_on_this_host, threads_per_process
 
 # Resolve transformers' lazy attributes here, in the main thread: first imports of them from
 # concurrent task threads race ("cannot import name 'AutoTokenizer' from 'transformers'").
@@ -35,6 +41,12 @@ import ftlab.train  # noqa: E402,F401  isort: skip
 
 def _config(params: str) -> Config:
     return load_config(Path(params))
+
+
+def _threads(cfg: Config, width: int) -> int:
+    """Torch threads of one run: train.threads, else the cores of the machine it runs on divided by
+    the runs sharing them (all Dask workers' threads there, or the ``width`` runs of this flow)."""
+    return cfg.train.threads or threads_per_process(dask_slots_on_this_host() or width)
 
 
 @task(name="prepare")
@@ -54,8 +66,9 @@ def validate(params: str) -> dict:
 
 
 @task(name="search")
-def search(params: str, method: str, threads: int) -> dict:
-    return stages.search(stages.with_threads(_config(params), threads), method)
+def search(params: str, method: str, width: int) -> dict:
+    cfg = _config(params)
+    return stages.search(stages.with_threads(cfg, _threads(cfg, width)), method)
 
 
 def _finished(cfg: Config, cell: Cell) -> bool:
@@ -66,11 +79,14 @@ def _finished(cfg: Config, cell: Cell) -> bool:
 
 
 @task(name="train", task_run_name="train {cell.method} {cell.name}")
-def train(params: str, cell: Cell, threads: int) -> dict:
-    cfg = stages.with_threads(_config(params), threads)
+def train(params: str, cell: Cell, width: int) -> dict:
+    cfg = _config(params)
+    cfg = stages.with_threads(cfg, _threads(cfg, width))
     if _finished(cfg, cell):
         get_run_logger().info("%s %s: finished run found, skipping", cell.method, cell.name)
         return json.loads((stages.run_dir(cfg, cell) / "metrics.json").read_text())
+    get_run_logger().info("%s %s: %d torch threads, process %d on %s", cell.method, cell.name,
+                          cfg.train.threads, os.getpid(), socket.gethostname())
     return stages.train(cfg, cell.method, cell.seed, cell.train_size)
 
 
@@ -95,20 +111,69 @@ def dvc_commit() -> None:
     subprocess.run(["dvc", "commit", "--force", "--quiet"], check=True)
 
 
-@flow(name="finetune_pipeline", task_runner=ThreadPoolTaskRunner(max_workers=8))
+def _width(cfg: Config) -> int:
+    """Cells trained at once: pipeline.max_parallel, but on a GPU machine one run per GPU. A local
+    Dask cluster gives each worker its own GPU; threads share one process, whose Trainer would spread
+    every run over all GPUs, so they train one at a time. A remote cluster places runs itself."""
+    gpus = torch.cuda.device_count()
+    p = cfg.pipeline
+    if not gpus or p.task_runner == "ray" or p.dask_address:
+        return p.max_parallel
+    return 1 if p.task_runner == "threads" else min(p.max_parallel, gpus)
+
+
+def task_runner(cfg: Config, width: int) -> TaskRunner:
+    """The runner named by pipeline.task_runner, refusing cluster workers without a shared server."""
+    p = cfg.pipeline
+    if p.task_runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=8)
+    if not PREFECT_API_URL.value():
+        raise RuntimeError(
+            f"pipeline.task_runner={p.task_runner} runs tasks in worker processes, which must all report to one "
+            "Prefect server, but PREFECT_API_URL is not set: each worker would start a temporary server of its "
+            "own and they collide on its SQLite database. Start one and point the flow at it: "
+            "`prefect server start --host 127.0.0.1 &` then `export PREFECT_API_URL=http://127.0.0.1:4200/api`."
+        )
+    if p.task_runner == "ray":
+        from prefect_ray import RayTaskRunner
+
+        return RayTaskRunner(address=p.ray_address)
+    from prefect_dask import DaskTaskRunner
+
+    if p.dask_address:
+        return DaskTaskRunner(address=p.dask_address)
+    if not torch.cuda.device_count():
+        return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                              cluster_kwargs={"n_workers": width, "threads_per_worker": 1, "processes": True})
+    # one worker process per GPU, each seeing only its own (set before CUDA starts in the worker)
+    workers = {i: {"cls": "distributed.Nanny", "options": {"nthreads": 1, "env": {"CUDA_VISIBLE_DEVICES": str(i)}}}
+               for i in range(width)}
+    return DaskTaskRunner(cluster_class="distributed.SpecCluster",
+                          cluster_kwargs={"scheduler": {"cls": "distributed.Scheduler", "options": {}}, "workers": workers})
+
+
+@flow(name="finetune_pipeline")
 def finetune_pipeline(params: str = "params.yaml") -> dict:
+    """The stages under the task runner of pipeline.task_runner: a flow's runner is fixed when it
+    starts, so this flow picks it from the params and runs the stages as a subflow with it."""
+    cfg = _config(params)
+    width = _width(cfg)
+    return finetune_stages.with_options(task_runner=task_runner(cfg, width))(params, width)
+
+
+@flow(name="finetune_stages")
+def finetune_stages(params: str, width: int) -> dict:
     """prepare → validate → search each method → train each cell → check each cell → compare."""
     cfg = _config(params)
     retry = {"retries": cfg.pipeline.retries, "retry_delay_seconds": cfg.pipeline.retry_delay_s}
-    threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // cfg.pipeline.max_parallel)
     prepare.with_options(**retry)(params)
     validate(params)
-    width = cfg.pipeline.max_parallel  # at most this many trainings share the cores at any time
+    # at most `width` trainings share the machines at any time
     for i in range(0, len(cfg.methods), width):
-        search.with_options(**retry).map(unmapped(params), cfg.methods[i : i + width], unmapped(threads)).result()
+        search.with_options(**retry).map(unmapped(params), cfg.methods[i : i + width], unmapped(width)).result()
     cells = cfg.cells()
     for i in range(0, len(cells), width):
-        train.with_options(**retry).map(unmapped(params), cells[i : i + width], unmapped(threads)).result()
+        train.with_options(**retry).map(unmapped(params), cells[i : i + width], unmapped(width)).result()
     for cell in cells:  # seconds each; Evidently and GX are not made for threads
         check(params, cell)
     result = compare(params)

@@ -58,7 +58,7 @@ def runs(tmp_path_factory, tiny_model, toy_csv) -> dict:
     for name, launch in launchers.items():
         cmd = [*launch, str(PROBE), str(root / "record" / name), "train", "--method", "full", "--train-size", str(SIZE),
                "--params", str(root / "params.yaml"), "--out", str(root / "runs" / name / "run")]
-        done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(cmd, check=False, cwd=root, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{name}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     splits, _ = load_prepared(cfg)
     texts = subsample(splits["train"], SIZE, SEED)["text"]
@@ -116,8 +116,11 @@ def test_loss_matches_one_process(runs):
     history = {n: json.loads((runs["root"] / "runs" / n / "run" / "history.json").read_text()) for n in ("single", "ddp")}
     assert [h["step"] for h in history["ddp"]] == [h["step"] for h in history["single"]] == [0, 4, 8, 12]
     for a, b in zip(history["single"], history["ddp"]):
-        assert b["validation_loss"] == pytest.approx(a["validation_loss"], rel=1e-4)
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)  # 32 rows: 16 a rank
         assert b["validation_accuracy"] == a["validation_accuracy"]
+        # 24 rows do not fill two eval batches: accelerate pads each rank's batch with repeated rows,
+        # and the Trainer's eval loss is the mean of batch means (predictions are de-duplicated)
+        assert b["validation_loss"] == pytest.approx(a["validation_loss"], rel=5e-3)
     metrics = {n: json.loads((runs["root"] / "runs" / n / "run" / "metrics.json").read_text()) for n in ("single", "ddp")}
     assert metrics["ddp"]["accuracy"] == metrics["single"]["accuracy"]
     assert metrics["ddp"]["cost"]["processes"] == 2 and metrics["single"]["cost"]["processes"] == 1

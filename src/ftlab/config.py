@@ -152,9 +152,15 @@ class ReportConfig(Strict):
 class PipelineConfig(Strict):
     """How the Prefect flow runs the stages (dvc repro runs them one at a time)."""
 
-    max_parallel: PositiveInt = 1  # methods trained at once, each in its own process
+    max_parallel: PositiveInt = 1  # cells trained at once (on a GPU machine: at most one per GPU)
     retries: int = Field(1, ge=0)  # per task, for transient failures
     retry_delay_s: float = Field(5.0, ge=0.0)
+    # where tasks run: "threads" of the flow's process; "dask", the worker processes of a Dask cluster
+    # (a local one of max_parallel one-thread workers, or the one at dask_address); "ray", a Ray
+    # cluster (pip install "ftlab[ray]"). Dask and Ray need a Prefect server: PREFECT_API_URL.
+    task_runner: Literal["threads", "dask", "ray"] = "threads"
+    dask_address: str | None = None  # scheduler of a running cluster, e.g. tcp://10.0.0.5:8786
+    ray_address: str | None = None  # head of a running cluster, e.g. ray://10.0.0.5:10001; None: local
 
 
 class SearchConfig(Strict):
