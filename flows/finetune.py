@@ -32,11 +32,11 @@ from ftlab.parallel import dask_slots_on_this_host, threads_per_process
 
 # Resolve transformers' lazy attributes here, in the main thread: first imports of them from
 # concurrent task threads race ("cannot import name 'AutoTokenizer' from 'transformers'").
-from transformers import (  # noqa: E402,F401  isort: skip
+from transformers import (  # noqa: F401  isort: skip
     AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
     TrainingArguments,
 )
-import ftlab.train  # noqa: E402,F401  isort: skip
+import ftlab.train  # noqa: F401  isort: skip
 
 
 def _config(params: str) -> Config:

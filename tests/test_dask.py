@@ -33,7 +33,7 @@ def test_cluster_workers_are_refused_without_a_prefect_server(tmp_path, monkeypa
 
     cfg = load_config(None, {"pipeline.task_runner": "dask"})
     with temporary_settings(restore_defaults={PREFECT_API_URL}), pytest.raises(
-            RuntimeError, match="PREFECT_API_URL is not set.*prefect server start"):
+            RuntimeError, match=r"PREFECT_API_URL is not set.*prefect server start"):
         task_runner(cfg, 2)
 
 

@@ -85,7 +85,7 @@ def test_hub_code_path_with_a_local_dataset_directory(tmp_path):
     folder.mkdir()
     write(toy_reviews(80, seed=3), folder / "train.csv")
     write(toy_reviews(30, seed=4), folder / "test.csv")
-    splits, labels = load_prepared(cfg_for(tmp_path, f"hub:{folder}"))
+    splits, _ = load_prepared(cfg_for(tmp_path, f"hub:{folder}"))
     assert len(splits["test"]) == 30 and len(splits["train"]) + len(splits["validation"]) == 80
 
 

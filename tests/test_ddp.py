@@ -115,7 +115,7 @@ def test_loss_matches_one_process(runs):
     assert ddp == pytest.approx(single, rel=1e-4), (single, ddp)
     history = {n: json.loads((runs["root"] / "runs" / n / "run" / "history.json").read_text()) for n in ("single", "ddp")}
     assert [h["step"] for h in history["ddp"]] == [h["step"] for h in history["single"]] == [0, 4, 8, 12]
-    for a, b in zip(history["single"], history["ddp"]):
+    for a, b in zip(history["single"], history["ddp"], strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)  # 32 rows: 16 a rank
         assert b["validation_accuracy"] == a["validation_accuracy"]
         # 24 rows do not fill two eval batches: accelerate pads each rank's batch with repeated rows,

@@ -75,7 +75,7 @@ def test_contrast_decided_by_main_clause():
     df = generate_demo(3000, 0.0, seed=0)
     m = df.text.str.extract(r", but (.+)\.$")[0].dropna()
     assert len(m) > 20
-    plain = dict(zip(df.text.str.lower(), df.label))  # clauses that also occur on their own
+    plain = dict(zip(df.text.str.lower(), df.label, strict=True))  # clauses that also occur on their own
     checked = [(plain[tail.lower() + "."], df.label[i]) for i, tail in m.items()
                if tail.lower() + "." in plain]
     assert len(checked) >= 5

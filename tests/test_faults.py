@@ -17,7 +17,6 @@ from ftlab.config import ConfigError, load_config
 from ftlab.train import train
 
 
-
 def params_file(tmp_path: Path, make_config, **overrides) -> Path:
     cfg = make_config(**{"train__max_steps": 120, "train__eval_steps": 10, "train__early_stopping_patience": 0,
                          **overrides})
@@ -94,13 +93,13 @@ def test_remote_code_is_refused_unless_enabled(tmp_path, make_config, tiny_model
     config.update({"model_type": "ftlab-custom", "auto_map": {"AutoConfig": "configuration_custom.CustomConfig"}})
     (custom / "config.json").write_text(json.dumps(config))
     (custom / "configuration_custom.py").write_text("raise SystemExit('remote code ran')\n")
-    with pytest.raises(ValueError, match="needs custom code; set model.trust_remote_code: true"):
+    with pytest.raises(ValueError, match=r"needs custom code; set model\.trust_remote_code: true"):
         train(make_config(model__name=str(custom)), "full", tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
 def test_config_errors_name_the_field_before_any_work(tmp_path):
-    with pytest.raises(ConfigError, match="train.learning_rate: unknown key"):
+    with pytest.raises(ConfigError, match=r"train\.learning_rate: unknown key"):
         load_config(None, {"train.learning_rate": 0.1})
 
 

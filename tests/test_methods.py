@@ -54,7 +54,7 @@ def test_freeze_trains_top_k_layers_and_head(make_config):
 
 
 def test_freeze_rejects_more_layers_than_the_model_has(make_config):
-    with pytest.raises(ValueError, match="freeze.k=5 but the model has 4 layers"):
+    with pytest.raises(ValueError, match=r"freeze\.k=5 but the model has 4 layers"):
         prepared(make_config(method_params__freeze={"k": 5}), "freeze")
 
 
@@ -113,14 +113,14 @@ def test_prompt_methods_train_virtual_tokens_and_head(make_config, method, param
 
 
 def test_generic_adapter_builds_any_peft_type(make_config):
-    model, names = prepared(make_config(method_params__adapter={"peft_type": "loha", "options": {"r": 2}}), "adapter")
+    _, names = prepared(make_config(method_params__adapter={"peft_type": "loha", "options": {"r": 2}}), "adapter")
     assert any("hada_" in n for n in names)
     assert all("hada_" in n or "classifier" in n for n in names)
 
 
 def test_cls_pooling_keeps_the_pooler_in_the_head(make_config):
     cfg = make_config(model__pooling="cls")
-    model, names = prepared(cfg, "lora")
+    _, names = prepared(cfg, "lora")
     assert any("pooler" in n for n in names) and any("classifier" in n for n in names)
     assert isinstance(build_model(cfg.model, LABELS).classifier, torch.nn.Linear)
 

@@ -134,7 +134,7 @@ def test_sweep_cells_are_cached_one_by_one(repo):
                                       for seed in (42, 7)} | {"compare"}
     comparison = json.loads((repo / "reports/comparison.json").read_text())
     assert len(comparison["cells"]) == 8 and comparison["seeds"] == [7, 42]
-    assert [s["n_train"] for s in comparison["by_size"]][0] == 20
+    assert comparison["by_size"][0]["n_train"] == 20
     assert {(s["method"], s["n"]) for s in comparison["summary"]} == {(m, 2) for m in METHODS}
     assert json.loads((repo / "runs/lora/s7-n20/metrics.json").read_text())["n_train"] == 20
     assert ran_stages(sh("dvc", "repro", cwd=repo).stdout) == set()
@@ -181,7 +181,7 @@ def test_two_pipelines_at_once_in_different_directories(tmp_path, tiny_model):
              for r in repos]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    for seed, repo in zip((1, 2), repos):
+    for seed, repo in zip((1, 2), repos, strict=True):
         assert yaml.safe_load((repo / f"runs/lora/s{seed}-nall/config.yaml").read_text())["seed"] == seed
         assert json.loads((repo / "reports/comparison.json").read_text())["methods"][0]["method"] == "lora"
         assert "up to date" in sh("dvc", "status", cwd=repo).stdout

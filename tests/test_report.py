@@ -232,7 +232,7 @@ def test_seeds_give_mean_std_and_t_interval(tmp_path):
     accuracy = {"full": [0.80, 0.82, 0.84], "lora": [0.70, 0.71, 0.72]}
     runs = [write_run(tmp_path / m / str(seed), m, acc, FULL_PARAMS if m == "full" else 74_498, 100.0 + seed,
                       2000.0, 1000, seed=seed)
-            for m, values in accuracy.items() for seed, acc in zip((1, 2, 3), values)]
+            for m, values in accuracy.items() for seed, acc in zip((1, 2, 3), values, strict=True)]
     result, out = run_compare(tmp_path, runs)
     full = by_method(result)["full"]
     # by hand: mean 0.82, s = 0.02, t(0.975, 2) = 4.3027, half width = 4.3027 * 0.02 / sqrt(3) = 0.04968

@@ -16,7 +16,6 @@ from ftlab.modeling import load_tokenizer
 from ftlab.runs import load_run, merge_adapter
 from ftlab.train import predict, subsample, tokenize, train
 
-
 # learning rates that make the tiny random model learn the toy task within 60 steps
 FAST = {
     "full": {"lr": 3e-3}, "llrd": {"lr": 3e-3}, "freeze": {"lr": 1e-2, "k": 2}, "bitfit": {"lr": 3e-2},
@@ -72,7 +71,7 @@ def test_same_seed_same_metrics(make_config, tmp_path):
 
 
 def _probs(run_dir, model, cfg):
-    splits, labels = load_prepared(cfg)
+    splits, _ = load_prepared(cfg)
     tok = load_tokenizer(cfg.model)
     from transformers import DataCollatorWithPadding
 
@@ -134,7 +133,7 @@ def test_failed_run_leaves_an_earlier_result_untouched(make_config, tmp_path):
     run = tmp_path / "run"
     train(cfg, "full", run)
     before = (run / "metrics.json").read_bytes()
-    with pytest.raises(ValueError, match="freeze.k=9"):
+    with pytest.raises(ValueError, match=r"freeze\.k=9"):
         train(make_config(method_params__freeze={"k": 9}), "freeze", run)
     assert (run / "metrics.json").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
@@ -162,7 +161,7 @@ def test_diverging_loss_stops_with_step_and_method(make_config, tmp_path, tiny_m
 
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
 def test_unusable_model_paths_are_named(make_config, tmp_path, pooling):
-    with pytest.raises(ValueError, match="model.name ./no/such/model.: cannot load a model config"):
+    with pytest.raises(ValueError, match=r"model\.name ./no/such/model.: cannot load a model config"):
         train(make_config(model__name="/no/such/model", model__pooling=pooling), "full", tmp_path / "a")
     from transformers import ViTConfig
 

@@ -15,6 +15,7 @@ should not pay.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,7 +58,7 @@ def overfitting(history: list[dict], best_step: int, cfg: ChecksConfig) -> dict:
     gap_at_best = _gap(best)
     gap_at_end = _gap(history[-1] if history else None)
     longest, run, at_step = 0, 0, None
-    for prev, cur in zip(history, history[1:]):
+    for prev, cur in itertools.pairwise(history):
         rising = cur["validation_loss"] > prev["validation_loss"] and cur["train_loss"] < prev["train_loss"]
         run = run + 1 if rising else 0
         longest = max(longest, run)
@@ -65,7 +66,7 @@ def overfitting(history: list[dict], best_step: int, cfg: ChecksConfig) -> dict:
             at_step = cur["step"]
 
     overfit, warn, fine = [], [], []
-    if gap_at_best is None:
+    if best is None or gap_at_best is None:
         fine.append(f"no evaluation recorded at the best step {best_step}: accuracy gap unknown")
     else:
         msg = (f"at the best step {best_step}, train accuracy {best['train_accuracy']:.3f} vs validation "

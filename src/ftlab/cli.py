@@ -6,7 +6,6 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -33,7 +32,7 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug lo
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _config(params: Optional[Path], overrides: Optional[list[str]]):
+def _config(params: Path | None, overrides: list[str] | None):
     import yaml
 
     from ftlab.config import load_config
@@ -66,13 +65,13 @@ def methods() -> None:
 
 
 @app.command()
-def prepare(params: Optional[Path] = PARAMS, set_: Optional[list[str]] = SET) -> None:
+def prepare(params: Path | None = PARAMS, set_: list[str] | None = SET) -> None:
     """Load the configured data source, split it and write Parquet splits to data.prepared_dir."""
     _stage("prepare", params, set_)
 
 
 @app.command()
-def validate(params: Optional[Path] = PARAMS, set_: Optional[list[str]] = SET) -> None:
+def validate(params: Path | None = PARAMS, set_: list[str] | None = SET) -> None:
     """Run the Great Expectations suite on the prepared splits; exit 1 naming each failure."""
     _stage("validate", params, set_)
 
@@ -81,7 +80,7 @@ SEED = typer.Option(None, "--seed", help="training seed (default: every seed in 
 SIZE = typer.Option(None, "--train-size", help="training examples, a number or 'all' (default: every params `train_sizes`)")
 
 
-def _size(value: Optional[str]):
+def _size(value: str | None):
     if value is None or value == "all":
         return value
     if not value.isdigit() or int(value) < 1:
@@ -89,7 +88,7 @@ def _size(value: Optional[str]):
     return int(value)
 
 
-def _cells(cfg, method: Optional[str], seed: Optional[int], size: Optional[str]):
+def _cells(cfg, method: str | None, seed: int | None, size: str | None):
     """The config's cells, narrowed to the given method, seed and train size."""
     from ftlab.config import Cell, ConfigError
     from ftlab.methods import METHODS
@@ -102,9 +101,9 @@ def _cells(cfg, method: Optional[str], seed: Optional[int], size: Optional[str])
 
 @app.command()
 def search(
-    method: Optional[str] = typer.Option(None, "--method", "-m", help="method (default: every method in params `methods`)"),
-    params: Optional[Path] = PARAMS,
-    set_: Optional[list[str]] = SET,
+    method: str | None = typer.Option(None, "--method", "-m", help="method (default: every method in params `methods`)"),
+    params: Path | None = PARAMS,
+    set_: list[str] | None = SET,
 ) -> None:
     """Search each method's own hyperparameters on the validation split (when search.enabled)."""
     from ftlab.config import ConfigError
@@ -120,12 +119,12 @@ def search(
 
 @app.command()
 def train(
-    method: Optional[str] = typer.Option(None, "--method", "-m", help="method name (see `ftlab methods`); default: every method listed in params `methods`"),
-    seed: Optional[int] = SEED,
-    train_size: Optional[str] = SIZE,
-    params: Optional[Path] = PARAMS,
-    set_: Optional[list[str]] = SET,
-    out: Optional[Path] = typer.Option(None, help="run directory of a single run (default: <train.output_dir>/<method>/s<seed>-n<size>)"),
+    method: str | None = typer.Option(None, "--method", "-m", help="method name (see `ftlab methods`); default: every method listed in params `methods`"),
+    seed: int | None = SEED,
+    train_size: str | None = SIZE,
+    params: Path | None = PARAMS,
+    set_: list[str] | None = SET,
+    out: Path | None = typer.Option(None, help="run directory of a single run (default: <train.output_dir>/<method>/s<seed>-n<size>)"),
 ) -> None:
     """Fine-tune a method (per seed and train size) and write its run directory (weights, metrics, history, predictions)."""
     from ftlab.config import ConfigError
@@ -157,10 +156,10 @@ def train(
 @app.command()
 def check(
     method: str = typer.Option(..., "--method", "-m", help="method whose finished run to check"),
-    seed: Optional[int] = SEED,
-    train_size: Optional[str] = SIZE,
-    params: Optional[Path] = PARAMS,
-    set_: Optional[list[str]] = SET,
+    seed: int | None = SEED,
+    train_size: str | None = SIZE,
+    params: Path | None = PARAMS,
+    set_: list[str] | None = SET,
 ) -> None:
     """Overfitting and drift checks (train/val gap, rising val loss, Evidently report) of a method's runs."""
     cfg = _stage_config(params, set_)
@@ -174,7 +173,7 @@ def check(
 
 
 @app.command()
-def compare(params: Optional[Path] = PARAMS, set_: Optional[list[str]] = SET) -> None:
+def compare(params: Path | None = PARAMS, set_: list[str] | None = SET) -> None:
     """Write the comparison report (markdown, HTML, JSON, PNG plots) over the configured methods."""
     result = _stage("compare", params, set_)
     console.print(result["recommendation"]["text"])
@@ -196,7 +195,7 @@ def pipeline(params: Path = typer.Option(Path("params.yaml"), "--params", "-p", 
         _fail(RuntimeError(f"pipeline {state.name}: {state.message}"))
 
 
-def _stage_config(params: Optional[Path], overrides: Optional[list[str]]):
+def _stage_config(params: Path | None, overrides: list[str] | None):
     """The config, or exit 1 naming the bad field."""
     from ftlab.config import ConfigError
 
@@ -206,7 +205,7 @@ def _stage_config(params: Optional[Path], overrides: Optional[list[str]]):
         _fail(e)
 
 
-def _stage(name: str, params: Optional[Path], overrides: Optional[list[str]], *args):
+def _stage(name: str, params: Path | None, overrides: list[str] | None, *args):
     """Run one stage function from ftlab.stages, turning every expected failure into exit 1."""
     from ftlab import stages
     from ftlab.config import ConfigError

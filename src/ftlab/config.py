@@ -7,7 +7,7 @@ with the field's dotted name (``method_params.lora.r``), never minutes later ins
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import yaml
 from pydantic import (
@@ -43,6 +43,11 @@ class DemoConfig(Strict):
     label_noise: float = Field(0.05, ge=0.0, lt=0.5)
 
 
+def _hub_splits() -> dict[Literal["train", "validation", "test"], str]:
+    # a def, not a lambda: mypy infers a lambda's dict as dict[str, str], not the Literal keys
+    return {"train": "train", "validation": "validation", "test": "test"}
+
+
 class DataConfig(Strict):
     # "builtin:demo"; a CSV/TSV/JSONL/Parquet path; {train: path, validation: path, test: path};
     # or "hub:<dataset name>" for users with a network.
@@ -50,9 +55,7 @@ class DataConfig(Strict):
     text_column: str = "text"
     label_column: str = "label"
     hub_config: str | None = None
-    hub_splits: dict[Literal["train", "validation", "test"], str] = Field(
-        default_factory=lambda: {"train": "train", "validation": "validation", "test": "test"}
-    )
+    hub_splits: dict[Literal["train", "validation", "test"], str] = Field(default_factory=_hub_splits)
     validation_size: float = Field(0.1, gt=0.0, lt=0.5)
     test_size: float = Field(0.2, gt=0.0, lt=0.5)
     max_train_samples: PositiveInt | None = None
@@ -72,6 +75,10 @@ class DataConfig(Strict):
 
 
 TrainSize = PositiveInt | Literal["all"]
+
+
+def _all_sizes() -> list[TrainSize]:  # a def, not a lambda, for the same reason as _hub_splits
+    return ["all"]
 
 
 class Cell(NamedTuple):
@@ -186,20 +193,23 @@ class CiConfig(Strict):
     max_accuracy_drop: float = Field(0.02, ge=0.0, le=1.0)
 
 
-def _method_params_model() -> type[BaseModel]:
+def _method_params_model() -> type[Strict]:
     """One field per registered method, typed by that method's own Params class."""
-    fields = {name: (m.Params, m.Params()) for name, m in METHODS.items()}
+    fields: dict[str, Any] = {name: (m.Params, m.Params()) for name, m in METHODS.items()}
     return create_model("MethodParams", __base__=Strict, **fields)
 
 
-MethodParams = _method_params_model()
+if TYPE_CHECKING:
+    MethodParams = Strict  # built at runtime; to mypy, a config section like the others
+else:
+    MethodParams = _method_params_model()
 
 
 class Config(Strict):
     seed: int = 42  # the data split; also the training seed when `seeds` is not given
     methods: list[str] = Field(default_factory=lambda: ["full", "llrd", "lora", "prompt_tuning"])
     seeds: list[int] = Field(default_factory=list)  # every method trains once per seed
-    train_sizes: list[TrainSize] = Field(default_factory=lambda: ["all"])  # ... and once per size
+    train_sizes: list[TrainSize] = Field(default_factory=_all_sizes)  # ... and once per size
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -209,7 +219,7 @@ class Config(Strict):
     pipeline: PipelineConfig = PipelineConfig()
     search: SearchConfig = SearchConfig()
     ci: CiConfig = CiConfig()
-    method_params: MethodParams = MethodParams()  # type: ignore[valid-type]
+    method_params: MethodParams = MethodParams()
 
     @field_validator("methods")
     @classmethod

@@ -81,7 +81,7 @@ def _load_hub(cfg: DataConfig, name: str) -> dict[str, pd.DataFrame]:
     from datasets import load_dataset
 
     ds = load_dataset(name, cfg.hub_config)
-    out = {}
+    out: dict[str, pd.DataFrame] = {}
     for split, hub_name in cfg.hub_splits.items():
         if hub_name in ds:
             df = ds[hub_name].to_pandas()

@@ -227,7 +227,7 @@ CONSTRUCTIONS: tuple[tuple[Callable[[random.Random, Domain, int], str], float], 
 
 def _sentence(rng: random.Random, y: int) -> str:
     """One review sentence with sentiment `y`, capitalised."""
-    fns, weights = zip(*CONSTRUCTIONS)
+    fns, weights = zip(*CONSTRUCTIONS, strict=True)
     text = rng.choices(fns, weights)[0](rng, rng.choice(DOMAINS), y)
     return text[0].upper() + text[1:]
 

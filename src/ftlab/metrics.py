@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -14,7 +15,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 def classification_metrics(y_true, y_pred, labels: list[str] | None = None) -> dict:
     """Accuracy and macro-F1; with label names also per-class precision/recall and the confusion matrix."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    out = {
+    out: dict[str, Any] = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
     }
@@ -40,6 +41,8 @@ class PeakMemory:
     RSS is sampled rather than read from ``ru_maxrss`` because the lifetime peak of a process would
     include model loading and every earlier run in the same process.
     """
+
+    _peak: int  # bytes; set in __enter__, then raised by the sampling thread
 
     def __init__(self, interval: float = 0.02):
         self.interval = interval

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -18,6 +18,9 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from ftlab.config import BUILTIN_MODEL
 
 if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedConfig, PreTrainedModel
+
     from ftlab.config import ModelConfig
 
 
@@ -67,12 +70,14 @@ class MeanPoolClassifier(nn.Module):
     so reading the mean is the better default for it (see the pooling benchmark in the README).
     """
 
-    def __init__(self, encoder: nn.Module, num_labels: int, dropout: float):
+    def __init__(self, encoder: PreTrainedModel, num_labels: int, dropout: float):
         super().__init__()
         self.encoder = encoder
-        self.config = encoder.config
+        self.config: Any = encoder.config  # its fields (hidden_size, ...) depend on the model type
         if getattr(encoder, "pooler", None) is not None:
-            encoder.pooler = None  # unused here: keep it out of the trainable-parameter counts
+            # unused here: keep it out of the trainable-parameter counts. torch accepts None for a
+            # submodule; its stub types the value as Tensor | Module.
+            encoder.pooler = None  # type: ignore[assignment]
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.config.hidden_size, num_labels)
         nn.init.normal_(self.classifier.weight, std=0.02)
@@ -132,11 +137,12 @@ def build_model(cfg: ModelConfig, labels: list[str]) -> nn.Module:
             raise ValueError(
                 f"model.name {cfg.name!r} has no sequence-classification head ({e}); try model.pooling: mean"
             ) from e
-    model.config.num_labels = len(labels)
-    model.config.id2label = id2label
-    model.config.label2id = {v: k for k, v in id2label.items()}
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = model.config.eos_token_id
+    model_config: Any = model.config  # its fields (pad_token_id, ...) depend on the model type
+    model_config.num_labels = len(labels)
+    model_config.id2label = id2label
+    model_config.label2id = {v: k for k, v in id2label.items()}
+    if model_config.pad_token_id is None:
+        model_config.pad_token_id = model_config.eos_token_id
     return model
 
 
@@ -186,10 +192,10 @@ def save_weights(model: nn.Module, out: Path, saves_adapter: bool) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     if saves_adapter:
-        model.save_pretrained(str(out), safe_serialization=True)
+        cast("PeftModel", model).save_pretrained(str(out), safe_serialization=True)
     else:
         save_model(model, str(out / "model.safetensors"))
-        model.config.save_pretrained(str(out))
+        cast("PreTrainedConfig", model.config).save_pretrained(str(out))
 
 
 def load_trained(cfg: ModelConfig, labels: list[str], weights: Path, adapter: bool) -> nn.Module:

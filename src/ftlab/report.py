@@ -32,6 +32,7 @@ import itertools
 import json
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,9 @@ def _load(run_dirs: list[Path], checks_dirs: list[Path | None]) -> list[dict]:
         raise ValueError("compare needs at least one run directory")
     if len(checks_dirs) != len(run_dirs):
         raise ValueError(f"got {len(run_dirs)} run directories but {len(checks_dirs)} checks directories")
-    runs, seen, labels = [], {}, None
-    for run_dir, checks_dir in zip(map(Path, run_dirs), checks_dirs):
+    runs, labels = [], None
+    seen: dict[tuple, Path] = {}
+    for run_dir, checks_dir in zip(map(Path, run_dirs), checks_dirs, strict=True):
         for name in ("metrics.json", "history.json", "predictions.parquet"):
             if not (run_dir / name).is_file():
                 raise ValueError(f"run directory {run_dir} has no {name}")
@@ -295,7 +297,7 @@ def _plots(rows: list[dict], runs: dict[str, list[dict]], sizes: list[dict]) -> 
         for i, run in enumerate(method_runs):
             points = [(h["step"], h["validation_accuracy"]) for h in run["history"] if "validation_accuracy" in h]
             if points:
-                ax.plot(*zip(*points), marker="o", ms=3, alpha=0.8, color=colors[method], label=None if i else method)
+                ax.plot(*zip(*points, strict=True), marker="o", ms=3, alpha=0.8, color=colors[method], label=None if i else method)
     ax.set(xlabel="step", ylabel="validation accuracy (each seed)")
     ax.grid(alpha=0.3)
     if ax.lines:
@@ -319,7 +321,7 @@ def _plots(rows: list[dict], runs: dict[str, list[dict]], sizes: list[dict]) -> 
     ax.legend(fontsize=8)
     figs.append(fig)
     out = {}
-    for (name, title), fig in zip(PLOTS.items(), figs):
+    for (name, title), fig in zip(PLOTS.items(), figs, strict=True):
         fig.axes[0].set_title(title)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -378,7 +380,7 @@ def _markdown(result: dict) -> str:
                 cells.append("" if s is None else f"{mark}{s['mean']:.3f}{mark} {_interval([s['ci_low'], s['ci_high']])}")
             table.append(cells)
         lines += ["## Data-size sweep", "", result["by_size_text"], ""]
-        lines += _table(["Training examples"] + methods, table)
+        lines += _table(["Training examples", *methods], table)
         lines += ["", "Mean accuracy and 95% CI per train size; bold: the best at that size.", ""]
         if result["crossings"]:
             lines += ["Curves that cross (order of means flips between two sizes): " + "; ".join(
@@ -412,7 +414,7 @@ def _search(paths: list[Path]) -> dict[str, dict]:
 
 
 def compare(run_dirs: list[Path], checks_dirs: list[Path | None], cfg: ReportConfig, out_dir: Path,
-            search_files: list[Path] = ()) -> dict:
+            search_files: Sequence[Path] = ()) -> dict:
     """Compare cells and write comparison.{json,md,html} and the plots into ``out_dir``. Returns the comparison."""
     runs = _load(run_dirs, checks_dirs)
     groups: dict[Any, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
@@ -444,7 +446,7 @@ def compare(run_dirs: list[Path], checks_dirs: list[Path | None], cfg: ReportCon
                      "mean": r["accuracy"], "std": r["accuracy_std"], "ci_low": r["accuracy_ci"][0],
                      "ci_high": r["accuracy_ci"][1], "n": len(r["seeds"]),
                      "macro_f1": r["macro_f1"], "train_seconds": r["train_seconds"]} for s in sizes for r in s["rows"]],
-        "cells": [{k: run[k] for k in RUN_KEYS + ("train_seconds", "overfitting")} for run in runs],
+        "cells": [{k: run[k] for k in (*RUN_KEYS, "train_seconds", "overfitting")} for run in runs],
         "search": _search(list(search_files)),
     }
     pngs = _plots(rows, groups[main["train_size"]], sizes)

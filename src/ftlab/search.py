@@ -28,14 +28,14 @@ def grid(cfg: Config, method: str) -> list[dict[str, Any]]:
     params = cfg.params_for(method)
     space = {"lr": [float(f"{params.lr * f:.3g}") for f in cfg.search.lr_factors], **get_method(method).search_space}
     default = {k: getattr(params, k) for k in space}
-    points = [dict(zip(space, values)) for values in itertools.product(*space.values())]
+    points = [dict(zip(space, values, strict=True)) for values in itertools.product(*space.values())]
     return [default] + [p for p in points if p != default]
 
 
 def trials(cfg: Config, method: str) -> list[dict[str, Any]]:
     """The ``search.trials`` settings to try: the defaults, then a seeded draw from the rest of the grid."""
     first, *rest = grid(cfg, method)
-    return [first] + random.Random(cfg.seeds[0]).sample(rest, min(len(rest), cfg.search.trials - 1))
+    return [first, *random.Random(cfg.seeds[0]).sample(rest, min(len(rest), cfg.search.trials - 1))]
 
 
 def search(cfg: Config, method: str, data_dir: Path | None = None) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from ftlab.config import Cell, Config
 from ftlab.io import write_json
@@ -37,7 +38,7 @@ def search_file(cfg: Config, method: str) -> Path:
     return cfg.report.dir / "search" / f"{method}.json"
 
 
-def cell(cfg: Config, method: str, seed: int | None = None, train_size: int | str = "all") -> Cell:
+def cell(cfg: Config, method: str, seed: int | None = None, train_size: int | Literal["all"] = "all") -> Cell:
     """The cell of ``method`` at ``seed`` (default: the first of ``seeds``) and ``train_size``."""
     return Cell(method, cfg.seeds[0] if seed is None else seed, train_size)
 
@@ -87,7 +88,7 @@ def tuned(cfg: Config, method: str) -> Config:
     return cfg.with_method_params(method, json.loads(path.read_text())["chosen"])
 
 
-def train(cfg: Config, method: str, seed: int | None = None, train_size: int | str = "all",
+def train(cfg: Config, method: str, seed: int | None = None, train_size: int | Literal["all"] = "all",
           out: Path | None = None) -> dict:
     """Fine-tune one cell on the prepared data."""
     from ftlab.train import train as run_train
@@ -97,7 +98,7 @@ def train(cfg: Config, method: str, seed: int | None = None, train_size: int | s
                      seed=c.seed, train_size=c.train_size)
 
 
-def check(cfg: Config, method: str, seed: int | None = None, train_size: int | str = "all") -> dict:
+def check(cfg: Config, method: str, seed: int | None = None, train_size: int | Literal["all"] = "all") -> dict:
     """Overfitting and drift checks of one finished cell; raises ChecksFailed per checks.fail_on."""
     from ftlab.checks import ChecksFailed, check_run, enforce
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -89,7 +89,7 @@ def _history(log_history: list[dict]) -> list[dict]:
     """One record per evaluation step: train-subset and validation loss/accuracy/F1."""
     by_step: dict[int, dict] = {}
     for entry in log_history:
-        step = entry.get("step")
+        step = entry["step"]  # Trainer.log stamps every entry with it
         for split in ("train", "validation"):
             if f"eval_{split}_loss" in entry:
                 rec = by_step.setdefault(step, {"step": step, "epoch": round(entry["epoch"], 4)})
@@ -106,7 +106,7 @@ def checkpoint_dir(cfg: Config, cell: Cell) -> Path | None:
     return cfg.train.checkpoint_dir / f"{cell.method}-{cell.name}-{digest}"
 
 
-def subsample(train: pd.DataFrame, size: int | str, seed: int) -> pd.DataFrame:
+def subsample(train: pd.DataFrame, size: int | Literal["all"], seed: int) -> pd.DataFrame:
     """The first ``size`` rows of a seeded shuffle of ``train``, in their original order.
 
     For one seed the subsets are nested (the 100 examples are among the 500), so a learning curve
@@ -186,7 +186,7 @@ def _output_dir(out_dir: Path) -> Iterator[Path]:
 
 
 def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = None,
-          seed: int | None = None, train_size: int | str = "all") -> dict:
+          seed: int | None = None, train_size: int | Literal["all"] = "all") -> dict:
     """Fine-tune ``method_name`` on the prepared data and write the run directory ``out_dir``.
 
     ``seed`` (default: the first of ``cfg.seeds``) seeds the model's new weights, dropout, batch
@@ -235,7 +235,8 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
             eval_dataset={"train": train_eval, "validation": ds["validation"]},
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
-            compute_metrics=lambda p: classification_metrics(p.label_ids, p.predictions.argmax(-1)),
+            # one array of logits: the models here return no other outputs (EvalPrediction allows a tuple)
+            compute_metrics=lambda p: classification_metrics(p.label_ids, cast(np.ndarray, p.predictions).argmax(-1)),
             optimizers=(torch.optim.AdamW(groups, lr=params.lr), None),
             callbacks=callbacks,
         )

@@ -95,7 +95,7 @@ class BestState(TrainerCallback):
         meta = {"best": self.best, "best_step": self.best_step, "bad_evals": self.bad_evals}
         (ckpt / "best_state.json").write_text(json.dumps(meta))
 
-    def load(self, checkpoint: Path) -> None:
+    def load(self, checkpoint: str | Path) -> None:
         """Restore what :meth:`on_save` wrote into ``checkpoint``."""
         meta = json.loads((Path(checkpoint) / "best_state.json").read_text())
         self.best, self.best_step, self.bad_evals = meta["best"], meta["best_step"], meta["bad_evals"]

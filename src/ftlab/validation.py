@@ -27,6 +27,7 @@ from ftlab.io import atomic_dir, write_json
 
 if TYPE_CHECKING:
     import pandas as pd
+    from great_expectations.expectations import Expectation
 
     from ftlab.config import ValidationConfig
 
@@ -158,7 +159,7 @@ def _suite(name: str, split: str, frame: pd.DataFrame, cfg: ValidationConfig, n_
     import great_expectations.expectations as gxe
 
     if name.endswith("_class_counts"):
-        rules = [("min examples per class", gxe.ExpectColumnValuesToBeBetween(
+        rules: list[tuple[str, Expectation]] = [("min examples per class", gxe.ExpectColumnValuesToBeBetween(
             column="count", min_value=cfg.min_examples_per_class))]
         if split == "train":
             rules.append(("class balance", gxe.ExpectColumnValuesToBeBetween(

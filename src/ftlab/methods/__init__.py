@@ -8,7 +8,9 @@ below (the import order is the order ``ftlab methods`` lists them in).
 from __future__ import annotations
 
 from ftlab.methods.base import METHODS, Method, MethodParams, PeftMethod, register
-from ftlab.methods import full, llrd, freeze, bitfit, lora, ia3, prompt, adapter  # noqa: E402,F401
+
+# unsorted on purpose: the registration order is the order `ftlab methods` lists them in
+from ftlab.methods import full, llrd, freeze, bitfit, lora, ia3, prompt, adapter  # noqa: F401  isort: skip
 
 
 def get_method(name: str) -> Method:

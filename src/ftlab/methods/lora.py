@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
@@ -47,7 +47,7 @@ class Lora(PeftMethod):
     name = "lora"
     summary = "low-rank adapters on the attention query/value projections + head"
     Params = LoraParams
-    search_space = {"r": [4, 8, 16]}
+    search_space: ClassVar[dict[str, list[Any]]] = {"r": [4, 8, 16]}
     use_dora = False
 
     def peft_config(self, model: nn.Module, params: Any):

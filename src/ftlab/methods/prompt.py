@@ -6,7 +6,7 @@ rates two orders of magnitude above full fine-tuning.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pydantic import Field, model_validator
 
@@ -14,6 +14,7 @@ from ftlab.methods.base import MethodParams, PeftMethod, head_modules, register
 
 if TYPE_CHECKING:
     from torch import nn
+    from transformers import PreTrainedConfig
 
 
 class PromptParams(MethodParams):
@@ -37,7 +38,7 @@ class PromptTuning(PeftMethod):
     name = "prompt_tuning"
     summary = "soft prompt of virtual token embeddings (random or text init) + head"
     Params = PromptTuningParams
-    search_space = {"num_virtual_tokens": [10, 20, 40]}
+    search_space: ClassVar[dict[str, list[Any]]] = {"num_virtual_tokens": [10, 20, 40]}
 
     def peft_config(self, model: nn.Module, params: Any):
         from peft import PromptTuningConfig, PromptTuningInit, TaskType
@@ -48,7 +49,7 @@ class PromptTuning(PeftMethod):
             num_virtual_tokens=params.num_virtual_tokens,
             prompt_tuning_init=PromptTuningInit.TEXT if text else PromptTuningInit.RANDOM,
             prompt_tuning_init_text=params.init_text if text else None,
-            tokenizer_name_or_path=model.config.name_or_path if text else None,
+            tokenizer_name_or_path=cast("PreTrainedConfig", model.config).name_or_path if text else None,
             modules_to_save=head_modules(model),
         )
 
@@ -64,7 +65,7 @@ class PrefixTuning(PeftMethod):
     name = "prefix_tuning"
     summary = "trained key/value prefixes in every attention layer + head"
     Params = PrefixParams
-    search_space = {"num_virtual_tokens": [10, 20, 40]}
+    search_space: ClassVar[dict[str, list[Any]]] = {"num_virtual_tokens": [10, 20, 40]}
 
     def peft_config(self, model: nn.Module, params: Any):
         from peft import PrefixTuningConfig, TaskType
@@ -89,7 +90,7 @@ class PTuning(PeftMethod):
     name = "p_tuning"
     summary = "virtual tokens produced by a small trained prompt encoder (MLP/LSTM) + head"
     Params = PTuningParams
-    search_space = {"num_virtual_tokens": [10, 20, 40]}
+    search_space: ClassVar[dict[str, list[Any]]] = {"num_virtual_tokens": [10, 20, 40]}
 
     def peft_config(self, model: nn.Module, params: Any):
         from peft import PromptEncoderConfig, TaskType
