@@ -126,6 +126,11 @@ def task_runner(cfg: Config, width: int) -> TaskRunner:
     """The runner named by pipeline.task_runner, refusing cluster workers without a shared server."""
     p = cfg.pipeline
     if p.task_runner == "threads":
+        if width > 1:  # dropout and new head weights draw from the one global torch generator
+            get_run_logger().warning(
+                "%d cells train at once in threads of one process: they share torch's random number generator, "
+                "so their results depend on timing and are not reproducible; pipeline.task_runner: dask trains "
+                "each in its own process", width)
         return ThreadPoolTaskRunner(max_workers=8)
     if not PREFECT_API_URL.value():
         raise RuntimeError(

@@ -385,7 +385,8 @@ def _markdown(result: dict) -> str:
         if result["crossings"]:
             lines += ["Curves that cross (order of means flips between two sizes): " + "; ".join(
                 f"{c['overtaker']} overtakes {c['overtaken']} between {c['between'][0]} and {c['between'][1]}"
-                for c in result["crossings"]) + ".", ""]
+                for c in result["crossings"]) + ". A crossing compares means: between methods that the tests "
+                "at those sizes do not tell apart, it is within the noise.", ""]
     if result["search"]:
         lines += ["## Hyperparameters chosen by search", ""]
         lines += _table(["Method", "Chosen", "Validation score", "Trials"], [
