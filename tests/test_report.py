@@ -176,7 +176,7 @@ def test_markdown_has_a_row_per_method_and_the_plots(tmp_path, runs):
     assert md.startswith("# ") and result["recommendation"]["text"] in md
     for method in RUNS:
         assert len([line for line in md.splitlines() if line.startswith(f"| {method} |")]) == 1
-    assert "| lora | 0.865 | n/a (1 seed) | -0.7 pts, worse (p=" in md
+    assert "| lora | 0.865 | n/a (1 seed) | -0.7 pts, worse (p<0.0001) |" in md
     assert "| 0.863 | 0.327% (74.5k) | 150.0 |" in md
     for name in PLOT_FILES:
         assert f"]({name})" in md

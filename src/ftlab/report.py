@@ -181,12 +181,17 @@ def _equivalent(row: dict, best: dict, tolerance: float) -> bool:
         test is not None and test["verdict"] != "worse")
 
 
+def _p(p: float) -> str:
+    """A bootstrap p-value as text: 0 means no resample crossed zero, i.e. below 1 / resamples."""
+    return "p<0.0001" if p == 0 else f"p={p:.2g}"
+
+
 def _significance(row: dict) -> str:
     test = row["vs_best"]
     if test is None:
         return "not tested"
     word = "significantly" if test["verdict"] != "no significant difference" else "not significantly"
-    return f"{word} different at {test['level']:.0%} (p={test['p_value']:.3g})"
+    return f"{word} different at {test['level']:.0%} ({_p(test['p_value'])})"
 
 
 def recommend(rows: list[dict], cfg: ReportConfig) -> dict:
@@ -343,7 +348,7 @@ def _vs_best(r: dict, best: str) -> str:
     if test is None:
         return "best" if r["method"] == best else "not tested"
     short = {"better": "better", "worse": "worse", "no significant difference": "n.s."}[test["verdict"]]
-    return f"{100 * test['difference']:+.1f} pts, {short} (p={test['p_value']:.2g})"
+    return f"{100 * test['difference']:+.1f} pts, {short} ({_p(test['p_value'])})"
 
 
 def _cells(r: dict, best: str) -> list[str]:
