@@ -1,6 +1,6 @@
 """Peak memory of every method at the same batch size and data, and its ratio to full fine-tuning.
 
-    python benchmarks/memory.py [--steps 30]
+    python benchmarks/memory.py [--steps 30] [--name memory]
 
 Each method trains `--steps` steps on the SST-2 benchmark data (batch 32, no evaluation during
 training) in its own process; peak memory is the process RSS sampled during training on CPU, or
@@ -21,6 +21,7 @@ PARAMS = Path(__file__).parent / "params/sst2.yaml"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--name", default="memory", help="results file stem (e.g. memory_gpu)")
     args = parser.parse_args()
 
     from ftlab.config import load_config
@@ -38,7 +39,7 @@ def main() -> None:
     for row in rows.values():
         row["ratio_to_full"] = round(row["peak_memory_mb"] / full, 3)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "memory.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(json.dumps(rows, indent=2))
 
 

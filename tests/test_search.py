@@ -19,7 +19,7 @@ def test_each_method_searches_its_own_grid_defaults_first():
     assert len(lora) == 9 and {p["r"] for p in lora} == {4, 8, 16}
     assert {p["lr"] for p in lora} == {3e-4, 1e-3, 3e-3}
     assert {p["num_virtual_tokens"] for p in grid(cfg, "prompt_tuning")} == {10, 20, 40}
-    assert grid(cfg, "full") == [{"lr": 5e-5}, {"lr": 1.5e-5}, {"lr": 1.5e-4}]
+    assert grid(cfg, "full") == [{"lr": 1e-4}, {"lr": 3e-5}, {"lr": 3e-4}]
     chosen = trials(cfg, "lora")
     assert len(chosen) == 4 and chosen[0] == lora[0] and all(p in lora for p in chosen)
     assert len({json.dumps(p, sort_keys=True) for p in chosen}) == 4

@@ -165,6 +165,8 @@ def _training_args(cfg: Config, params: Any, output_dir: Path, checkpoints: bool
         train_sampling_strategy="group_by_length",
         use_cpu=not cuda,
         bf16=cuda and torch.cuda.is_bf16_supported(),
+        # TF32 for the matmuls left in fp32 (outside autocast) on Ampere and newer; None: torch's default
+        tf32=True if cuda and torch.cuda.get_device_capability()[0] >= 8 else None,
         label_names=["labels"],
         logging_nan_inf_filter=False,  # a NaN loss must reach FiniteLoss, not be averaged away
         # our models average the loss over their batch themselves; with this on, the Trainer also
