@@ -38,7 +38,7 @@ from ftlab.parallel import (
     threads_per_process,
     world_size,
 )
-from ftlab.trainer import BestState, FiniteLoss, FtlabTrainer
+from ftlab.trainer import BestState, FiniteLoss, FtlabTrainer, NoFinalCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
     main = is_main_process()
     with _output_dir(Path(out_dir)) as tmp:
         work = ckpt_root or tmp / "trainer"
-        callbacks = [best, FiniteLoss(method_name)]
+        callbacks = [best, FiniteLoss(method_name), NoFinalCheckpoint()]
         if main:
             callbacks.append(TensorBoardCallback(SummaryWriter(str(work / "tensorboard"))))
         trainer = FtlabTrainer(

@@ -45,6 +45,13 @@ class FtlabTrainer(Trainer):
         batch = self.args.train_batch_size * self.args.world_size
         return EpochSeededLengthSampler(batch, lengths, self.args.data_seed)
 
+    def _get_eval_sampler(self, eval_dataset):
+        """Rows in order of length, so each batch pads little. The stock length grouping sorts only
+        within megabatches of at most len/4 rows, so an evaluation set under 4 batches long went
+        unsorted: every batch padded to its longest row, 2.4x slower on 500 SST-2 sentences."""
+        lengths = [len(ids) for ids in eval_dataset["input_ids"]]
+        return sorted(range(len(lengths)), key=lengths.__getitem__)
+
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
@@ -84,6 +91,7 @@ class BestState(TrainerCallback):
         if self.patience and self.bad_evals >= self.patience:
             log.info("early stopping at step %d (best step %d)", state.global_step, self.best_step)
             control.should_training_stop = True
+            control.should_save = False  # the run ends here: see NoFinalCheckpoint
 
     def on_save(self, args, state, control, **kwargs):
         """Keep the best weights and the counters with each checkpoint, so a resumed run has them."""
@@ -108,6 +116,19 @@ class BestState(TrainerCallback):
             with torch.no_grad():
                 for name, tensor in self.state.items():
                     params[name].copy_(tensor)
+
+
+class NoFinalCheckpoint(TrainerCallback):
+    """Skip the checkpoint the Trainer writes at the last step.
+
+    The run directory is written right after training and the checkpoints are then deleted, so
+    that write (model, optimizer state and RNG: about 1 s for MiniLM on CPU) bought nothing. A run
+    that dies after its last step resumes from the checkpoint before.
+    """
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_save = False
 
 
 class FiniteLoss(TrainerCallback):
