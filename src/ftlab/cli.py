@@ -155,13 +155,13 @@ def train(
 
 @app.command()
 def check(
-    method: str = typer.Option(..., "--method", "-m", help="method whose finished run to check"),
+    method: str | None = typer.Option(None, "--method", "-m", help="method (default: every method in params `methods`)"),
     seed: int | None = SEED,
     train_size: str | None = SIZE,
     params: Path | None = PARAMS,
     set_: list[str] | None = SET,
 ) -> None:
-    """Overfitting and drift checks (train/val gap, rising val loss, Evidently report) of a method's runs."""
+    """Overfitting and drift checks (train/val gap, rising val loss, Evidently report) of finished runs."""
     cfg = _stage_config(params, set_)
     try:
         cells = _cells(cfg, method, seed, train_size)
