@@ -11,6 +11,9 @@ accuracy is measured on the same 500 held-out examples after each run.
     plain    Trainer, padding="max_length" (128), batch 8, fp32, default threads
     careful  Trainer, dynamic padding, length-grouped batches, ftlab's batch size (bf16 on a GPU, as ftlab)
     ftlab    ftlab.train.train(method="full") with the same data and batch size, at ftlab's defaults
+             (train.precision auto: bf16 autocast where the CPU or GPU has native bf16)
+    ftlab_fp32  the same with train.precision fp32: the pipeline's own per-step cost against the
+             careful script at the same precision (on CPU the Trainer scripts run fp32)
 
 Each runs at its own default learning rate (5e-5 for the two Trainer scripts, as the tutorials
 have it; ftlab's full fine-tuning default): the accuracy compares what a user gets from each.
@@ -83,7 +86,7 @@ def run_baseline(variant: str, n_train: int) -> dict:
     return {"samples_per_second": n_train / seconds, "accuracy": accuracy, "seconds": seconds}
 
 
-def train_ftlab(n_train: int) -> dict:
+def train_ftlab(n_train: int, precision: str = "auto") -> dict:
     """ftlab's full fine-tuning, one epoch, no evaluation during training; its metrics.json."""
     from ftlab.config import load_config
     from ftlab.metrics import flat
@@ -98,36 +101,40 @@ def train_ftlab(n_train: int) -> dict:
             "data.source": {"train": str(tmp / "train.csv"), "validation": str(tmp / "val.csv"), "test": str(tmp / "val.csv")},
             "data.text_column": "sentence", "data.prepared_dir": str(tmp / "data"),
             "train.epochs": 1, "train.eval_steps": 10**6, "train.batch_size": BATCH, "train.output_dir": str(tmp / "runs"),
+            "train.precision": precision,
         })
         return flat(ftlab_train(cfg, "full", tmp / "runs/full"))
 
 
-def run_ftlab(n_train: int) -> dict:
-    metrics = train_ftlab(n_train)
+def run_ftlab(n_train: int, precision: str) -> dict:
+    metrics = train_ftlab(n_train, precision)
     return {"samples_per_second": metrics["train_samples_per_second"], "accuracy": metrics["accuracy"],
-            "seconds": metrics["train_seconds"]}
+            "seconds": metrics["train_seconds"], "precision": metrics["precision"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-train", type=int, default=512)
     parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--variant", choices=["plain", "careful", "ftlab"], help=argparse.SUPPRESS)
+    parser.add_argument("--variant", choices=["plain", "careful", "ftlab", "ftlab_fp32"], help=argparse.SUPPRESS)
     parser.add_argument("--name", default="throughput", help="results file stem (e.g. throughput_gpu)")
     args = parser.parse_args()
     if args.variant:  # child process: one measurement, printed as JSON
-        result = run_ftlab(args.n_train) if args.variant == "ftlab" else run_baseline(args.variant, args.n_train)
+        if args.variant.startswith("ftlab"):
+            result = run_ftlab(args.n_train, "fp32" if args.variant == "ftlab_fp32" else "auto")
+        else:
+            result = run_baseline(args.variant, args.n_train)
         print("RESULT " + json.dumps(result))
         return
 
-    runs: dict[str, list[dict]] = {"plain": [], "careful": [], "ftlab": []}
+    runs: dict[str, list[dict]] = {"plain": [], "careful": [], "ftlab": [], "ftlab_fp32": []}
     for pair in range(args.pairs):
         for variant in runs:
             done = subprocess.run([sys.executable, __file__, "--variant", variant, "--n-train", str(args.n_train)],
                                   capture_output=True, text=True, check=True)
             result = json.loads(done.stdout.split("RESULT ", 1)[1])
             runs[variant].append(result)
-            print(f"pair {pair + 1} {variant:8s} {result['samples_per_second']:7.1f} samples/s  "
+            print(f"pair {pair + 1} {variant:10s} {result['samples_per_second']:7.1f} samples/s  "
                   f"accuracy {result['accuracy']:.4f}", flush=True)
 
     median = {v: statistics.median(r["samples_per_second"] for r in rs) for v, rs in runs.items()}
@@ -138,9 +145,13 @@ def main() -> None:
         "ftlab_samples_per_second": round(median["ftlab"], 2),
         "ratio": round(median["ftlab"] / median["plain"], 2),
         "ratio_careful": round(median["ftlab"] / median["careful"], 3),
+        "ftlab_precision": runs["ftlab"][0]["precision"],
+        "ftlab_fp32_samples_per_second": round(median["ftlab_fp32"], 2),
+        "ratio_careful_fp32": round(median["ftlab_fp32"] / median["careful"], 3),
         "baseline_accuracy": accuracy["plain"],
         "careful_accuracy": accuracy["careful"],
         "ftlab_accuracy": accuracy["ftlab"],
+        "ftlab_fp32_accuracy": accuracy["ftlab_fp32"],
         "n_train": args.n_train,
         "pairs": args.pairs,
         "device": _device(),

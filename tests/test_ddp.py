@@ -43,8 +43,10 @@ def runs(tmp_path_factory, tiny_model, toy_csv) -> dict:
         "methods": ["full"],
         "data": {"source": str(toy_csv), "prepared_dir": str(root / "data")},
         "model": {"name": str(model), "dropout": 0.0, "max_length": 64},
+        # fp32: in bf16 the two half-batch matmuls round differently from the whole batch's, far
+        # beyond the summation-order differences this test bounds
         "train": {"batch_size": BATCH, "max_steps": STEPS, "eval_steps": 4, "logging_steps": 1, "threads": 1,
-                  "train_eval_samples": 32, "checkpoint_dir": str(root / "checkpoints")},
+                  "train_eval_samples": 32, "checkpoint_dir": str(root / "checkpoints"), "precision": "fp32"},
         "method_params": {"full": {"lr": 1.0e-3}},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))

@@ -54,9 +54,20 @@ def tokenize(df: pd.DataFrame, tokenizer: Any, max_length: int):
     return Dataset.from_dict({**enc, "labels": df["label"].to_numpy()})
 
 
+def use_bf16(precision: str) -> bool:
+    """Whether train.precision means bf16 autocast on this machine (see TrainConfig.precision)."""
+    if precision != "auto":
+        return precision == "bf16"
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
 @torch.inference_mode()
-def predict(model: nn.Module, dataset: Any, collator: Any, batch_size: int) -> np.ndarray:
-    """Class probabilities for every row of ``dataset``, in its order (batched by length)."""
+def predict(model: nn.Module, dataset: Any, collator: Any, batch_size: int, bf16: bool = False) -> np.ndarray:
+    """Class probabilities for every row of ``dataset``, in its order (batched by length), in the
+    precision the model was trained and evaluated in."""
     model.eval()
     device = next(model.parameters()).device
     order = np.argsort([len(ids) for ids in dataset["input_ids"]], kind="stable")
@@ -64,7 +75,9 @@ def predict(model: nn.Module, dataset: Any, collator: Any, batch_size: int) -> n
     probs = []
     for start in range(0, len(features), batch_size):
         batch = {k: v.to(device) for k, v in collator(features[start : start + batch_size]).items()}
-        probs.append(torch.softmax(model(**batch).logits.float(), dim=-1).cpu().numpy())
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(**batch).logits
+        probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
     out = np.empty((len(order), probs[0].shape[1]), dtype=np.float32)
     out[order] = np.concatenate(probs)
     return out
@@ -164,7 +177,7 @@ def _training_args(cfg: Config, params: Any, output_dir: Path, checkpoints: bool
         data_seed=seed,
         train_sampling_strategy="group_by_length",
         use_cpu=not cuda,
-        bf16=cuda and torch.cuda.is_bf16_supported(),
+        bf16=use_bf16(cfg.train.precision),
         # TF32 for the matmuls left in fp32 (outside autocast) on Ampere and newer; None: torch's default
         tf32=True if cuda and torch.cuda.get_device_capability()[0] >= 8 else None,
         label_names=["labels"],
@@ -266,9 +279,10 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
         samples_seen = min(state.global_step * cfg.train.batch_size, round(len(ds["train"]) * state.epoch))
 
         start = time.perf_counter()
-        probs = predict(model, ds["test"], trainer.data_collator, cfg.train.eval_batch_size)
+        bf16 = trainer.args.bf16
+        probs = predict(model, ds["test"], trainer.data_collator, cfg.train.eval_batch_size, bf16)
         eval_latency = (time.perf_counter() - start) / len(ds["test"])
-        train_probs = predict(model, train_eval, trainer.data_collator, cfg.train.eval_batch_size)
+        train_probs = predict(model, train_eval, trainer.data_collator, cfg.train.eval_batch_size, bf16)
         y_true = splits["test"]["label"].to_numpy()
 
         save_weights(model, tmp / "model", method.saves_adapter)
@@ -301,6 +315,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
                 "memory_kind": memory.kind,
                 "device": "cuda" if torch.cuda.is_available() else "cpu",
                 "threads": torch.get_num_threads(),
+                "precision": "bf16" if bf16 else "fp32",
                 "processes": world_size(),  # of a DDP run (torchrun); samples/s counts all of them
             },
         }
