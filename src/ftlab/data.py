@@ -14,7 +14,6 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from ftlab.config import BUILTIN_DEMO, SPLITS, Config, DataConfig
 from ftlab.io import atomic_dir
@@ -105,6 +104,8 @@ def _check(df: pd.DataFrame, split: str) -> None:
 
 def _sample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     """A stratified, seeded subsample of ``n`` rows (all rows when ``n`` is None or larger)."""
+    from sklearn.model_selection import train_test_split  # 0.8 s: only `prepare` splits
+
     if n is None or n >= len(df):
         return df
     counts = df["label"].value_counts()
@@ -114,6 +115,8 @@ def _sample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
 
 
 def _split_off(df: pd.DataFrame, size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from sklearn.model_selection import train_test_split
+
     counts = df["label"].value_counts()
     stratify = df["label"] if counts.min() >= 2 else None
     return train_test_split(df, test_size=size, random_state=seed, stratify=stratify)
