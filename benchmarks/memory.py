@@ -1,6 +1,6 @@
 """Peak memory of every method at the same batch size and data, and its ratio to full fine-tuning.
 
-    python benchmarks/memory.py [--steps 30] [--name memory]
+    python benchmarks/memory.py [--steps 30] [--name memory] [--methods lora ...]
 
 Each method trains `--steps` steps on the SST-2 benchmark data (batch 32, no evaluation during
 training) in its own process; peak memory is the process RSS sampled during training on CPU, or
@@ -22,6 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--name", default="memory", help="results file stem (e.g. memory_gpu)")
+    parser.add_argument("--methods", nargs="*", help="default: every registered method (full always runs: the reference)")
     args = parser.parse_args()
 
     from ftlab.config import load_config
@@ -30,7 +31,7 @@ def main() -> None:
     cfg = load_config(PARAMS)
     overrides = [f"train.max_steps={args.steps}", "train.eval_steps=1000000"]
     rows = {}
-    for method in [m for m in METHODS if m != "adapter"]:
+    for method in ["full", *[m for m in args.methods or METHODS if m not in ("adapter", "full")]]:
         metrics = run_method(PARAMS, method, cfg.train.output_dir / "memory" / method, overrides)
         if "error" not in metrics:
             rows[method] = {"peak_memory_mb": metrics["peak_memory_mb"], "memory_kind": metrics["memory_kind"],
