@@ -84,7 +84,7 @@ def main() -> None:
         if args.keep_report:
             shutil.rmtree(args.keep_report, ignore_errors=True)
             shutil.copytree(dvc_project / "reports", args.keep_report,
-                            ignore=shutil.ignore_patterns("data_docs", "drift.html"))
+                            ignore=shutil.ignore_patterns("data_docs", "drift.html", ".gitignore"))
         prefect_project = fresh_clone(Path(tmp) / "prefect")
         prefect_total = timed(["ftlab", "pipeline", "--params", "params.yaml"], prefect_project)
         prefect_training = training_seconds(prefect_project)
