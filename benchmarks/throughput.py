@@ -1,6 +1,6 @@
 """Training throughput of ftlab against the plain tutorial recipe and a careful hand-written script.
 
-    python benchmarks/throughput.py [--n-train 512] [--pairs 3]
+    python benchmarks/throughput.py [--n-train 1024] [--pairs 3] [--name throughput]
 
 Same model (MiniLM, [CLS] head for the baselines as a tutorial has it), same SST-2 examples from
 ../shared/data/sst2, full fine-tuning for one epoch, no evaluation during training. The three
@@ -86,7 +86,7 @@ def run_baseline(variant: str, n_train: int) -> dict:
     return {"samples_per_second": n_train / seconds, "accuracy": accuracy, "seconds": seconds}
 
 
-def train_ftlab(n_train: int, precision: str = "auto") -> dict:
+def train_ftlab(n_train: int, precision: str) -> dict:
     """ftlab's full fine-tuning, one epoch, no evaluation during training; its metrics.json."""
     from ftlab.config import load_config
     from ftlab.metrics import flat
@@ -114,7 +114,7 @@ def run_ftlab(n_train: int, precision: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n-train", type=int, default=512)
+    parser.add_argument("--n-train", type=int, default=1024)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--variant", choices=["plain", "careful", "ftlab", "ftlab_fp32"], help=argparse.SUPPRESS)
     parser.add_argument("--name", default="throughput", help="results file stem (e.g. throughput_gpu)")
