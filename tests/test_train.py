@@ -15,14 +15,14 @@ from ftlab.data import DataError, load_prepared
 from ftlab.methods import METHODS
 from ftlab.modeling import load_tokenizer
 from ftlab.runs import load_run, merge_adapter
-from ftlab.train import predict, subsample, tokenize, train
+from ftlab.train import predict, subsample, train
 
 # learning rates that make the tiny random model learn the toy task within 60 steps
 FAST = {
     "full": {"lr": 3e-3}, "llrd": {"lr": 3e-3}, "freeze": {"lr": 1e-2, "k": 2}, "bitfit": {"lr": 3e-2},
     "lora": {"lr": 2e-2}, "dora": {"lr": 2e-2}, "ia3": {"lr": 5e-2},
     "prompt_tuning": {"lr": 1e-1, "init": "random", "num_virtual_tokens": 4}, "prefix_tuning": {"lr": 3e-2}, "p_tuning": {"lr": 5e-2, "num_virtual_tokens": 4},
-    "adapter": {"lr": 2e-2},
+    "adapter": {"lr": 2e-2}, "probe": {"lr": 5e-2},
 }
 
 
@@ -72,11 +72,11 @@ def test_same_seed_same_metrics(make_config, tmp_path):
 
 
 def _probs(run_dir, model, cfg, bf16=False):
-    splits, _ = load_prepared(cfg)
+    splits, labels = load_prepared(cfg)
     tok = load_tokenizer(cfg.model)
-    from transformers import DataCollatorWithPadding
-
-    return predict(model, tokenize(splits["test"], tok, cfg.model.max_length), DataCollatorWithPadding(tok), 32, bf16)
+    task = cfg.task_type()
+    logits = np.stack(predict(model, task.tokenize(splits["test"], tok, cfg.model.max_length, labels), task.collator(tok), 32, bf16))
+    return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
 
 
 def _saved_probs(run_dir):

@@ -6,8 +6,10 @@ with the field's dotted name (``method_params.lora.r``), never minutes later ins
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, Union
 
 import yaml
 from pydantic import (
@@ -22,6 +24,9 @@ from pydantic import (
 )
 
 from ftlab.methods import METHODS
+from ftlab.tasks import TASKS, Task, TaskOptions, make_task
+
+log = logging.getLogger(__name__)
 
 BUILTIN_DEMO = "builtin:demo"
 BUILTIN_MODEL = "builtin:all-MiniLM-L6-v2"
@@ -49,11 +54,10 @@ def _hub_splits() -> dict[Literal["train", "validation", "test"], str]:
 
 
 class DataConfig(Strict):
-    # "builtin:demo"; a CSV/TSV/JSONL/Parquet path; {train: path, validation: path, test: path};
-    # or "hub:<dataset name>" for users with a network.
+    # "builtin:demo"; a CSV/TSV/JSONL/Parquet path (or CoNLL for token_classification);
+    # {train: path, validation: path, test: path}; or "hub:<dataset name>" for users with a network.
+    # The columns read are the task's (task.text_column, task.label_column, ...).
     source: str | dict[Literal["train", "validation", "test"], Path] = BUILTIN_DEMO
-    text_column: str = "text"
-    label_column: str = "label"
     hub_config: str | None = None
     hub_splits: dict[Literal["train", "validation", "test"], str] = Field(default_factory=_hub_splits)
     validation_size: float = Field(0.1, gt=0.0, lt=0.5)
@@ -116,7 +120,9 @@ class TrainConfig(Strict):
     weight_decay: float = Field(0.01, ge=0.0)
     warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0)
     early_stopping_patience: int = Field(4, ge=0)  # evaluations without improvement; 0 disables
-    metric_for_best: Literal["accuracy", "macro_f1", "loss"] = "accuracy"
+    # validation metric for early stopping and the best weights: one of the task's metrics or "loss";
+    # null: the task's primary metric (accuracy, spearman, micro_f1, f1), in its own direction
+    metric_for_best: str | None = None
     train_eval_samples: int = Field(512, ge=1)  # train subset scored at each eval: gap and drift
     threads: PositiveInt | None = None  # torch threads; None: all cores
     # bf16 autocast (fp32 weights, bf16 matmuls) or plain fp32. auto: bf16 where the hardware does it
@@ -142,7 +148,7 @@ class ValidationConfig(Strict):
 class ChecksConfig(Strict):
     """Overfitting and drift verdicts per method."""
 
-    warn_gap: float = Field(0.05, ge=0.0, le=1.0)  # train − validation accuracy that warns
+    warn_gap: float = Field(0.05, ge=0.0, le=1.0)  # train − validation primary metric that warns
     overfit_gap: float = Field(0.10, ge=0.0, le=1.0)  # ... that counts as overfitting
     rising_evals: int = Field(3, ge=1)  # val loss up while train loss down, k evals in a row
     fail_on: Literal["never", "warn", "overfit"] = "never"  # verdict that fails the pipeline
@@ -192,8 +198,36 @@ class SearchConfig(Strict):
 class CiConfig(Strict):
     """The quality gate of CI retraining (``ftlab ci``)."""
 
-    # fail when the recommended method's test accuracy is more than this below the base branch's
-    max_accuracy_drop: float = Field(0.02, ge=0.0, le=1.0)
+    # fail when the recommended method's primary test metric is worse than the base branch's by more
+    # than this (in the metric's own units and direction)
+    max_metric_drop: float = Field(0.02, ge=0.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "max_accuracy_drop" in data:
+            if "max_metric_drop" in data:
+                raise ValueError("max_accuracy_drop was renamed max_metric_drop; give only max_metric_drop")
+            log.warning("ci.max_accuracy_drop is now ci.max_metric_drop (a drop in the task's primary metric)")
+            data = {**{k: v for k, v in data.items() if k != "max_accuracy_drop"}, "max_metric_drop": data["max_accuracy_drop"]}
+        return data
+
+
+def _task_options_model() -> Any:
+    """Every registered task's options, told apart by ``type``: ``task: {type: regression, ...}``."""
+    models = [create_model(f"{cls.__name__}Task", __base__=cls.Options, type=(Literal[name], name))
+              for name, cls in TASKS.items()]
+    return Annotated[Union[tuple(models)], Field(discriminator="type")]  # noqa: UP007  a runtime tuple of types
+
+
+if TYPE_CHECKING:
+    TaskParams = TaskOptions
+else:
+    TaskParams = _task_options_model()
+
+
+def _default_task() -> Any:
+    return TASKS["classification"].Options(type="classification")
 
 
 def _method_params_model() -> type[Strict]:
@@ -213,6 +247,7 @@ class Config(Strict):
     methods: list[str] = Field(default_factory=lambda: ["full", "llrd", "lora", "prompt_tuning"])
     seeds: list[int] = Field(default_factory=list)  # every method trains once per seed
     train_sizes: list[TrainSize] = Field(default_factory=_all_sizes)  # ... and once per size
+    task: TaskParams = Field(default_factory=_default_task)  # the problem: `ftlab tasks` lists them
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -243,6 +278,35 @@ class Config(Strict):
             data = {**data, "seeds": [data.get("seed", 42)]}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, data: Any) -> Any:
+        """``task.type`` defaults to classification; data.text_column/label_column (before tasks) move to task."""
+        if not isinstance(data, dict):
+            return data
+        task = dict(data.get("task") or {})
+        task.setdefault("type", "classification")
+        data_section = data.get("data")
+        if isinstance(data_section, dict) and {"text_column", "label_column"} & data_section.keys():
+            moved = {k: data_section[k] for k in ("text_column", "label_column") if k in data_section}
+            log.warning("data.%s moved to task.%s", ", data.".join(moved), ", task.".join(moved))
+            task = {**moved, **task}
+            data = {**data, "data": {k: v for k, v in data_section.items() if k not in moved}}
+        return {**data, "task": task}
+
+    @model_validator(mode="after")
+    def _task_fits(self) -> Config:
+        task = self.task_type()
+        for method in self.methods:
+            if method in task.unsupported_methods:
+                raise ValueError(f"method {method!r} cannot train task {task.name!r}: {task.unsupported_methods[method]}")
+        if self.train.metric_for_best is not None:
+            try:
+                task.metric(self.train.metric_for_best)
+            except KeyError as e:
+                raise ValueError(f"train.metric_for_best: {e.args[0]}") from None
+        return self
+
     @field_validator("seeds", "train_sizes")
     @classmethod
     def _distinct(cls, v: list) -> list:
@@ -255,6 +319,10 @@ class Config(Strict):
         if self.data.validation_size + self.data.test_size >= 0.9:
             raise ValueError("data.validation_size + data.test_size must leave at least 10% to train")
         return self
+
+    def task_type(self) -> Task:
+        """The configured task, bound to its options."""
+        return make_task(self.task)
 
     def params_for(self, method: str) -> Any:
         return getattr(self.method_params, method)
@@ -295,8 +363,14 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     except ValidationError as e:
         lines = [f"invalid params ({where}):"]
         for err in e.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "<root>"
+            loc = [str(p) for p in err["loc"]]
+            if loc[:1] == ["task"] and len(loc) > 2 and loc[1] in TASKS:  # the union's tag, not a key
+                del loc[1]
+            field = ".".join(loc) or "<root>"
             msg = "unknown key (misspelled?)" if err["type"] == "extra_forbidden" else err["msg"]
+            named = re.match(r"(?:Value error, )?([a-z_]+\.[a-z_.]+): (.*)", msg, re.S) if not loc else None
+            if named:  # a check across sections names its key in the message
+                field, msg = named.groups()
             lines.append(f"  {field}: {msg}")
         raise ConfigError("\n".join(lines)) from None
 

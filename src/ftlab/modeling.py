@@ -1,4 +1,4 @@
-"""Loading the model and tokenizer, the mean-pooling classifier, and the model's anatomy.
+"""Loading the model and tokenizer, the mean-pooling head, and the model's anatomy.
 
 Methods need to know which parameters are embeddings, which belong to which transformer layer, and
 which form the classification head; :func:`model_parts` finds them for any Hugging Face encoder or
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
+from transformers import AutoConfig
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ftlab.config import BUILTIN_MODEL
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedConfig, PreTrainedModel
 
     from ftlab.config import ModelConfig
+    from ftlab.tasks import Task
 
 
 
@@ -68,10 +70,18 @@ class MeanPoolClassifier(nn.Module):
 
     all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling; its [CLS] pooler was not,
     so reading the mean is the better default for it (see the pooling benchmark in the README).
+    The loss follows ``problem_type`` as in transformers' ``*ForSequenceClassification``: cross-entropy,
+    BCE over independent labels, or MSE. For regression the head predicts in units of the train
+    split's standard deviation around its mean (``target_mean``/``target_std``, saved with the
+    weights): the output is on the data's scale and the loss does not depend on it.
     """
 
-    def __init__(self, encoder: PreTrainedModel, num_labels: int, dropout: float):
+    def __init__(self, encoder: PreTrainedModel, num_labels: int, dropout: float,
+                 problem_type: str = "single_label_classification", target: tuple[float, float] = (0.0, 1.0)):
         super().__init__()
+        self.problem_type = problem_type
+        self.register_buffer("target_mean", torch.tensor(float(target[0])))
+        self.register_buffer("target_std", torch.tensor(float(target[1])))
         self.encoder = encoder
         self.config: Any = encoder.config  # its fields (hidden_size, ...) depend on the model type
         if getattr(encoder, "pooler", None) is not None:
@@ -112,38 +122,74 @@ class MeanPoolClassifier(nn.Module):
             mask = attention_mask[:, -hidden.shape[1] :].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         logits = self.classifier(self.dropout(pooled))
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        loss = None
+        if self.problem_type == "regression":
+            scaled, logits = logits.float(), logits.float() * self.target_std + self.target_mean
+            if labels is not None:
+                loss = nn.functional.mse_loss(scaled.squeeze(-1), (labels.float() - self.target_mean) / self.target_std)
+        elif labels is not None and self.problem_type == "multi_label_classification":
+            loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        elif labels is not None:
+            loss = nn.functional.cross_entropy(logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-def build_model(cfg: ModelConfig, labels: list[str]) -> nn.Module:
-    """A fresh classifier over the pretrained encoder, head randomly initialised (seed first)."""
-    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
-
-    id2label = dict(enumerate(labels))
+def _text_config(cfg: ModelConfig) -> Any:
     config = _load("model config", AutoConfig, cfg)
     if not hasattr(config, "vocab_size") or not hasattr(config, "hidden_size"):
-        raise ValueError(f"model.name {cfg.name!r}: a {config.model_type!r} model is not a text model to classify with")
+        raise ValueError(f"model.name {cfg.name!r}: a {config.model_type!r} model is not a text model to fine-tune")
+    if hasattr(config, "classifier_dropout"):
+        config.classifier_dropout = cfg.dropout
+    return config
+
+
+def _name_labels(model: nn.Module, labels: list[str]) -> nn.Module:
+    model_config: Any = model.config  # its fields (pad_token_id, ...) depend on the model type
+    id2label = dict(enumerate(labels))
+    model_config.num_labels = len(labels)
+    model_config.id2label = id2label
+    model_config.label2id = {v: k for k, v in id2label.items()}
+    if model_config.pad_token_id is None:  # decoders (GPT-2, LLaMA) pool their last real token by it
+        model_config.pad_token_id = model_config.eos_token_id
+    return model
+
+
+def build_model(cfg: ModelConfig, labels: list[str], problem_type: str = "single_label_classification",
+                target: tuple[float, float] = (0.0, 1.0)) -> nn.Module:
+    """A fresh sequence-level model over the pretrained encoder, head randomly initialised (seed first).
+
+    ``problem_type`` is transformers': single_label_classification, multi_label_classification or
+    regression (one output; ``target`` is the train split's mean and std, see MeanPoolClassifier).
+    """
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    config = _text_config(cfg)
     if cfg.pooling == "mean":
         encoder = _load("model", AutoModel, cfg)
-        model: nn.Module = MeanPoolClassifier(encoder, len(labels), cfg.dropout)
+        model: nn.Module = MeanPoolClassifier(encoder, len(labels), cfg.dropout, problem_type, target)
     else:
-        if hasattr(config, "classifier_dropout"):
-            config.classifier_dropout = cfg.dropout
         config.num_labels = len(labels)
+        config.problem_type = problem_type
         try:
             model = _load("model", AutoModelForSequenceClassification, cfg, config=config)
         except ValueError as e:
             raise ValueError(
                 f"model.name {cfg.name!r} has no sequence-classification head ({e}); try model.pooling: mean"
             ) from e
-    model_config: Any = model.config  # its fields (pad_token_id, ...) depend on the model type
-    model_config.num_labels = len(labels)
-    model_config.id2label = id2label
-    model_config.label2id = {v: k for k, v in id2label.items()}
-    if model_config.pad_token_id is None:
-        model_config.pad_token_id = model_config.eos_token_id
-    return model
+    return _name_labels(model, labels)
+
+
+def build_token_model(cfg: ModelConfig, labels: list[str]) -> nn.Module:
+    """A fresh token-classification model: the encoder's hidden state of every token → a linear tag head."""
+    from transformers import AutoModelForTokenClassification
+
+    config = _text_config(cfg)
+    config.num_labels = len(labels)
+    try:
+        model = _load("model", AutoModelForTokenClassification, cfg, config=config)
+    except ValueError as e:
+        raise ValueError(f"model.name {cfg.name!r} has no token-classification head ({e})") from e
+    return _name_labels(model, labels)
 
 
 @dataclass
@@ -198,11 +244,11 @@ def save_weights(model: nn.Module, out: Path, saves_adapter: bool) -> None:
         cast("PreTrainedConfig", model.config).save_pretrained(str(out))
 
 
-def load_trained(cfg: ModelConfig, labels: list[str], weights: Path, adapter: bool) -> nn.Module:
-    """Rebuild the classifier of a finished run from its saved weights, in eval mode."""
+def load_trained(cfg: ModelConfig, labels: list[str], weights: Path, adapter: bool, task: Task | None = None) -> nn.Module:
+    """Rebuild the model of a finished run from its saved weights, in eval mode (default task: classification)."""
     from safetensors.torch import load_model
 
-    model = build_model(cfg, labels)
+    model = task.build_model(cfg, labels) if task is not None else build_model(cfg, labels)
     if adapter:
         from peft import PeftModel
 

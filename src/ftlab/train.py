@@ -1,8 +1,8 @@
-"""Fine-tune one method and write its self-contained run directory.
+"""Fine-tune one method on the configured task and write its self-contained run directory.
 
-A run directory holds: ``model/`` (safetensors: the whole classifier, or only adapter + head for
+A run directory holds: ``model/`` (safetensors: the whole model, or only adapter + head for
 peft methods), ``metrics.json`` (test quality and cost), ``history.json`` (train/validation loss
-and accuracy at every evaluation), ``predictions.parquet`` (test set) and
+and the task's metrics at every evaluation), ``predictions.parquet`` (test set) and
 ``train_predictions.parquet`` (the train subset scored at each evaluation, for drift and
 overfitting checks), ``config.yaml`` (the resolved config), ``labels.json``, ``tokenizer/`` and
 ``tensorboard/`` logs. It appears whole or not at all.
@@ -30,28 +30,19 @@ from ftlab.config import Cell, Config, dump_config
 from ftlab.data import DataError, load_prepared
 from ftlab.io import atomic_dir, write_json, write_text
 from ftlab.methods import get_method
-from ftlab.metrics import PeakMemory, classification_metrics, dir_bytes
-from ftlab.modeling import build_model, count_parameters, load_tokenizer, save_weights
+from ftlab.metrics import PeakMemory, dir_bytes
+from ftlab.modeling import count_parameters, load_tokenizer, save_weights
 from ftlab.parallel import (
     is_main_process,
     processes_on_this_node,
     threads_per_process,
     world_size,
 )
+from ftlab.tasks import Task
 from ftlab.trainer import BestState, FiniteLoss, FtlabTrainer, NoFinalCheckpoint
 
 log = logging.getLogger(__name__)
-
-
-def tokenize(df: pd.DataFrame, tokenizer: Any, max_length: int):
-    """A ``datasets.Dataset`` of unpadded token ids (padding happens per batch, in the collator)."""
-    from datasets import Dataset
-
-    enc = tokenizer(list(df["text"]), truncation=True, max_length=max_length)
-    truncated = sum(len(ids) >= max_length for ids in enc["input_ids"])
-    if truncated:
-        log.warning("%d text(s) longer than model.max_length=%d were truncated", truncated, max_length)
-    return Dataset.from_dict({**enc, "labels": df["label"].to_numpy()})
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def use_bf16(precision: str) -> bool:
@@ -65,21 +56,25 @@ def use_bf16(precision: str) -> bool:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, dataset: Any, collator: Any, batch_size: int, bf16: bool = False) -> np.ndarray:
-    """Class probabilities for every row of ``dataset``, in its order (batched by length), in the
-    precision the model was trained and evaluated in."""
+def predict(model: nn.Module, dataset: Any, collator: Any, batch_size: int, bf16: bool = False) -> list[np.ndarray]:
+    """The model's output for every row of ``dataset``, in its order (batched by length), in the
+    precision the model was trained and evaluated in: one logit vector per row for sequence
+    tasks, one per token (padding removed) for token tasks."""
     model.eval()
     device = next(model.parameters()).device
-    order = np.argsort([len(ids) for ids in dataset["input_ids"]], kind="stable")
-    features = [{k: v for k, v in dataset[int(i)].items() if k != "labels"} for i in order]
-    probs = []
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    order = np.argsort(lengths, kind="stable")
+    features = [{k: v for k, v in dataset[int(i)].items() if k in MODEL_INPUTS} for i in order]
+    out: list[np.ndarray] = [np.empty(0)] * len(order)
     for start in range(0, len(features), batch_size):
         batch = {k: v.to(device) for k, v in collator(features[start : start + batch_size]).items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(**batch).logits
-        probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
-    out = np.empty((len(order), probs[0].shape[1]), dtype=np.float32)
-    out[order] = np.concatenate(probs)
+            logits = model(**batch).logits.float().cpu().numpy()
+        width = batch["input_ids"].shape[1]
+        for row, i in zip(logits, order[start : start + batch_size], strict=True):
+            # per-token outputs: peft's prompt methods prepend virtual tokens, so the batch's own
+            # (right-padded) positions are the last `width`, and this row's are the first of those
+            out[i] = row if row.ndim == 1 else row[-width:][: lengths[i]]
     return out
 
 
@@ -91,24 +86,29 @@ def _last_checkpoint(root: Path | None) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[1]))) if done else None
 
 
-def _predictions(rows: pd.DataFrame, probs: np.ndarray, labels: list[str]) -> pd.DataFrame:
-    out = pd.DataFrame({"text": rows["text"].to_numpy(), "label": rows["label"].to_numpy(), "prediction": probs.argmax(-1)})
-    for i, name in enumerate(labels):
-        out[f"prob_{name}"] = probs[:, i]
-    return out
-
-
-def _history(log_history: list[dict]) -> list[dict]:
-    """One record per evaluation step: train-subset and validation loss/accuracy/F1."""
+def _history(log_history: list[dict], task: Task) -> list[dict]:
+    """One record per evaluation step: train-subset and validation loss and the task's metrics."""
     by_step: dict[int, dict] = {}
     for entry in log_history:
         step = entry["step"]  # Trainer.log stamps every entry with it
         for split in ("train", "validation"):
             if f"eval_{split}_loss" in entry:
                 rec = by_step.setdefault(step, {"step": step, "epoch": round(entry["epoch"], 4)})
-                for m in ("loss", "accuracy", "macro_f1"):
+                for m in ("loss", *(m.name for m in task.metrics)):
                     rec[f"{split}_{m}"] = entry[f"eval_{split}_{m}"]
     return [by_step[s] for s in sorted(by_step)]
+
+
+def best_metric(cfg: Config) -> Any:
+    """The validation metric that early stopping and the best weights follow: train.metric_for_best or
+    the task's primary metric, with its direction."""
+    task = cfg.task_type()
+    return task.metric(cfg.train.metric_for_best) if cfg.train.metric_for_best else task.primary
+
+
+def outputs(task: Task, model: nn.Module, dataset: Any, collator: Any, batch_size: int, bf16: bool) -> list[np.ndarray]:
+    """The model's outputs on ``dataset`` as the task's predictions read them."""
+    return task.align(dataset, predict(model, dataset, collator, batch_size, bf16))
 
 
 def checkpoint_dir(cfg: Config, cell: Cell) -> Path | None:
@@ -200,6 +200,54 @@ def _output_dir(out_dir: Path) -> Iterator[Path]:
             yield Path(scratch)
 
 
+def _fit(trainer: Any, method_name: str, cfg: Config, resume: str | None) -> float:
+    """Train; the wall time in seconds. Out-of-memory becomes a MemoryError that says what to lower."""
+    start = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        # on CPU torch reports a failed allocation as a plain RuntimeError from its allocator
+        if not isinstance(e, (torch.OutOfMemoryError, MemoryError)) and "can't allocate memory" not in str(e):
+            raise
+        raise MemoryError(
+            f"{method_name}: out of memory at batch size {cfg.train.batch_size}, max length "
+            f"{cfg.model.max_length}; lower train.batch_size or model.max_length"
+        ) from e
+    return time.perf_counter() - start
+
+
+def _cost(cfg: Config, trainer: Any, train_seconds: float, n_train: int, memory: PeakMemory) -> dict:
+    """Measured cost, the only part that differs between two runs of the same config: wall time
+    includes the periodic evaluations, samples/s excludes them."""
+    state = trainer.state
+    eval_seconds = sum(v for e in state.log_history for k, v in e.items() if k.startswith("eval_") and k.endswith("_runtime"))
+    samples_seen = min(state.global_step * cfg.train.batch_size, round(n_train * state.epoch))
+    return {
+        "train_seconds": round(train_seconds, 3),
+        "eval_seconds_in_training": round(eval_seconds, 3),
+        "train_samples_per_second": round(samples_seen / max(train_seconds - eval_seconds, 1e-9), 3),
+        "peak_memory_mb": round(memory.peak_mb, 1),
+        "memory_kind": memory.kind,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "threads": torch.get_num_threads(),
+        "precision": "bf16" if trainer.args.bf16 else "fp32",
+        "processes": world_size(),  # of a DDP run (torchrun); samples/s counts all of them
+    }
+
+
+def _evaluate(task: Task, model: nn.Module, trainer: Any, ds: dict, splits: dict, labels: list[str],
+              batch_size: int) -> tuple[dict, pd.DataFrame, float]:
+    """Decision settings tuned on validation (if the task has any), test predictions and the test
+    latency per example."""
+    bf16, collate = trainer.args.bf16, trainer.data_collator
+    decision = {}
+    if task.calibrated:
+        decision = task.calibrate(splits["validation"], outputs(task, model, ds["validation"], collate, batch_size, bf16), labels)
+    start = time.perf_counter()
+    test = task.predictions(splits["test"], outputs(task, model, ds["test"], collate, batch_size, bf16), labels, decision)
+    return decision, test, (time.perf_counter() - start) / len(ds["test"])
+
+
 def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = None,
           seed: int | None = None, train_size: int | Literal["all"] = "all") -> dict:
     """Fine-tune ``method_name`` on the prepared data and write the run directory ``out_dir``.
@@ -211,21 +259,20 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
     and the main process (rank 0) alone evaluates it and writes the run; the others return ``{}``.
     """
     from torch.utils.tensorboard import SummaryWriter
-    from transformers import DataCollatorWithPadding, set_seed
+    from transformers import set_seed
     from transformers.integrations import TensorBoardCallback
 
-    method = get_method(method_name)
+    method, task = get_method(method_name), cfg.task_type()
     params = cfg.params_for(method_name)
     cell = Cell(method_name, cfg.seeds[0] if seed is None else seed, train_size)
     torch.set_num_threads(cfg.train.threads or threads_per_process(processes_on_this_node()))
     splits, labels = load_prepared(cfg, data_dir)
     splits["train"] = subsample(splits["train"], cell.train_size, cell.seed)
     set_seed(cell.seed)
-    model = method.prepare(build_model(cfg.model, labels), params)
+    model = method.prepare(task.build_model(cfg.model, labels, splits["train"]), params, task.peft_task_type)
     tokenizer = load_tokenizer(cfg.model)
-    ds = {name: tokenize(df, tokenizer, cfg.model.max_length) for name, df in splits.items()}
-    n_train_eval = min(cfg.train.train_eval_samples, len(ds["train"]))
-    train_eval_rows = np.random.default_rng(cell.seed).permutation(len(ds["train"]))[:n_train_eval]
+    ds = {name: task.tokenize(df, tokenizer, cfg.model.max_length, labels) for name, df in splits.items()}
+    train_eval_rows = np.random.default_rng(cell.seed).permutation(len(ds["train"]))[:cfg.train.train_eval_samples]
     train_eval = ds["train"].select(train_eval_rows)
     trainable, total = count_parameters(model)
     log.info("%s: training %s of %s parameters (%.3f%%)", method_name, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
@@ -233,69 +280,55 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
 
     ckpt_root = checkpoint_dir(cfg, cell)
     resume = _last_checkpoint(ckpt_root)
-    best = BestState(cfg.train.metric_for_best, cfg.train.early_stopping_patience)
+    metric = best_metric(cfg)
+    best = BestState(metric.name, metric.higher_is_better, cfg.train.early_stopping_patience)
     if resume:
         log.info("%s: resuming from %s", method_name, resume)
         best.load(resume)
-    main = is_main_process()
     with _output_dir(Path(out_dir)) as tmp:
         work = ckpt_root or tmp / "trainer"
         callbacks = [best, FiniteLoss(method_name), NoFinalCheckpoint()]
-        if main:
+        if is_main_process():
             callbacks.append(TensorBoardCallback(SummaryWriter(str(work / "tensorboard"))))
         trainer = FtlabTrainer(
             model=model,
             args=_training_args(cfg, params, work, ckpt_root is not None, cell.seed, _max_steps(cfg, params, len(ds["train"]))),
             train_dataset=ds["train"],
             eval_dataset={"train": train_eval, "validation": ds["validation"]},
-            data_collator=DataCollatorWithPadding(tokenizer),
+            data_collator=task.collator(tokenizer),
             processing_class=tokenizer,
-            # one array of logits: the models here return no other outputs (EvalPrediction allows a tuple)
-            compute_metrics=lambda p: classification_metrics(p.label_ids, cast(np.ndarray, p.predictions).argmax(-1)),
+            # one array of outputs: the models here return no others (EvalPrediction allows a tuple)
+            compute_metrics=lambda p: task.eval_metrics(cast(np.ndarray, p.predictions), cast(np.ndarray, p.label_ids), labels),
+            preprocess_logits_for_metrics=task.reduce_logits,
             # fused: one kernel over all parameters; on CPU 2-5x faster per step than the default
             # per-tensor loop (benchmarks/results/adamw.json), and the optimizer was 17% of a step
             optimizers=(torch.optim.AdamW(groups, lr=params.lr, fused=True), None),
             callbacks=callbacks,
         )
         with PeakMemory() as memory:
-            start = time.perf_counter()
-            try:
-                trainer.train(resume_from_checkpoint=resume)
-            except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
-                # on CPU torch reports a failed allocation as a plain RuntimeError from its allocator
-                if not isinstance(e, (torch.OutOfMemoryError, MemoryError)) and "can't allocate memory" not in str(e):
-                    raise
-                raise MemoryError(
-                    f"{method_name}: out of memory at batch size {cfg.train.batch_size}, max length "
-                    f"{cfg.model.max_length}; lower train.batch_size or model.max_length"
-                ) from e
-            train_seconds = time.perf_counter() - start
+            train_seconds = _fit(trainer, method_name, cfg, resume)
         trainer.accelerator.wait_for_everyone()  # every rank's checkpoint files are written before rank 0 goes on
-        if not main:
+        if not is_main_process():
             return {}
         shutil.move(work / "tensorboard", tmp / "tensorboard")
-        state = trainer.state
-        eval_seconds = sum(v for e in state.log_history for k, v in e.items() if k.startswith("eval_") and k.endswith("_runtime"))
-        samples_seen = min(state.global_step * cfg.train.batch_size, round(len(ds["train"]) * state.epoch))
-
-        start = time.perf_counter()
-        bf16 = trainer.args.bf16
-        probs = predict(model, ds["test"], trainer.data_collator, cfg.train.eval_batch_size, bf16)
-        eval_latency = (time.perf_counter() - start) / len(ds["test"])
-        train_probs = predict(model, train_eval, trainer.data_collator, cfg.train.eval_batch_size, bf16)
-        y_true = splits["test"]["label"].to_numpy()
-
+        decision, test, latency = _evaluate(task, model, trainer, ds, splits, labels, cfg.train.eval_batch_size)
+        train_rows = splits["train"].iloc[train_eval_rows]
+        train_predictions = task.predictions(train_rows, outputs(task, model, train_eval, trainer.data_collator,
+                                                                 cfg.train.eval_batch_size, trainer.args.bf16), labels, decision)
         save_weights(model, tmp / "model", method.saves_adapter)
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        state = trainer.state
         metrics = {
             "method": method_name,
-            **classification_metrics(y_true, probs.argmax(-1), labels=labels),
-            "test_loss": float(-np.log(probs[np.arange(len(y_true)), y_true] + 1e-12).mean()),
+            "task": task.name,
+            "primary_metric": task.primary.name,
+            **task.test_metrics(test, labels),
+            "decision": decision,
             "trainable_params": trainable,
             "total_params": total,
             "trainable_percent": round(100 * trainable / total, 4),
             "best_step": best.best_step,
-            "best_validation": {"metric": cfg.train.metric_for_best, "value": best.best_value},
+            "best_validation": {"metric": metric.name, "value": best.best_value},
             "steps": state.global_step,
             "epochs": round(state.epoch or 0.0, 4),
             "n_train": len(ds["train"]),
@@ -304,31 +337,18 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
             "seed": cell.seed,
             "train_size": cell.train_size,
             "artifact_bytes": dir_bytes(tmp / "model"),  # the weights a user deploys
-            # measured cost, the only part that differs between two runs of the same config:
-            # wall time includes the periodic evaluations, samples/s excludes them
-            "cost": {
-                "train_seconds": round(train_seconds, 3),
-                "eval_seconds_in_training": round(eval_seconds, 3),
-                "train_samples_per_second": round(samples_seen / max(train_seconds - eval_seconds, 1e-9), 3),
-                "eval_latency_ms_per_sample": round(1000 * eval_latency, 4),
-                "peak_memory_mb": round(memory.peak_mb, 1),
-                "memory_kind": memory.kind,
-                "device": "cuda" if torch.cuda.is_available() else "cpu",
-                "threads": torch.get_num_threads(),
-                "precision": "bf16" if bf16 else "fp32",
-                "processes": world_size(),  # of a DDP run (torchrun); samples/s counts all of them
-            },
+            "cost": {**_cost(cfg, trainer, train_seconds, len(ds["train"]), memory),
+                     "eval_latency_ms_per_sample": round(1000 * latency, 4)},
         }
-        _predictions(splits["test"], probs, labels).to_parquet(tmp / "predictions.parquet", index=False)
-        train_rows = splits["train"].iloc[train_eval_rows]
-        _predictions(train_rows, train_probs, labels).to_parquet(tmp / "train_predictions.parquet", index=False)
+        test.to_parquet(tmp / "predictions.parquet", index=False)
+        train_predictions.to_parquet(tmp / "train_predictions.parquet", index=False)
         write_json(tmp / "metrics.json", metrics)
-        write_json(tmp / "history.json", _history(state.log_history))
+        write_json(tmp / "history.json", _history(state.log_history, task))
         write_json(tmp / "labels.json", labels)
         write_json(tmp / "param_groups.json", [
             {"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups
         ])
         write_text(tmp / "config.yaml", dump_config(cfg.for_cell(cell)))
         shutil.rmtree(work, ignore_errors=True)  # a finished run needs no checkpoints
-    log.info("%s: accuracy %.4f, macro-F1 %.4f in %.1fs -> %s", method_name, metrics["accuracy"], metrics["macro_f1"], train_seconds, out_dir)
+    log.info("%s: %s %.4f in %.1fs -> %s", method_name, task.primary.label, metrics[task.primary.name], train_seconds, out_dir)
     return metrics

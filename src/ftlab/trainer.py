@@ -65,9 +65,9 @@ class BestState(TrainerCallback):
     method and costs no checkpoint writes.
     """
 
-    def __init__(self, metric: str, patience: int):
+    def __init__(self, metric: str, higher_is_better: bool, patience: int):
         self.key = f"eval_validation_{metric}"
-        self.sign = -1.0 if metric == "loss" else 1.0
+        self.sign = 1.0 if higher_is_better else -1.0
         self.patience = patience
         self.best: float | None = None
         self.best_step = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ftlab.methods.base import METHODS, Method, MethodParams, PeftMethod, register
 
 # unsorted on purpose: the registration order is the order `ftlab methods` lists them in
-from ftlab.methods import full, llrd, freeze, bitfit, lora, ia3, prompt, adapter  # noqa: F401  isort: skip
+from ftlab.methods import full, llrd, freeze, bitfit, lora, ia3, prompt, adapter, probe  # noqa: F401  isort: skip
 
 
 def get_method(name: str) -> Method:

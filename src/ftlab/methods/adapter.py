@@ -39,11 +39,11 @@ class Adapter(PeftMethod):
     summary = "any other peft method by peft_type (LoHa, LoKr, VeRA, AdaLoRA, ...) + head"
     Params = AdapterParams
 
-    def peft_config(self, model: nn.Module, params: Any):
+    def peft_config(self, model: nn.Module, params: Any, task_type: str):
         from peft import PEFT_TYPE_TO_CONFIG_MAPPING
 
         config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[params.peft_type]
         options = {"modules_to_save": head_modules(model), **params.options}
         if "target_modules" in config_cls.__dataclass_fields__ and "target_modules" not in options:
             options["target_modules"] = infer_target_modules(model)
-        return config_cls(task_type="SEQ_CLS", **options)
+        return config_cls(task_type=task_type, **options)

@@ -36,8 +36,9 @@ class Method:
     # hyperparameters besides lr that `search` tries, with their candidate values
     search_space: ClassVar[dict[str, list[Any]]] = {}
 
-    def prepare(self, model: nn.Module, params: Any) -> nn.Module:
-        """Return the model to train, with ``requires_grad`` set on exactly what this method trains."""
+    def prepare(self, model: nn.Module, params: Any, task_type: str = "SEQ_CLS") -> nn.Module:
+        """Return the model to train, with ``requires_grad`` set on exactly what this method trains.
+        ``task_type`` is the task's peft TaskType (SEQ_CLS, TOKEN_CLS), for the peft methods."""
         model.requires_grad_(True)
         return model
 
@@ -52,17 +53,17 @@ class PeftMethod(Method):
 
     saves_adapter = True
 
-    def peft_config(self, model: nn.Module, params: Any) -> PeftConfig:
+    def peft_config(self, model: nn.Module, params: Any, task_type: str) -> PeftConfig:
         raise NotImplementedError
 
-    def prepare(self, model: nn.Module, params: Any) -> nn.Module:
+    def prepare(self, model: nn.Module, params: Any, task_type: str = "SEQ_CLS") -> nn.Module:
         from peft import get_peft_model
 
-        return get_peft_model(model, self.peft_config(model, params))
+        return get_peft_model(model, self.peft_config(model, params, task_type))
 
 
 def head_modules(model: nn.Module) -> list[str]:
-    """Names of the modules that form the classification head, for peft's ``modules_to_save``."""
+    """Names of the modules that form the task's head, for peft's ``modules_to_save``."""
     from ftlab.modeling import model_parts
 
     names = {n.rsplit(".", 1)[0] for n, _ in model_parts(model).head}

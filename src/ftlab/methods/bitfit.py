@@ -22,7 +22,7 @@ class BitFit(Method):
     summary = "only bias terms + head"
     Params = BitFitParams
 
-    def prepare(self, model: nn.Module, params: Any) -> nn.Module:
+    def prepare(self, model: nn.Module, params: Any, task_type: str = "SEQ_CLS") -> nn.Module:
         from ftlab.modeling import model_parts
 
         head = {name for name, _ in model_parts(model).head}

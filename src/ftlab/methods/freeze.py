@@ -23,7 +23,7 @@ class Freeze(Method):
     summary = "only the top k transformer layers + head"
     Params = FreezeParams
 
-    def prepare(self, model: nn.Module, params: Any) -> nn.Module:
+    def prepare(self, model: nn.Module, params: Any, task_type: str = "SEQ_CLS") -> nn.Module:
         from ftlab.modeling import model_parts
 
         parts = model_parts(model)

@@ -24,11 +24,11 @@ class IA3(PeftMethod):
     summary = "learned scaling vectors on keys, values and feed-forward activations + head"
     Params = IA3Params
 
-    def peft_config(self, model: nn.Module, params: Any):
-        from peft import IA3Config, TaskType
+    def peft_config(self, model: nn.Module, params: Any, task_type: str):
+        from peft import IA3Config
 
         return IA3Config(
-            task_type=TaskType.SEQ_CLS,
+            task_type=task_type,
             target_modules=params.target_modules,
             feedforward_modules=params.feedforward_modules,
             modules_to_save=head_modules(model),

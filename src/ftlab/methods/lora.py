@@ -50,11 +50,11 @@ class Lora(PeftMethod):
     search_space: ClassVar[dict[str, list[Any]]] = {"r": [4, 8, 16]}
     use_dora = False
 
-    def peft_config(self, model: nn.Module, params: Any):
-        from peft import LoraConfig, TaskType
+    def peft_config(self, model: nn.Module, params: Any, task_type: str):
+        from peft import LoraConfig
 
         return LoraConfig(
-            task_type=TaskType.SEQ_CLS,
+            task_type=task_type,
             r=params.r,
             lora_alpha=params.alpha,
             lora_dropout=params.dropout,

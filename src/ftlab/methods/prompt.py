@@ -40,12 +40,12 @@ class PromptTuning(PeftMethod):
     Params = PromptTuningParams
     search_space: ClassVar[dict[str, list[Any]]] = {"num_virtual_tokens": [10, 20, 40]}
 
-    def peft_config(self, model: nn.Module, params: Any):
-        from peft import PromptTuningConfig, PromptTuningInit, TaskType
+    def peft_config(self, model: nn.Module, params: Any, task_type: str):
+        from peft import PromptTuningConfig, PromptTuningInit
 
         text = params.init == "text"
         return PromptTuningConfig(
-            task_type=TaskType.SEQ_CLS,
+            task_type=task_type,
             num_virtual_tokens=params.num_virtual_tokens,
             prompt_tuning_init=PromptTuningInit.TEXT if text else PromptTuningInit.RANDOM,
             prompt_tuning_init_text=params.init_text if text else None,
@@ -67,11 +67,11 @@ class PrefixTuning(PeftMethod):
     Params = PrefixParams
     search_space: ClassVar[dict[str, list[Any]]] = {"num_virtual_tokens": [10, 20, 40]}
 
-    def peft_config(self, model: nn.Module, params: Any):
-        from peft import PrefixTuningConfig, TaskType
+    def peft_config(self, model: nn.Module, params: Any, task_type: str):
+        from peft import PrefixTuningConfig
 
         return PrefixTuningConfig(
-            task_type=TaskType.SEQ_CLS,
+            task_type=task_type,
             num_virtual_tokens=params.num_virtual_tokens,
             prefix_projection=params.projection,
             encoder_hidden_size=params.encoder_hidden_size,
@@ -92,11 +92,11 @@ class PTuning(PeftMethod):
     Params = PTuningParams
     search_space: ClassVar[dict[str, list[Any]]] = {"num_virtual_tokens": [10, 20, 40]}
 
-    def peft_config(self, model: nn.Module, params: Any):
-        from peft import PromptEncoderConfig, TaskType
+    def peft_config(self, model: nn.Module, params: Any, task_type: str):
+        from peft import PromptEncoderConfig
 
         return PromptEncoderConfig(
-            task_type=TaskType.SEQ_CLS,
+            task_type=task_type,
             num_virtual_tokens=params.num_virtual_tokens,
             encoder_hidden_size=params.encoder_hidden_size,
             encoder_reparameterization_type=params.encoder,

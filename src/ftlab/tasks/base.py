@@ -1,0 +1,190 @@
+"""The interface every task implements, and the registry that holds them.
+
+A task is the problem being learned, orthogonal to the fine-tuning method (as peft keeps its
+``TaskType`` apart from its tuners). It owns everything that depends on the shape of the labels:
+the columns it reads, how labels are encoded, tokenisation and the collator, the head and the
+loss, the peft task type, the metrics with the primary one and its direction, how outputs are
+decoded and written, the per-example scores the paired bootstrap resamples, and its trivial
+baseline. Everything downstream asks the task instead of assuming single-label classification.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+    from torch import nn
+
+    from ftlab.config import ModelConfig
+
+TASKS: dict[str, type[Task]] = {}
+
+
+class DataError(ValueError):
+    """Input data that cannot be used; the message names the file, column or rows at fault."""
+
+
+class TaskOptions(BaseModel):
+    """Options every task has: which source columns hold the text and the target."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    text_column: str = "text"
+    label_column: str = "label"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One scalar metric of a task: its key in metrics.json, its direction, how to print it."""
+
+    name: str
+    label: str
+    higher_is_better: bool = True
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """What the paired bootstrap resamples: per-example score columns, summed over the drawn
+    examples, and the function of those sums that is compared (e.g. micro-F1 from tp/fp/fn)."""
+
+    label: str  # e.g. "accuracy", "micro-F1", "negative MSE"
+
+    def __call__(self, sums: np.ndarray, n: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+class MeanStatistic(Statistic):
+    def __call__(self, sums: np.ndarray, n: int) -> np.ndarray:
+        return sums[..., 0] / n
+
+
+class F1Statistic(Statistic):
+    """Micro-F1 from summed (true positive, false positive, false negative) counts."""
+
+    def __call__(self, sums: np.ndarray, n: int) -> np.ndarray:
+        tp, fp, fn = sums[..., 0], sums[..., 1], sums[..., 2]
+        denominator = 2 * tp + fp + fn
+        return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1e-12), 1.0)
+
+
+class Task:
+    """A kind of problem, bound to its options. Subclasses set the class attributes and implement the
+    data and output hooks."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    Options: ClassVar[type[TaskOptions]] = TaskOptions
+    peft_task_type: ClassVar[str] = "SEQ_CLS"
+    metrics: ClassVar[tuple[Metric, ...]]  # the first is the primary metric
+    statistic: ClassVar[Statistic]
+    # methods that cannot work on this task, with the reason (refused at config load)
+    unsupported_methods: ClassVar[dict[str, str]] = {}
+    calibrated: ClassVar[bool] = False  # True: calibrate() tunes a decision setting on validation
+
+    def __init__(self, opts: TaskOptions | None = None):
+        self.opts: Any = opts if opts is not None else self.Options(type=self.name)
+
+    @property
+    def primary(self) -> Metric:
+        return self.metrics[0]
+
+    def metric(self, name: str) -> Metric:
+        """The metric called ``name``; "loss" is every task's, lower is better."""
+        if name == "loss":
+            return Metric("loss", "loss", higher_is_better=False)
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(f"task {self.name!r} has no metric {name!r}; it has {[m.name for m in self.metrics]} and loss")
+
+    # ---- data -------------------------------------------------------------------------------
+    def source_columns(self) -> dict[str, str]:
+        """Canonical column name → the source's column name, for every column this task reads."""
+        columns = {"text": self.opts.text_column, "label": self.opts.label_column}
+        pair = getattr(self.opts, "text_pair_column", None)
+        return {**columns, "text_pair": pair} if pair else columns
+
+    def read_file(self, path: Path) -> pd.DataFrame | None:
+        """A task-specific file format (e.g. CoNLL columns); None: use the generic readers."""
+        return None
+
+    def check_rows(self, df: pd.DataFrame, split: str) -> None:
+        """Raise DataError for rows that cannot be used at all (before splitting)."""
+        bad = df.index[df["text"].isna() | (df["text"].astype(str).str.strip() == "")]
+        if len(bad):
+            raise DataError(f"{split}: {len(bad)} null or blank text(s), e.g. rows {list(bad[:5])}")
+        for column in ("text_pair", "label"):
+            if column in df and df[column].isna().any():
+                rows = list(df.index[df[column].isna()][:5])
+                raise DataError(f"{split}: null {column.replace('_', ' ')}(s), e.g. rows {rows}")
+
+    def stratify(self, df: pd.DataFrame) -> pd.Series | None:
+        """The column to stratify splits and subsamples on, or None."""
+        return None
+
+    def encode(self, splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[str]]:
+        """Prepared splits (canonical columns, encoded labels) and the label names."""
+        raise NotImplementedError
+
+    # ---- model ------------------------------------------------------------------------------
+    def tokenize(self, df: pd.DataFrame, tokenizer: Any, max_length: int, labels: list[str]) -> Any:
+        """A ``datasets.Dataset`` of unpadded token ids and ``labels`` (padding is the collator's)."""
+        raise NotImplementedError
+
+    def collator(self, tokenizer: Any) -> Any:
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
+
+    def build_model(self, cfg: ModelConfig, labels: list[str], train: pd.DataFrame) -> nn.Module:
+        """A fresh model with this task's head over the pretrained encoder (seed first)."""
+        raise NotImplementedError
+
+    # ---- outputs ----------------------------------------------------------------------------
+    def reduce_logits(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """What an evaluation keeps of each batch's logits (``preprocess_logits_for_metrics``)."""
+        return logits
+
+    def eval_metrics(self, logits: np.ndarray, label_ids: np.ndarray, labels: list[str]) -> dict[str, float]:
+        """The scalar metrics from a Trainer evaluation (``reduce_logits`` output, labels padded with -100)."""
+        raise NotImplementedError
+
+    def align(self, dataset: Any, logits: list[np.ndarray]) -> list[np.ndarray]:
+        """Per-row model outputs as :meth:`predictions` reads them (token tasks map sub-words to words)."""
+        return logits
+
+    def calibrate(self, validation: pd.DataFrame, logits: list[np.ndarray], labels: list[str]) -> dict:
+        """Decision settings tuned on the validation split (e.g. a threshold); recorded in metrics.json."""
+        return {}
+
+    def predictions(self, df: pd.DataFrame, logits: list[np.ndarray], labels: list[str], decision: dict) -> pd.DataFrame:
+        """The rows with their target, the prediction and its scores: ``predictions.parquet``."""
+        raise NotImplementedError
+
+    def test_metrics(self, predictions: pd.DataFrame, labels: list[str]) -> dict:
+        """Every metric of the task (scalars first) from a predictions frame."""
+        raise NotImplementedError
+
+    def example_scores(self, predictions: pd.DataFrame, labels: list[str]) -> np.ndarray:
+        """(examples, k) per-example score columns that :attr:`statistic` turns into one number."""
+        raise NotImplementedError
+
+    def trivial(self, train: pd.DataFrame, test: pd.DataFrame, labels: list[str]) -> tuple[str, pd.DataFrame]:
+        """The trivial predictor (majority class, mean score, ...): its name and its predictions on test."""
+        raise NotImplementedError
+
+
+def register(cls: type[Task]) -> type[Task]:
+    """Class decorator: add ``cls`` to the registry under ``cls.name``."""
+    if cls.name in TASKS:
+        raise ValueError(f"task {cls.name!r} registered twice")
+    TASKS[cls.name] = cls
+    return cls

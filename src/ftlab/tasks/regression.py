@@ -1,0 +1,91 @@
+"""``regression``: a real-valued score per text or text pair (similarity, rating, readability)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ftlab.tasks.base import DataError, MeanStatistic, Metric, register
+from ftlab.tasks.sequence import SequenceOptions, SequenceTask, stack
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ftlab.config import ModelConfig
+
+
+class RegressionOptions(SequenceOptions):
+    # standardise the target with the train split's mean and std inside the head (mean pooling): the
+    # loss is then in units of std whatever the scale, and the model still outputs the original scale
+    scale_target: bool = True
+
+
+class NegativeMSE(MeanStatistic):
+    """Mean of the per-example negative squared error: higher is better, like every bootstrap statistic."""
+
+
+@register
+class Regression(SequenceTask):
+    name = "regression"
+    summary = "a real-valued score per text or text pair: MSE loss, Spearman (primary), Pearson, RMSE"
+    Options = RegressionOptions
+    problem_type = "regression"
+    metrics = (Metric("spearman", "Spearman"), Metric("pearson", "Pearson"),
+               Metric("rmse", "RMSE", higher_is_better=False))
+    statistic = NegativeMSE("negative MSE")
+
+    def encode(self, splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[str]]:
+        out = {}
+        for split, df in splits.items():
+            score = pd.to_numeric(df["label"], errors="coerce")
+            bad = df.index[score.isna() | ~np.isfinite(score.fillna(0))]
+            if len(bad):
+                examples = ", ".join(f"row {i}: {df['label'][i]!r}" for i in bad[:3])
+                raise DataError(f"{split}: {len(bad)} score(s) that are not finite numbers ({examples})")
+            out[split] = self.frame(df).assign(label=score.to_numpy(dtype=np.float32))
+        if out["train"]["label"].nunique() < 2:
+            raise DataError("train: every score is the same; regression needs varying targets")
+        return out, ["score"]
+
+    def targets(self, df: pd.DataFrame, labels: list[str]) -> np.ndarray:
+        return df["label"].to_numpy(dtype=np.float32)
+
+    def build_model(self, cfg: ModelConfig, labels: list[str], train: pd.DataFrame | None = None) -> nn.Module:
+        from ftlab.modeling import build_model
+
+        target = (0.0, 1.0)
+        if train is not None and self.opts.scale_target:
+            target = (float(train["label"].mean()), float(train["label"].std()) or 1.0)
+        return build_model(cfg, labels, self.problem_type, target=target)
+
+    def eval_metrics(self, logits: np.ndarray, label_ids: np.ndarray, labels: list[str]) -> dict[str, float]:
+        return _scores(label_ids.reshape(-1), logits.reshape(-1))
+
+    def predictions(self, df: pd.DataFrame, logits: list[np.ndarray], labels: list[str], decision: dict) -> pd.DataFrame:
+        return self.frame(df).assign(label=df["label"].to_numpy(), prediction=stack(logits)[:, 0])
+
+    def test_metrics(self, predictions: pd.DataFrame, labels: list[str]) -> dict:
+        y, p = predictions["label"].to_numpy(dtype=float), predictions["prediction"].to_numpy(dtype=float)
+        return {**_scores(y, p), "mse": float(np.mean((y - p) ** 2))}
+
+    def example_scores(self, predictions: pd.DataFrame, labels: list[str]) -> np.ndarray:
+        error = predictions["prediction"].to_numpy(dtype=float) - predictions["label"].to_numpy(dtype=float)
+        return -(error**2)[:, None]
+
+    def trivial(self, train: pd.DataFrame, test: pd.DataFrame, labels: list[str]) -> tuple[str, pd.DataFrame]:
+        mean = float(train["label"].mean())
+        return "mean_score", self.predictions(test, [np.array([mean])] * len(test), labels, {})
+
+
+def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Spearman, Pearson and RMSE; a constant prediction correlates with nothing: 0, not NaN."""
+    from scipy import stats
+
+    constant = np.ptp(p) == 0 or np.ptp(y) == 0
+    return {
+        "spearman": 0.0 if constant else float(stats.spearmanr(y, p).statistic),
+        "pearson": 0.0 if constant else float(stats.pearsonr(y, p).statistic),
+        "rmse": float(np.sqrt(np.mean((y - p) ** 2))),
+    }
