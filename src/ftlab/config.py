@@ -299,7 +299,7 @@ class Config(Strict):
         task = self.task_type()
         for method in self.methods:
             if method in task.unsupported_methods:
-                raise ValueError(f"method {method!r} cannot train task {task.name!r}: {task.unsupported_methods[method]}")
+                raise ValueError(f"methods: method {method!r} cannot train task {task.name!r}: {task.unsupported_methods[method]}")
         if self.train.metric_for_best is not None:
             try:
                 task.metric(self.train.metric_for_best)
@@ -368,7 +368,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
                 del loc[1]
             field = ".".join(loc) or "<root>"
             msg = "unknown key (misspelled?)" if err["type"] == "extra_forbidden" else err["msg"]
-            named = re.match(r"(?:Value error, )?([a-z_]+\.[a-z_.]+): (.*)", msg, re.S) if not loc else None
+            named = re.match(r"(?:Value error, )?([a-z_]+(?:\.[a-z_]+)*): (.*)", msg, re.S) if not loc else None
             if named:  # a check across sections names its key in the message
                 field, msg = named.groups()
             lines.append(f"  {field}: {msg}")
