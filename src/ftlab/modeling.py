@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 from transformers import AutoConfig
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
 from ftlab.config import BUILTIN_MODEL
 
@@ -134,6 +134,47 @@ class MeanPoolClassifier(nn.Module):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
+class TokenClassifier(nn.Module):
+    """Encoder + dropout + a linear tag head on every token's last hidden state.
+
+    transformers' ``*ForTokenClassification`` would do, but peft's prompt methods prepend virtual
+    tokens without shifting the tags (peft 0.21) and prefix tuning needs the encoder's cache
+    argument; this head scores the last ``len(labels)`` positions and passes the prefixes on, so
+    every method trains token classification.
+    """
+
+    def __init__(self, encoder: PreTrainedModel, num_labels: int, dropout: float):
+        super().__init__()
+        self.encoder = encoder
+        self.config: Any = encoder.config
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # type: ignore[assignment]  # unused: see MeanPoolClassifier
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(self.config.hidden_size, num_labels)
+        nn.init.normal_(self.classifier.weight, std=0.02)
+        nn.init.zeros_(self.classifier.bias)
+
+    @property
+    def device(self) -> torch.device:
+        return self.classifier.weight.device
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, past_key_values: Any = None, **kwargs: Any) -> TokenClassifierOutput:
+        inputs = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, "cache": past_key_values,
+                  "token_type_ids": token_type_ids}
+        hidden = self.encoder(attention_mask=attention_mask, **{k: v for k, v in inputs.items() if v is not None}).last_hidden_state
+        logits = self.classifier(self.dropout(hidden))
+        loss = None
+        if labels is not None:
+            scored = logits[:, -labels.shape[1] :]  # virtual tokens, if any, come first
+            loss = nn.functional.cross_entropy(scored.reshape(-1, scored.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        return TokenClassifierOutput(loss=loss, logits=logits)
+
+
 def _text_config(cfg: ModelConfig) -> Any:
     config = _load("model config", AutoConfig, cfg)
     if not hasattr(config, "vocab_size") or not hasattr(config, "hidden_size"):
@@ -180,16 +221,11 @@ def build_model(cfg: ModelConfig, labels: list[str], problem_type: str = "single
 
 
 def build_token_model(cfg: ModelConfig, labels: list[str]) -> nn.Module:
-    """A fresh token-classification model: the encoder's hidden state of every token → a linear tag head."""
-    from transformers import AutoModelForTokenClassification
+    """A fresh token-classification model (see TokenClassifier); model.pooling does not apply."""
+    from transformers import AutoModel
 
-    config = _text_config(cfg)
-    config.num_labels = len(labels)
-    try:
-        model = _load("model", AutoModelForTokenClassification, cfg, config=config)
-    except ValueError as e:
-        raise ValueError(f"model.name {cfg.name!r} has no token-classification head ({e})") from e
-    return _name_labels(model, labels)
+    _text_config(cfg)
+    return _name_labels(TokenClassifier(_load("model", AutoModel, cfg), len(labels), cfg.dropout), labels)
 
 
 @dataclass

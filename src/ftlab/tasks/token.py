@@ -73,12 +73,6 @@ class TokenClassification(Task):
     metrics = (Metric("f1", "entity micro-F1"), Metric("precision", "entity precision"),
                Metric("recall", "entity recall"))
     statistic = F1Statistic("entity micro-F1")
-    unsupported_methods = {
-        **{m: "peft prepends its virtual tokens to the sequence but passes the tags on unshifted (peft 0.21), "
-              "so the loss would pair every tag with the wrong token" for m in ("prompt_tuning", "p_tuning")},
-        "prefix_tuning": "transformers 5's *ForTokenClassification models take no past_key_values, "
-                         "where peft puts the prefixes",
-    }
 
     def source_columns(self) -> dict[str, str]:
         return {"tokens": self.opts.text_column, "label": self.opts.label_column}
