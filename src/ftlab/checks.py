@@ -1,7 +1,7 @@
 """The ``checks`` stage: an overfitting verdict and a train-vs-test drift report for one run.
 
 Overfitting is judged from ``history.json`` and the best step in ``metrics.json`` (train-subset
-vs validation accuracy, and validation loss rising while train loss falls). Drift compares the
+vs validation value of the task's primary metric, and validation loss rising while train loss falls). Drift compares the
 scored train subset (``train_predictions.parquet``, the reference) with the test set
 (``predictions.parquet``, the current data) in an Evidently report, saved as ``drift.html``; the
 key numbers are read back from that same report, so the HTML and ``checks.json`` always agree.
@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftlab.io import write_json, write_text
+from ftlab.tasks import TASKS, Metric, Task
 
 if TYPE_CHECKING:
     from ftlab.config import ChecksConfig
 
 NUMERIC = ("text_length", "word_count", "oov_rate")  # per-text descriptors that are drift-tested
-CATEGORICAL = ("label", "prediction")
 
 
 class ChecksFailed(Exception):
@@ -36,7 +36,8 @@ class ChecksFailed(Exception):
 def check_run(run_dir: Path, cfg: ChecksConfig, out_dir: Path) -> dict:
     """Judge one run directory; write ``out_dir/checks.json`` and ``out_dir/drift.html``.
 
-    Verdict: "overfit" if the train−validation accuracy gap at the best (saved) step is ≥
+    Verdict: "overfit" if the train−validation gap of the task's primary metric (turned so that
+    positive means better on train) at the best (saved) step is ≥
     ``overfit_gap``; else "warn" if that gap is ≥ ``warn_gap``, or the gap at the last evaluation
     is ≥ ``overfit_gap``, or validation loss rose while train loss fell for ``rising_evals``
     evaluations in a row (early stopping restored the best weights, so late overfitting is a
@@ -45,18 +46,21 @@ def check_run(run_dir: Path, cfg: ChecksConfig, out_dir: Path) -> dict:
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     history = json.loads((run_dir / "history.json").read_text(encoding="utf-8"))
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    result: dict[str, Any] = {"method": metrics["method"], **overfitting(history, metrics["best_step"], cfg)}
-    snapshot, result["drift"] = drift_report(run_dir)
+    task = TASKS[metrics.get("task", "classification")]()
+    result: dict[str, Any] = {"method": metrics["method"], "metric": task.primary.name,
+                              **overfitting(history, metrics["best_step"], cfg, task.primary)}
+    snapshot, result["drift"] = drift_report(run_dir, task)
     write_text(out_dir / "drift.html", snapshot.get_html_str(as_iframe=False))
     write_json(out_dir / "checks.json", result)
     return result
 
 
-def overfitting(history: list[dict], best_step: int, cfg: ChecksConfig) -> dict:
-    """Gaps, the longest rising-validation-loss run, and the verdict with its reasons."""
+def overfitting(history: list[dict], best_step: int, cfg: ChecksConfig, metric: Metric | None = None) -> dict:
+    """Gaps of ``metric`` (default: accuracy), the longest rising-validation-loss run, and the verdict with its reasons."""
+    metric = metric or Metric("accuracy", "accuracy")
     best = next((h for h in history if h["step"] == best_step), None)
-    gap_at_best = _gap(best)
-    gap_at_end = _gap(history[-1] if history else None)
+    gap_at_best = _gap(best, metric)
+    gap_at_end = _gap(history[-1] if history else None, metric)
     longest, run, at_step = 0, 0, None
     for prev, cur in itertools.pairwise(history):
         rising = cur["validation_loss"] > prev["validation_loss"] and cur["train_loss"] < prev["train_loss"]
@@ -67,10 +71,10 @@ def overfitting(history: list[dict], best_step: int, cfg: ChecksConfig) -> dict:
 
     overfit, warn, fine = [], [], []
     if best is None or gap_at_best is None:
-        fine.append(f"no evaluation recorded at the best step {best_step}: accuracy gap unknown")
+        fine.append(f"no evaluation recorded at the best step {best_step}: {metric.label} gap unknown")
     else:
-        msg = (f"at the best step {best_step}, train accuracy {best['train_accuracy']:.3f} vs validation "
-               f"{best['validation_accuracy']:.3f}: gap {gap_at_best:.3f}")
+        msg = (f"at the best step {best_step}, train {metric.label} {best[f'train_{metric.name}']:.3f} vs validation "
+               f"{best[f'validation_{metric.name}']:.3f}: gap {gap_at_best:.3f}")
         if gap_at_best >= cfg.overfit_gap:
             overfit.append(f"{msg} ≥ overfit_gap {cfg.overfit_gap}")
         elif gap_at_best >= cfg.warn_gap:
@@ -96,11 +100,13 @@ def overfitting(history: list[dict], best_step: int, cfg: ChecksConfig) -> dict:
     }
 
 
-def _gap(record: dict | None) -> float | None:
-    """train − validation accuracy, rounded so that 0.95 − 0.85 counts as a gap of 0.10."""
+def _gap(record: dict | None, metric: Metric) -> float | None:
+    """How much better ``metric`` is on the train subset than on validation, rounded so that
+    0.95 − 0.85 counts as a gap of 0.10."""
     if record is None:
         return None
-    return round(record["train_accuracy"] - record["validation_accuracy"], 6)
+    sign = 1.0 if metric.higher_is_better else -1.0
+    return round(sign * (record[f"train_{metric.name}"] - record[f"validation_{metric.name}"]), 6)
 
 
 def oov_rates(texts: list[str], tokenizer: Any) -> list[float]:
@@ -110,49 +116,50 @@ def oov_rates(texts: list[str], tokenizer: Any) -> list[float]:
     return [sum(t == unk for t in ids) / len(ids) if ids and unk is not None else 0.0 for ids in encoded]
 
 
-def drift_report(run_dir: Path) -> tuple[Any, dict]:
+def drift_report(run_dir: Path, task: Task) -> tuple[Any, dict]:
     """Run the Evidently report (reference: train subset, current: test) and pick out its numbers."""
     import numpy as np
     import pandas as pd
-    from evidently import BinaryClassification, DataDefinition, Dataset, MulticlassClassification, Report
+    from evidently import DataDefinition, Dataset, Report
     from evidently.descriptors import TextLength, WordCount
     from evidently.metrics import MeanValue, UniqueValueCount
-    from evidently.presets import ClassificationPreset, DataDriftPreset
+    from evidently.presets import DataDriftPreset
     from transformers import AutoTokenizer
 
     run_dir = Path(run_dir)
     labels = json.loads((run_dir / "labels.json").read_text(encoding="utf-8"))
     tokenizer = AutoTokenizer.from_pretrained(str(run_dir / "tokenizer"))
-    # Class names, not ids, in the report; Evidently 0.7.23 fails on a binary task whose ids are
-    # mapped to names through ``labels=`` (KeyError on pos_label 1), so the columns hold the names.
-    task = (BinaryClassification(target="label", prediction_labels="prediction", pos_label=labels[1])
-            if len(labels) == 2 else MulticlassClassification(target="label", prediction_labels="prediction"))
-    definition = DataDefinition(text_columns=["text"], numerical_columns=["oov_rate"],
-                                categorical_columns=list(CATEGORICAL), classification=[task])
+    predictions = {name: pd.read_parquet(run_dir / name) for name in ("predictions.parquet", "train_predictions.parquet")}
+    columns = {name: task.drift_columns(df, labels) for name, df in predictions.items()}
+    _, categorical = columns["predictions.parquet"]
+    numeric = [c for c in columns["predictions.parquet"][0] if c not in categorical]
+    definition = DataDefinition(text_columns=["text"], numerical_columns=["oov_rate", *numeric],
+                                categorical_columns=categorical)
     descriptors = [TextLength("text", alias="text_length"), WordCount("text", alias="word_count")]
 
     def dataset(name: str) -> Any:
-        df = pd.read_parquet(run_dir / name, columns=["text", *CATEGORICAL])
+        df = pd.DataFrame({"text": predictions[name]["text"].to_numpy(), **columns[name][0]})
         df["oov_rate"] = oov_rates(df["text"].tolist(), tokenizer)
-        for c in CATEGORICAL:
-            df[c] = df[c].map(dict(enumerate(labels)))
         return Dataset.from_pandas(df, data_definition=definition, descriptors=descriptors)
 
     report = Report(
         [
-            DataDriftPreset(columns=[*NUMERIC, *CATEGORICAL]),  # never the raw text: see the module doc
-            *(MeanValue(column=c) for c in NUMERIC),
-            *(UniqueValueCount(column=c) for c in CATEGORICAL),
-            ClassificationPreset(),
+            DataDriftPreset(columns=[*NUMERIC, *numeric, *categorical]),  # never the raw text: see the module doc
+            *(MeanValue(column=c) for c in (*NUMERIC, *numeric)),
+            *(UniqueValueCount(column=c) for c in categorical),
         ],
         include_tests=True,
     )
     with np.errstate(invalid="ignore", divide="ignore"):  # correlations of a constant column (OOV 0)
         snapshot = report.run(dataset("predictions.parquet"), dataset("train_predictions.parquet"))
-    return snapshot, _drift_numbers(snapshot, labels)
+    out = _drift_numbers(snapshot, labels, [*NUMERIC, *numeric], categorical)
+    for m in task.metrics:  # the task's own numbers on both sides, as metrics.json computes them
+        out[m.name] = {"train": float(task.test_metrics(predictions["train_predictions.parquet"], labels)[m.name]),
+                       "test": float(task.test_metrics(predictions["predictions.parquet"], labels)[m.name])}
+    return snapshot, out
 
 
-def _drift_numbers(snapshot: Any, labels: list[str]) -> dict:
+def _drift_numbers(snapshot: Any, labels: list[str], numeric: list[str], categorical: list[str]) -> dict:
     """Plain floats from the report: test values from ``dict()``, train values from its reference side."""
     summary = snapshot.dict()
     drift_failed = {t["metric_config"]["metric_id"] for t in summary["tests"]
@@ -173,18 +180,13 @@ def _drift_numbers(snapshot: Any, labels: list[str]) -> dict:
     def shares(value: dict) -> dict[str, float]:
         return {name: float(value["shares"].get(name, 0.0)) for name in labels}
 
-    def macro_f1(by_label: dict) -> float:  # F1Score is the positive class's F1 on a binary task
-        return sum(by_label.values()) / len(by_label)
-
     out: dict[str, Any] = {}
-    for c in NUMERIC:
+    for c in numeric:
         out[c] = {"train_mean": float(ref("MeanValue", c)), "test_mean": float(cur("MeanValue", c)), **drift(c)}
-    for c in CATEGORICAL:
+    for c in categorical:
         out[f"{c}_share"] = {"train": shares(ref("UniqueValueCount", c)), "test": shares(cur("UniqueValueCount", c)),
                              **drift(c)}
-    out["accuracy"] = {"train": float(ref("Accuracy")), "test": float(cur("Accuracy"))}
-    out["macro_f1"] = {"train": macro_f1(ref("F1ByLabel")), "test": macro_f1(cur("F1ByLabel"))}
-    out["drifted_columns"] = [c for c in (*NUMERIC, *CATEGORICAL) if found[("ValueDrift", c)]["id"] in drift_failed]
+    out["drifted_columns"] = [c for c in (*numeric, *categorical) if found[("ValueDrift", c)]["id"] in drift_failed]
     return out
 
 

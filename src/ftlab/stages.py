@@ -112,10 +112,12 @@ def check(cfg: Config, method: str, seed: int | None = None, train_size: int | L
 
 
 def compare(cfg: Config) -> dict:
-    """The comparison report over every cell of the config."""
+    """The comparison report over every cell of the config, with the task's baselines."""
+    from ftlab.baselines import baselines
     from ftlab.report import compare as write_report
 
     cells = cfg.cells()
     checks = [checks_dir(cfg, c) if (checks_dir(cfg, c) / "checks.json").is_file() else None for c in cells]
     searches = [search_file(cfg, m) for m in cfg.methods if search_file(cfg, m).is_file()]
-    return write_report([run_dir(cfg, c) for c in cells], checks, cfg.report, cfg.report.dir, searches)
+    return write_report([run_dir(cfg, c) for c in cells], checks, cfg.report, cfg.report.dir, searches,
+                        cfg.task_type(), baselines(cfg))

@@ -56,6 +56,7 @@ class Statistic:
     examples, and the function of those sums that is compared (e.g. micro-F1 from tp/fp/fn)."""
 
     label: str  # e.g. "accuracy", "micro-F1", "negative MSE"
+    points: bool = True  # a share in [0, 1], differences printed in percentage points
 
     def __call__(self, sums: np.ndarray, n: int) -> np.ndarray:
         raise NotImplementedError
@@ -176,6 +177,12 @@ class Task:
     def example_scores(self, predictions: pd.DataFrame, labels: list[str]) -> np.ndarray:
         """(examples, k) per-example score columns that :attr:`statistic` turns into one number."""
         raise NotImplementedError
+
+    def drift_columns(self, predictions: pd.DataFrame, labels: list[str]) -> tuple[dict[str, Any], list[str]]:
+        """Target and prediction columns the drift check compares (name → values), and which of them
+        are categorical (the rest are numeric). Default: how many labels each row has and is given."""
+        count = predictions["label"].map(len), predictions["prediction"].map(len)
+        return {"label_count": count[0].to_numpy(), "prediction_count": count[1].to_numpy()}, []
 
     def trivial(self, train: pd.DataFrame, test: pd.DataFrame, labels: list[str]) -> tuple[str, pd.DataFrame]:
         """The trivial predictor (majority class, mean score, ...): its name and its predictions on test."""

@@ -65,6 +65,11 @@ class Classification(SequenceTask):
     def example_scores(self, predictions: pd.DataFrame, labels: list[str]) -> np.ndarray:
         return (predictions["prediction"] == predictions["label"]).to_numpy(dtype=float)[:, None]
 
+    def drift_columns(self, predictions: pd.DataFrame, labels: list[str]) -> tuple[dict, list[str]]:
+        # class names, not ids: Evidently 0.7.23 fails on ids mapped to names through ``labels=``
+        names = dict(enumerate(labels))
+        return {c: predictions[c].map(names).to_numpy() for c in ("label", "prediction")}, ["label", "prediction"]
+
     def trivial(self, train: pd.DataFrame, test: pd.DataFrame, labels: list[str]) -> tuple[str, pd.DataFrame]:
         majority = int(train["label"].value_counts().idxmax())
         logits = [np.log(np.eye(len(labels))[majority] + 1e-12)] * len(test)

@@ -34,7 +34,7 @@ class Regression(SequenceTask):
     problem_type = "regression"
     metrics = (Metric("spearman", "Spearman"), Metric("pearson", "Pearson"),
                Metric("rmse", "RMSE", higher_is_better=False))
-    statistic = NegativeMSE("negative MSE")
+    statistic = NegativeMSE("negative MSE", points=False)
 
     def encode(self, splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[str]]:
         out = {}
@@ -73,6 +73,9 @@ class Regression(SequenceTask):
     def example_scores(self, predictions: pd.DataFrame, labels: list[str]) -> np.ndarray:
         error = predictions["prediction"].to_numpy(dtype=float) - predictions["label"].to_numpy(dtype=float)
         return -(error**2)[:, None]
+
+    def drift_columns(self, predictions: pd.DataFrame, labels: list[str]) -> tuple[dict, list[str]]:
+        return {c: predictions[c].to_numpy(dtype=float) for c in ("label", "prediction")}, []
 
     def trivial(self, train: pd.DataFrame, test: pd.DataFrame, labels: list[str]) -> tuple[str, pd.DataFrame]:
         mean = float(train["label"].mean())

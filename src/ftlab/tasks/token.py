@@ -193,6 +193,11 @@ class TokenClassification(Task):
             counts.append((len(ge & pe), len(pe - ge), len(ge - pe)))
         return np.asarray(counts, dtype=float)
 
+    def drift_columns(self, predictions: pd.DataFrame, labels: list[str]) -> tuple[dict, list[str]]:
+        """Tagged (non-O) words per sentence, gold and predicted."""
+        return {f"{c}_count": predictions[c].map(lambda tags: sum(t != 0 for t in tags)).to_numpy()
+                for c in ("label", "prediction")}, []
+
     def trivial(self, train: pd.DataFrame, test: pd.DataFrame, labels: list[str]) -> tuple[str, pd.DataFrame]:
         logits = [np.eye(len(labels))[np.zeros(len(t), dtype=int)] for t in test["tokens"]]
         return "all_O", self.predictions(test, logits, labels, {})
