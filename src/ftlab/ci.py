@@ -6,7 +6,8 @@ alone, never on stage names or run directories, which change as the pipeline gro
 
 The quality gate fails the run when ``dvc repro`` fails (bad data stops the validate stage; a
 check verdict at ``checks.fail_on`` stops the check stage), when the recommended method's
-accuracy is more than ``ci.max_accuracy_drop`` below the base revision's recommended method, or
+primary metric (the task's: accuracy, Spearman, micro-F1, entity F1) is worse than the base
+revision's recommended method by more than ``ci.max_metric_drop``, or
 when the report lists a method whose overfitting verdict is at ``checks.fail_on``.
 """
 
@@ -85,15 +86,19 @@ def gate(current: dict[str, Any], base: dict[str, Any] | None, cfg: Config) -> G
     result = Gate()
     pick = current["recommendation"]["cheapest_within_tolerance"]
     base_pick = ((base or {}).get("recommendation") or {}).get("cheapest_within_tolerance") or {}
-    allowed = cfg.ci.max_accuracy_drop
-    if base_pick.get("accuracy") is None:
-        result.check(True, f"accuracy: {pick['method']} {pick['accuracy']:.4f}; the base has no report to compare with")
+    allowed = cfg.ci.max_metric_drop
+    metric = current.get("primary_metric", {"name": "accuracy", "higher_is_better": True})
+    name, sign = metric["name"], 1.0 if metric["higher_is_better"] else -1.0
+    base_metric = ((base or {}).get("primary_metric") or {}).get("name", "accuracy")
+    if _value(base_pick) is None or base_metric != name:
+        why = "the base has no report to compare with" if _value(base_pick) is None else f"the base's metric is {base_metric}"
+        result.check(True, f"{name}: {pick['method']} {_value(pick):.4f}; {why}")
     else:
-        drop = base_pick["accuracy"] - pick["accuracy"]
+        drop = sign * (_value(base_pick) - _value(pick))
         ok = drop <= allowed + EPSILON
-        result.check(ok, f"accuracy: {pick['method']} {pick['accuracy']:.4f} vs the base's {base_pick['method']} "
-                         f"{base_pick['accuracy']:.4f}: a drop of {drop:.4f} "
-                         f"({'within' if ok else 'more than'} ci.max_accuracy_drop {allowed:g})")
+        result.check(ok, f"{name}: {pick['method']} {_value(pick):.4f} vs the base's {base_pick['method']} "
+                         f"{_value(base_pick):.4f}: a drop of {drop:.4f} "
+                         f"({'within' if ok else 'more than'} ci.max_metric_drop {allowed:g})")
     failing = FAILING_VERDICTS[cfg.checks.fail_on]
     flagged = [f"{r['method']} ({r['overfitting']})" for r in current["methods"] if r.get("overfitting") in failing]
     verdicts = ", ".join(f"{r['method']} {r.get('overfitting') or 'not checked'}" for r in current["methods"])
@@ -102,14 +107,20 @@ def gate(current: dict[str, Any], base: dict[str, Any] | None, cfg: Config) -> G
     return result
 
 
-def _accuracy_table(current: dict[str, Any], base: dict[str, Any] | None) -> list[str]:
-    """Each method's accuracy here and at the base: the numbers a reviewer looks at first."""
-    before = {r["method"]: r["accuracy"] for r in (base or {}).get("methods", [])}
-    lines = ["| method | base | this run | change | overfitting |", "|---|---|---|---|---|"]
+def _value(pick: dict[str, Any]) -> float | None:
+    """A recommendation's metric value; reports written before tasks called it "accuracy"."""
+    return pick.get("value", pick.get("accuracy"))
+
+
+def _metric_table(current: dict[str, Any], base: dict[str, Any] | None) -> list[str]:
+    """Each method's primary metric here and at the base: the numbers a reviewer looks at first."""
+    name = current.get("primary_metric", {}).get("name", "accuracy")
+    before = {r["method"]: r.get("primary", r.get("accuracy")) for r in (base or {}).get("methods", [])}
+    lines = [f"| method | base {name} | this run | change | overfitting |", "|---|---|---|---|---|"]
     for r in current["methods"]:
         old = before.get(r["method"])
-        old_text, change = ("–", "new") if old is None else (f"{old:.4f}", f"{r['accuracy'] - old:+.4f}")
-        lines.append(f"| {r['method']} | {old_text} | {r['accuracy']:.4f} | {change} | {r.get('overfitting') or '–'} |")
+        old_text, change = ("–", "new") if old is None else (f"{old:.4f}", f"{r['primary'] - old:+.4f}")
+        lines.append(f"| {r['method']} | {old_text} | {r['primary']:.4f} | {change} | {r.get('overfitting') or '–'} |")
     return lines
 
 
@@ -121,7 +132,8 @@ def summary(base: str, sha: str, result: Gate, current: dict[str, Any], base_rep
     lines = [f"## ftlab retraining: {'✅ passed' if result.passed else '❌ failed'}", "", f"Compared with `{base}` ({sha}).", "",
              "### Quality gate", "", *result.lines, "",
              "### Recommendation", "", "> " + current["recommendation"]["text"], "",
-             "### Accuracy", "", *_accuracy_table(current, base_report), "",
+             f"### {current.get('primary_metric', {}).get('label', 'accuracy').capitalize()}", "",
+             *_metric_table(current, base_report), "",
              f"<details><summary>Every changed metric (<code>dvc metrics diff {base}</code>)</summary>", "",
              metrics_diff.strip() or "No metric changed.", "", "</details>"]
     if plots_dir is not None:

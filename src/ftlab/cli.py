@@ -54,6 +54,18 @@ def _fail(e: Exception) -> None:
 
 
 @app.command()
+def tasks() -> None:
+    """List the tasks (what is learned, set by `task.type` in params.yaml), one line each."""
+    from ftlab.tasks import TASKS
+
+    table = Table("task", "primary metric", "what it learns", box=None)
+    for name, task in TASKS.items():
+        primary = task.metrics[0]
+        table.add_row(name, f"{primary.name} ({'higher' if primary.higher_is_better else 'lower'} is better)", task.summary)
+    console.print(table)
+
+
+@app.command()
 def methods() -> None:
     """List the fine-tuning methods, one line each on what they train."""
     from ftlab.methods import METHODS
@@ -145,8 +157,10 @@ def train(
             if not metrics:  # another rank of a DDP run (torchrun): rank 0 reports
                 continue
             metrics = flat(metrics)
+            task = cfg.task_type()
+            quality = ", ".join(f"{m.label} {metrics[m.name]:.4f}" for m in task.metrics)
             console.print(
-                f"[green]{cell.method} {cell.name}[/]: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
+                f"[green]{cell.method} {cell.name}[/]: {quality}, "
                 f"{metrics['trainable_percent']:.3g}% trainable, {metrics['train_seconds']:.1f}s"
             )
     except (ConfigError, DataError, ValueError, OSError, MemoryError, TrainingDiverged, StageFailed) as e:

@@ -40,9 +40,9 @@ def trials(cfg: Config, method: str) -> list[dict[str, Any]]:
 
 def search(cfg: Config, method: str, data_dir: Path | None = None) -> dict:
     """Train every trial of ``method`` and return the chosen setting with each trial's validation score."""
-    from ftlab.train import train
+    from ftlab.train import best_metric, train
 
-    metric = cfg.train.metric_for_best
+    metric = best_metric(cfg)
     results = []
     for i, values in enumerate(trials(cfg, method), 1):
         log.info("%s: search trial %d/%d %s", method, i, cfg.search.trials, values)
@@ -53,7 +53,7 @@ def search(cfg: Config, method: str, data_dir: Path | None = None) -> dict:
                             seed=cfg.seeds[0], train_size=cfg.search.train_size)
         results.append({"params": values, "validation": metrics["best_validation"]["value"],
                         "train_seconds": metrics["cost"]["train_seconds"]})
-    sign = -1 if metric == "loss" else 1
+    sign = 1 if metric.higher_is_better else -1
     best = max(results, key=lambda r: sign * r["validation"])
-    return {"method": method, "enabled": True, "metric": f"validation_{metric}", "chosen": best["params"],
+    return {"method": method, "enabled": True, "metric": f"validation_{metric.name}", "chosen": best["params"],
             "train_size": cfg.search.train_size, "seed": cfg.seeds[0], "trials": results}
