@@ -33,8 +33,8 @@ from ftlab.parallel import dask_slots_on_this_host, threads_per_process
 # Resolve transformers' lazy attributes here, in the main thread: first imports of them from
 # concurrent task threads race ("cannot import name 'AutoTokenizer' from 'transformers'").
 from transformers import (  # noqa: F401  isort: skip
-    AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-    TrainingArguments,
+    AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorForTokenClassification,
+    DataCollatorWithPadding, TrainingArguments,
 )
 import ftlab.train  # noqa: F401  isort: skip
 

@@ -58,11 +58,8 @@ def tasks() -> None:
     """List the tasks (what is learned, set by `task.type` in params.yaml), one line each."""
     from ftlab.tasks import TASKS
 
-    table = Table("task", "primary metric", "what it learns", box=None)
     for name, task in TASKS.items():
-        primary = task.metrics[0]
-        table.add_row(name, f"{primary.name} ({'higher' if primary.higher_is_better else 'lower'} is better)", task.summary)
-    console.print(table)
+        typer.echo(f"{name:22} {task.summary}")
 
 
 @app.command()

@@ -53,7 +53,7 @@ def validate(cfg: Config) -> dict:
     """Validate the prepared splits; raises ValidationFailed naming each failed expectation."""
     from ftlab.validation import ValidationFailed, raise_on_failure, validate as run_suite
 
-    result = run_suite(cfg.data.prepared_dir, cfg.validation, cfg.report.dir / "validation")
+    result = run_suite(cfg.data.prepared_dir, cfg.validation, cfg.report.dir / "validation", cfg.task.type)
     try:
         raise_on_failure(result)
     except ValidationFailed as e:

@@ -96,6 +96,7 @@ def _history(log_history: list[dict], task: Task) -> list[dict]:
                 rec = by_step.setdefault(step, {"step": step, "epoch": round(entry["epoch"], 4)})
                 for m in ("loss", *(m.name for m in task.metrics)):
                     rec[f"{split}_{m}"] = entry[f"eval_{split}_{m}"]
+                rec[f"{split}_primary"] = rec[f"{split}_{task.primary.name}"]  # one key for DVC's plot of any task
     return [by_step[s] for s in sorted(by_step)]
 
 

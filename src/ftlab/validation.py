@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ftlab.config import ValidationConfig
 
 INT_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
+FLOAT_TYPES = ["float16", "float32", "float64"]
 FLAG_COLUMNS = ("repeated", "in_train")  # boolean derived columns checked by an aggregate
 SITE = "ftlab"
 _REMOTE = [  # tags and CSS that fetch from a CDN, and links off the page: dropped for offline use
@@ -46,8 +47,8 @@ class ValidationFailed(Exception):
     """Prepared data that breaks at least one expectation; the message lists them."""
 
 
-def validate(prepared_dir: Path, cfg: ValidationConfig, out_dir: Path) -> dict:
-    """Check the prepared splits; write ``out_dir/result.json`` and ``out_dir/data_docs/``.
+def validate(prepared_dir: Path, cfg: ValidationConfig, out_dir: Path, task: str = "classification") -> dict:
+    """Check the prepared splits of ``task``; write ``out_dir/result.json`` and ``out_dir/data_docs/``.
 
     Returns ``{"success": bool, "checks": [...]}``, one check per rule and split, failing or not.
     """
@@ -63,12 +64,13 @@ def validate(prepared_dir: Path, cfg: ValidationConfig, out_dir: Path) -> dict:
         source = context.data_sources.add_pandas("prepared")
         checks, passed = [], {}
         for split, df in splits.items():
-            rows = _row_frame(df, train_texts if split != "train" else None)
+            targets, classes = _targets(df, task)
+            rows = _row_frame(df, train_texts if split != "train" else None).assign(**targets)
             frames = {split: rows}
-            if "label" in df:
-                frames[f"{split}_class_counts"] = _class_frame(df["label"], labels)
+            if classes is not None:
+                frames[f"{split}_class_counts"] = _class_frame(classes, labels)
             for name, frame in frames.items():
-                suite = context.suites.add(_suite(name, split, frame, cfg, len(labels)))
+                suite = context.suites.add(_suite(name, split, frame, cfg, len(labels), balance=task == "classification"))
                 batch = (
                     source.add_dataframe_asset(name)
                     .add_batch_definition_whole_dataframe("all")
@@ -131,6 +133,20 @@ def _context(docs_dir: Path) -> tuple[Any, Any]:
     return gx.get_context(mode="ephemeral", project_config=config), run_id
 
 
+def _targets(df: pd.DataFrame, task: str) -> tuple[dict[str, Any], pd.Series | None]:
+    """The task's target as row columns GX can judge, and the class id of every label occurrence
+    (for the per-class counts; None for regression): one id per row for classification; every id
+    of the row's label set or tag sequence for multilabel and token classification."""
+    if "label" not in df:
+        return {}, None
+    if task == "regression":
+        return {"score": df.pop("label")}, None
+    if task in ("multilabel", "token_classification"):
+        ids = df.pop("label")
+        return {"label_count": ids.map(len)}, ids.explode().dropna().astype(int)
+    return {}, df["label"]
+
+
 def _row_frame(df: pd.DataFrame, train_texts: set[str] | None) -> pd.DataFrame:
     """Text and label plus derived columns: stripped text, repeated text, and (not train) in_train."""
     rows = df[[c for c in ("text", "label") if c in df]].copy()
@@ -153,20 +169,23 @@ def _class_frame(label: pd.Series, labels: list[str]) -> pd.DataFrame:
     )
 
 
-def _suite(name: str, split: str, frame: pd.DataFrame, cfg: ValidationConfig, n_labels: int) -> Any:
-    """The expectations that apply to this frame, each tagged with its rule name in ``meta``."""
+def _suite(name: str, split: str, frame: pd.DataFrame, cfg: ValidationConfig, n_labels: int, balance: bool = True) -> Any:
+    """The expectations that apply to this frame, each tagged with its rule name in ``meta``. Class
+    balance applies to single-label classification only: the O tag of NER and the neutral label of
+    emotion data dominate by design."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
     if name.endswith("_class_counts"):
         rules: list[tuple[str, Expectation]] = [("min examples per class", gxe.ExpectColumnValuesToBeBetween(
             column="count", min_value=cfg.min_examples_per_class))]
-        if split == "train":
+        if split == "train" and balance:
             rules.append(("class balance", gxe.ExpectColumnValuesToBeBetween(
                 column="largest_over_count", max_value=cfg.max_class_ratio)))
     else:
+        target = next((c for c in ("label", "score", "label_count") if c in frame), "label")
         rules = [("text column exists", gxe.ExpectColumnToExist(column="text")),
-                 ("label column exists", gxe.ExpectColumnToExist(column="label"))]
+                 ("label column exists", gxe.ExpectColumnToExist(column=target))]
         if "text" in frame:
             rules += [
                 ("text is string", gxe.ExpectColumnValuesToBeOfType(column="text", type_="str")),
@@ -186,6 +205,9 @@ def _suite(name: str, split: str, frame: pd.DataFrame, cfg: ValidationConfig, n_
                 ("label in declared set", gxe.ExpectColumnValuesToBeInSet(
                     column="label", value_set=list(range(n_labels)))),
             ]
+        if "score" in frame:
+            rules += [("score is a number", gxe.ExpectColumnValuesToBeInTypeList(column="score", type_list=FLOAT_TYPES)),
+                      ("no null score", gxe.ExpectColumnValuesToNotBeNull(column="score"))]
     suite = gx.ExpectationSuite(name=name)
     for rule, expectation in rules:
         expectation.meta = {"rule": rule}
