@@ -23,14 +23,15 @@ RUNS = {
 }
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 N_TEST = 2000
-PLOT_FILES = ("validation_curves.png", "accuracy_vs_trainable.png", "accuracy_vs_time.png", "learning_curves.png")
+PLOT_FILES = ("validation_curves.png", "quality_vs_trainable.png", "quality_vs_time.png", "learning_curves.png")
 
 
 def write_predictions(run_dir, correct: np.ndarray):
     """A test set of alternating labels, predicted right exactly where ``correct`` is true."""
     label = np.arange(len(correct)) % 2
-    pd.DataFrame({"label": label, "prediction": np.where(correct, label, 1 - label)}).to_parquet(
-        run_dir / "predictions.parquet")
+    pd.DataFrame({"text": [f"text {i}" for i in range(len(correct))], "label": label,
+                  "prediction": np.where(correct, label, 1 - label)}).to_parquet(run_dir / "predictions.parquet")
+    (run_dir / "labels.json").write_text(json.dumps(["neg", "pos"]))
 
 
 def first(accuracy, n=N_TEST):
@@ -101,15 +102,15 @@ def test_json_has_one_row_per_method_and_is_what_compare_returns(tmp_path, runs)
 
 def test_best_and_cheapest_within_tolerance(tmp_path, runs):
     rec = run_compare(tmp_path, runs)[0]["recommendation"]
-    assert rec["best_accuracy"] == {"method": "llrd", "accuracy": 0.872}
+    assert rec["best"] == {"method": "llrd", "value": 0.872}
     # within 0.01 of 0.872: llrd, full, lora; lora trains the fewest parameters
     assert rec["cheapest_within_tolerance"]["method"] == "lora"
-    assert rec["cheapest_within_tolerance"]["accuracy"] == 0.865
+    assert rec["cheapest_within_tolerance"]["value"] == 0.865
     assert "full" in rec["cheapest_within_tolerance"]["why"]
     assert "prompt_tuning" not in rec["cheapest_within_tolerance"]["why"]
     text = rec["text"]
     # 14 more test examples right is significant on 2,000, but within the 1-point tolerance
-    assert text.startswith("Pick lora: 0.865 accuracy, 0.7 points below llrd (0.872), significantly different at 95%")
+    assert text.startswith("Pick lora: 0.865 accuracy, 0.7 points worse than llrd (0.872), significantly different at 95%")
     assert "29% less time" in text  # 150 s vs 210 s
     assert "0.286 MB instead of 86.8 MB" in text
 
@@ -224,7 +225,7 @@ def test_a_cheaper_method_wins_when_the_best_is_not_significantly_better(tmp_pat
     assert test["verdict"] == "no significant difference" and test["difference"] == pytest.approx(-0.003)
     assert test["ci_low"] < 0 < test["ci_high"] and test["p_value"] > 0.05
     rec = result["recommendation"]
-    assert rec["best_accuracy"]["method"] == "llrd" and rec["cheapest_within_tolerance"]["method"] == "lora"
+    assert rec["best"]["method"] == "llrd" and rec["cheapest_within_tolerance"]["method"] == "lora"
     assert "not significantly different at 95%" in rec["text"]
 
 
