@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -76,8 +77,8 @@ def test_repro_writes_the_report_with_every_method(repo):
     assert {"accuracy", "macro_f1", "trainable_params", "train_seconds", "peak_memory_mb", "artifact_bytes",
             "overfitting"} <= set(comparison["methods"][0])
     assert comparison["recommendation"]["text"]
-    for name in ("comparison.md", "comparison.html", "validation_curves.png", "accuracy_vs_trainable.png",
-                 "accuracy_vs_time.png", "learning_curves.png", "validation/result.json"):
+    for name in ("comparison.md", "comparison.html", "validation_curves.png", "quality_vs_trainable.png",
+                 "quality_vs_time.png", "learning_curves.png", "validation/result.json"):
         assert (repo / "reports" / name).is_file(), name
     html = (repo / "reports/comparison.html").read_text()
     assert all(m in html for m in METHODS) and 'src="http' not in html and 'href="http' not in html
@@ -186,3 +187,55 @@ def test_two_pipelines_at_once_in_different_directories(tmp_path, tiny_model):
         assert "up to date" in sh("dvc", "status", cwd=repo).stdout
     test_sets = [(r / "data/prepared/test.parquet").read_bytes() for r in repos]
     assert test_sets[0] != test_sets[1]  # each prepared its own split
+
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def _task_project(tmp_path: Path, tiny_model: str, task: dict, source: dict, files: dict[str, str]) -> Path:
+    """A project on a slice of a real dataset: ``files`` maps a file name to the lines to copy."""
+    params = smoke_params(tiny_model)
+    params["methods"], params["method_params"] = ["full"], {"full": {"lr": 1e-3}}
+    params["task"] = task
+    params["data"] = {"source": source, "validation_size": 0.2, "prepared_dir": "data/prepared"}
+    params["train"].update(max_steps=4, eval_steps=2)
+    repo = make_repo(tmp_path / "project", params)
+    for name, text in files.items():
+        (repo / name).write_text(text)
+    return repo
+
+
+def _head(path: Path, lines: int) -> str:
+    with open(path, encoding="utf-8") as f:
+        return "".join(next(f) for _ in range(lines))
+
+
+def test_pair_regression_through_dvc_repro(tmp_path, tiny_model):
+    """STS-B pairs through every stage: Spearman is the metric everywhere, baselines included."""
+    files = {"train.tsv": _head(SHARED / "stsb/train.tsv", 161), "test.tsv": _head(SHARED / "stsb/dev.tsv", 61)}
+    task = {"type": "regression", "text_column": "sentence1", "text_pair_column": "sentence2", "label_column": "score"}
+    repo = _task_project(tmp_path, tiny_model, task, {"train": "train.tsv", "test": "test.tsv"}, files)
+    out = sh("dvc", "repro", cwd=repo)
+    assert "train@full-42-all" in ran_stages(out.stdout)
+    comparison = json.loads((repo / "reports/comparison.json").read_text())
+    assert comparison["task"] == "regression" and comparison["primary_metric"]["name"] == "spearman"
+    row = comparison["methods"][0]
+    assert row["primary"] == row["spearman"] and {"pearson", "rmse"} <= set(row)
+    assert {b["name"] for b in comparison["baselines"]} == {"mean_score", "zero_shot_cosine"}
+    assert "Spearman" in (repo / "reports/comparison.md").read_text()
+    history = json.loads((repo / f"runs/full/{CELL}/history.json").read_text())
+    assert history[-1]["validation_primary"] == history[-1]["validation_spearman"]
+
+
+def test_ner_through_the_prefect_flow(tmp_path, tiny_model):
+    """CoNLL-2003 sentences through the Prefect flow: entity F1 from training to the report."""
+    files = {"train.conll": _head(SHARED / "conll2003/train.txt", 1200), "test.conll": _head(SHARED / "conll2003/dev.txt", 400)}
+    task = {"type": "token_classification"}
+    repo = _task_project(tmp_path, tiny_model, task, {"train": "train.conll", "test": "test.conll"}, files)
+    sh(sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml", cwd=repo)
+    comparison = json.loads((repo / "reports/comparison.json").read_text())
+    assert comparison["task"] == "token_classification" and comparison["primary_metric"]["name"] == "f1"
+    assert [b["name"] for b in comparison["baselines"]] == ["all_O"] and comparison["baselines"][0]["value"] == 0.0
+    predictions = pd.read_parquet(repo / f"runs/full/{CELL}/predictions.parquet")
+    assert (predictions["tokens"].map(len) == predictions["prediction"].map(len)).all()
+    assert "up to date" in sh("dvc", "status", cwd=repo).stdout

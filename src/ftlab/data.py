@@ -34,17 +34,19 @@ READERS = {
 
 def read_table(path: Path, task: Task) -> pd.DataFrame:
     """One file as a DataFrame of the task's canonical columns (``text``, ``label``, ...)."""
+    suffix = path.suffix.lower()
+    reader = READERS.get(suffix)
+    if reader is None and suffix not in task.file_suffixes:
+        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of "
+                        f"{sorted([*READERS, *task.file_suffixes])}")
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
-    own = task.read_file(path)
-    if own is not None:
-        df = own
+    if suffix in task.file_suffixes:
+        df = task.read_file(path)
     else:
-        reader = READERS.get(path.suffix.lower())
-        if reader is None:
-            raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of {sorted(READERS)}")
+        assert reader is not None
         try:
             df = _columns(reader(path), task, str(path))
         except UnicodeDecodeError as e:

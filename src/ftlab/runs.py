@@ -16,14 +16,14 @@ from ftlab.modeling import load_trained, save_weights
 
 
 def load_run(run_dir: Path) -> tuple[Config, nn.Module, list[str]]:
-    """The resolved config, the trained model (eval mode) and the label names of a run."""
+    """The resolved config, the trained model of its task (eval mode) and the label names of a run."""
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.json").is_file():
         raise ValueError(f"{run_dir} is not a finished ftlab run (no metrics.json)")
     cfg = Config.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
     labels = json.loads((run_dir / "labels.json").read_text())
     method = json.loads((run_dir / "metrics.json").read_text())["method"]
-    model = load_trained(cfg.model, labels, run_dir / "model", get_method(method).saves_adapter)
+    model = load_trained(cfg.model, labels, run_dir / "model", get_method(method).saves_adapter, cfg.task_type())
     return cfg, model, labels
 
 

@@ -88,7 +88,8 @@ class Task:
     statistic: ClassVar[Statistic]
     # methods that cannot work on this task, with the reason (refused at config load)
     unsupported_methods: ClassVar[dict[str, str]] = {}
-    calibrated: ClassVar[bool] = False  # True: calibrate() tunes a decision setting on validation
+    calibrated: ClassVar[bool] = False
+    file_suffixes: ClassVar[tuple[str, ...]] = ()  # file types read_file reads (e.g. CoNLL columns)  # True: calibrate() tunes a decision setting on validation
 
     def __init__(self, opts: TaskOptions | None = None):
         self.opts: Any = opts if opts is not None else self.Options(type=self.name)
@@ -113,9 +114,9 @@ class Task:
         pair = getattr(self.opts, "text_pair_column", None)
         return {**columns, "text_pair": pair} if pair else columns
 
-    def read_file(self, path: Path) -> pd.DataFrame | None:
-        """A task-specific file format (e.g. CoNLL columns); None: use the generic readers."""
-        return None
+    def read_file(self, path: Path) -> pd.DataFrame:
+        """A file of a task-specific format (one of ``file_suffixes``), in canonical columns."""
+        raise NotImplementedError
 
     def check_rows(self, df: pd.DataFrame, split: str) -> None:
         """Raise DataError for rows that cannot be used at all (before splitting)."""

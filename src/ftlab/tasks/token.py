@@ -70,6 +70,7 @@ class TokenClassification(Task):
     summary = "a BIO tag per word (NER) from CoNLL or list columns: entity-level micro-F1 (seqeval)"
     Options = TokenOptions
     peft_task_type = "TOKEN_CLS"
+    file_suffixes = CONLL_SUFFIXES
     metrics = (Metric("f1", "entity micro-F1"), Metric("precision", "entity precision"),
                Metric("recall", "entity recall"))
     statistic = F1Statistic("entity micro-F1")
@@ -77,8 +78,8 @@ class TokenClassification(Task):
     def source_columns(self) -> dict[str, str]:
         return {"tokens": self.opts.text_column, "label": self.opts.label_column}
 
-    def read_file(self, path: Path) -> pd.DataFrame | None:
-        return read_conll(path, self.opts.conll_tag_index) if path.suffix.lower() in CONLL_SUFFIXES else None
+    def read_file(self, path: Path) -> pd.DataFrame:
+        return read_conll(path, self.opts.conll_tag_index)
 
     def check_rows(self, df: pd.DataFrame, split: str) -> None:
         for row, tokens, tags in zip(df.index, df["tokens"], df["label"], strict=True):
