@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 import shutil
 import subprocess
 import sys
@@ -279,6 +280,39 @@ def test_predict_returns_per_token_logits_without_padding(minilm_tokenizer, tiny
     assert [len(x) for x in together] == [len(ids) for ids in ds["input_ids"]]
     for a, b in zip(task.align(ds, together), task.align(ds, alone), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+PEOPLE, PLACES = ["alice", "bob", "carol", "dave", "erin"], ["paris", "rome", "oslo", "lima", "cairo"]
+
+
+def toy_ner(n: int, seed: int = 0) -> pd.DataFrame:
+    """Sentences of filler words with a two-word person (B-PER I-PER) and a place (B-LOC): tags learnable
+    from the words themselves, in list columns ``tokens`` and ``tags`` (the JSONL/Parquet format)."""
+    rng, rows = random.Random(seed), []
+    for _ in range(n):
+        words = rng.choices(["the", "movie", "was", "a", "plot", "and", "film", "story", "really", "it"], k=rng.randint(3, 7))
+        tags = ["O"] * len(words)
+        at = rng.randint(0, len(words))
+        words[at:at], tags[at:at] = [rng.choice(PEOPLE), "smith"], ["B-PER", "I-PER"]
+        at = rng.randint(0, len(words))
+        words.insert(at, rng.choice(PLACES))
+        tags.insert(at, "B-LOC")
+        rows.append({"tokens": words, "tags": tags})
+    return pd.DataFrame(rows)
+
+
+def test_prompt_tuning_learns_ner_with_each_tag_on_its_own_token(make_config, tmp_path):
+    """peft prepends virtual tokens to the sequence but not to the tags: the tag head must score the
+    sentence's own positions. With the tags paired with the first positions instead, this run reached
+    entity F1 0.10; aligned, 0.97."""
+    toy_ner(240).to_json(tmp_path / "ner.jsonl", orient="records", lines=True)
+    cfg = make_config(task__type="token_classification", data__source=str(tmp_path / "ner.jsonl"),
+                      train__max_steps=30, train__early_stopping_patience=0,
+                      method_params__prompt_tuning={"lr": 1e-1, "init": "random", "num_virtual_tokens": 4})
+    metrics = train(cfg, "prompt_tuning", tmp_path / "run")
+    predictions = pd.read_parquet(tmp_path / "run/predictions.parquet")
+    assert all(len(p) == len(t) for p, t in zip(predictions["prediction"], predictions["tokens"], strict=True))
+    assert metrics["f1"] > 0.8, metrics["f1"]
 
 
 # ---- 3. the metric's direction ---------------------------------------------------------------------
