@@ -121,13 +121,13 @@ def test_gate_fails_when_the_pick_is_worse_than_the_base(project):
     report = project.origin / "reports/comparison.json"
     comparison = json.loads(report.read_text())
     pick = comparison["recommendation"]["cheapest_within_tolerance"]
-    pick["accuracy"] += 0.1
-    assert pick["accuracy"] <= 1.0
-    next(row for row in comparison["methods"] if row["method"] == pick["method"])["accuracy"] += 0.1
+    pick["value"] += 0.1
+    assert pick["value"] <= 1.0
+    next(row for row in comparison["methods"] if row["method"] == pick["method"])["primary"] += 0.1
     report.write_text(json.dumps(comparison, indent=2))
     sh("git", "commit", "-qam", "a better model on the default branch", cwd=project.origin)
     try:
-        clone = pull_request(project, "pr-worse", {"ci.max_accuracy_drop": 0.05})
+        clone = pull_request(project, "pr-worse", {"ci.max_metric_drop": 0.05})
         out = ftlab_ci(clone, "--base", "main", "--summary", str(project.root / "worse.md"),
                        "--remote", str(project.store), check=False)
     finally:
@@ -135,7 +135,7 @@ def test_gate_fails_when_the_pick_is_worse_than_the_base(project):
     assert out.returncode == 1
     message = words(out.stdout)
     assert "quality gate failed" in message and "a drop of 0.1000" in message, out.stdout
-    assert "more than ci.max_accuracy_drop 0.05" in message
+    assert "accuracy:" in message and "more than ci.max_metric_drop 0.05" in message
     summary = (project.root / "worse.md").read_text()
     assert "## ftlab retraining: ❌ failed" in summary and "| -0.1000 |" in summary
 
@@ -159,10 +159,25 @@ def test_bad_data_fails_the_run_with_the_validation_message(project, toy_csv):
 ])
 def test_gate_applies_checks_fail_on_to_every_method(fail_on, verdict, passes):
     cfg = load_config(None, {"checks.fail_on": fail_on})
-    pick = {"method": "lora", "accuracy": 0.8}
+    pick = {"method": "lora", "value": 0.8}
     current = {"recommendation": {"cheapest_within_tolerance": pick},
-               "methods": [{"method": "lora", "accuracy": 0.8, "overfitting": "ok"},
-                           {"method": "full", "accuracy": 0.82, "overfitting": verdict}]}
+               "methods": [{"method": "lora", "primary": 0.8, "overfitting": "ok"},
+                           {"method": "full", "primary": 0.82, "overfitting": verdict}]}
     result = gate(current, {"recommendation": {"cheapest_within_tolerance": pick}}, cfg)
     assert result.passed is passes
     assert all("accuracy" not in failure for failure in result.failures)
+
+
+def test_gate_reads_the_primary_metric_in_its_direction():
+    """A regression report's Spearman falling by 0.1 fails a 0.05 gate; a base report from before
+    tasks (its pick under "accuracy") is still read; the old key ci.max_accuracy_drop still works."""
+    cfg = load_config(None, {"ci.max_accuracy_drop": 0.05})
+    assert cfg.ci.max_metric_drop == 0.05
+    metric = {"name": "spearman", "higher_is_better": True}
+    current = {"primary_metric": metric, "methods": [],
+               "recommendation": {"cheapest_within_tolerance": {"method": "full", "value": 0.78}}}
+    base = {"primary_metric": metric, "recommendation": {"cheapest_within_tolerance": {"method": "full", "value": 0.88}}}
+    result = gate(current, base, cfg)
+    assert not result.passed and any("spearman" in f and "a drop of 0.1000" in f for f in result.failures)
+    legacy = {"recommendation": {"cheapest_within_tolerance": {"method": "full", "accuracy": 0.80}}}
+    assert gate({**current, "primary_metric": {"name": "accuracy", "higher_is_better": True}}, legacy, cfg).passed
