@@ -67,6 +67,9 @@ class Multilabel(SequenceTask):
     statistic = F1Statistic("micro-F1")
     calibrated = True
 
+    def check_rows(self, df: pd.DataFrame, split: str) -> None:
+        super().check_rows(df.assign(label=df["label"].fillna("")), split)  # an empty cell: a row without labels
+
     def encode(self, splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[str]]:
         opts = self.opts
         sets = {s: _label_sets(df["label"], opts.label_separator, s) for s, df in splits.items()}
