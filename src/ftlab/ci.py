@@ -90,14 +90,15 @@ def gate(current: dict[str, Any], base: dict[str, Any] | None, cfg: Config) -> G
     metric = current.get("primary_metric", {"name": "accuracy", "higher_is_better": True})
     name, sign = metric["name"], 1.0 if metric["higher_is_better"] else -1.0
     base_metric = ((base or {}).get("primary_metric") or {}).get("name", "accuracy")
-    if _value(base_pick) is None or base_metric != name:
-        why = "the base has no report to compare with" if _value(base_pick) is None else f"the base's metric is {base_metric}"
-        result.check(True, f"{name}: {pick['method']} {_value(pick):.4f}; {why}")
+    value, base_value = _value(pick), _value(base_pick)
+    if value is None or base_value is None or base_metric != name:
+        why = "the base has no report to compare with" if base_value is None else f"the base's metric is {base_metric}"
+        result.check(True, f"{name}: {pick['method']} {value}; {why}")
     else:
-        drop = sign * (_value(base_pick) - _value(pick))
+        drop = sign * (base_value - value)
         ok = drop <= allowed + EPSILON
-        result.check(ok, f"{name}: {pick['method']} {_value(pick):.4f} vs the base's {base_pick['method']} "
-                         f"{_value(base_pick):.4f}: a drop of {drop:.4f} "
+        result.check(ok, f"{name}: {pick['method']} {value:.4f} vs the base's {base_pick['method']} "
+                         f"{base_value:.4f}: a drop of {drop:.4f} "
                          f"({'within' if ok else 'more than'} ci.max_metric_drop {allowed:g})")
     failing = FAILING_VERDICTS[cfg.checks.fail_on]
     flagged = [f"{r['method']} ({r['overfitting']})" for r in current["methods"] if r.get("overfitting") in failing]

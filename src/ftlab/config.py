@@ -215,7 +215,7 @@ class CiConfig(Strict):
 
 def _task_options_model() -> Any:
     """Every registered task's options, told apart by ``type``: ``task: {type: regression, ...}``."""
-    models = [create_model(f"{cls.__name__}Task", __base__=cls.Options, type=(Literal[name], name))
+    models = [create_model(f"{cls.__name__}Task", __base__=cls.Options, type=(Literal[name], name))  # type: ignore[arg-type]
               for name, cls in TASKS.items()]
     return Annotated[Union[tuple(models)], Field(discriminator="type")]  # noqa: UP007  a runtime tuple of types
 

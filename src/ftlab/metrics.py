@@ -31,8 +31,9 @@ def classification_metrics(y_true, y_pred, labels: list[str] | None = None) -> d
 
 
 def flat(metrics: dict) -> dict:
-    """A run's metrics with the measured ``cost`` fields lifted to the top level."""
-    return {**{k: v for k, v in metrics.items() if k != "cost"}, **metrics.get("cost", {})}
+    """A run's metrics with the measured ``cost`` fields lifted to the top level. A quality metric
+    wins a name clash: NER's entity ``precision`` is not the ``cost.precision`` (bf16/fp32) it ran in."""
+    return {**metrics.get("cost", {}), **{k: v for k, v in metrics.items() if k != "cost"}}
 
 
 class PeakMemory:

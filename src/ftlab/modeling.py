@@ -124,9 +124,10 @@ class MeanPoolClassifier(nn.Module):
         logits = self.classifier(self.dropout(pooled))
         loss = None
         if self.problem_type == "regression":
-            scaled, logits = logits.float(), logits.float() * self.target_std + self.target_mean
+            mean, std = cast(torch.Tensor, self.target_mean), cast(torch.Tensor, self.target_std)
+            scaled, logits = logits.float(), logits.float() * std + mean
             if labels is not None:
-                loss = nn.functional.mse_loss(scaled.squeeze(-1), (labels.float() - self.target_mean) / self.target_std)
+                loss = nn.functional.mse_loss(scaled.squeeze(-1), (labels.float() - mean) / std)
         elif labels is not None and self.problem_type == "multi_label_classification":
             loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
         elif labels is not None:
@@ -184,14 +185,15 @@ def _text_config(cfg: ModelConfig) -> Any:
     return config
 
 
-def _name_labels(model: nn.Module, labels: list[str]) -> nn.Module:
+def _name_labels(model: nn.Module, labels: list[str], cfg: ModelConfig) -> nn.Module:
     model_config: Any = model.config  # its fields (pad_token_id, ...) depend on the model type
     id2label = dict(enumerate(labels))
     model_config.num_labels = len(labels)
     model_config.id2label = id2label
     model_config.label2id = {v: k for k, v in id2label.items()}
-    if model_config.pad_token_id is None:  # decoders (GPT-2, LLaMA) pool their last real token by it
-        model_config.pad_token_id = model_config.eos_token_id
+    # decoders (GPT-2, LLaMA) pool their last real token by the pad id: it must be the one the
+    # tokenizer pads with (load_tokenizer falls back to EOS), not the config's own guess
+    model_config.pad_token_id = load_tokenizer(cfg).pad_token_id
     return model
 
 
@@ -217,7 +219,7 @@ def build_model(cfg: ModelConfig, labels: list[str], problem_type: str = "single
             raise ValueError(
                 f"model.name {cfg.name!r} has no sequence-classification head ({e}); try model.pooling: mean"
             ) from e
-    return _name_labels(model, labels)
+    return _name_labels(model, labels, cfg)
 
 
 def build_token_model(cfg: ModelConfig, labels: list[str]) -> nn.Module:
@@ -225,7 +227,7 @@ def build_token_model(cfg: ModelConfig, labels: list[str]) -> nn.Module:
     from transformers import AutoModel
 
     _text_config(cfg)
-    return _name_labels(TokenClassifier(_load("model", AutoModel, cfg), len(labels), cfg.dropout), labels)
+    return _name_labels(TokenClassifier(_load("model", AutoModel, cfg), len(labels), cfg.dropout), labels, cfg)
 
 
 @dataclass
@@ -284,7 +286,7 @@ def load_trained(cfg: ModelConfig, labels: list[str], weights: Path, adapter: bo
     """Rebuild the model of a finished run from its saved weights, in eval mode (default task: classification)."""
     from safetensors.torch import load_model
 
-    model = task.build_model(cfg, labels) if task is not None else build_model(cfg, labels)
+    model = task.build_model(cfg, labels, None) if task is not None else build_model(cfg, labels)
     if adapter:
         from peft import PeftModel
 
