@@ -83,8 +83,9 @@ def train_row(dataset: str, cfg: Any, method: str, overrides: list[str]) -> dict
         tail = (WORK / "logs" / f"{dataset}_{method}.log").read_text().strip().splitlines()[-1:]
         log.error("%s/%s failed (exit %d): %s", dataset, method, done.returncode, tail)
         return row(dataset, cfg, method, None, note=f"error: {' '.join(tail)}")
-    m = flat(json.loads((out / "metrics.json").read_text()))
-    extra = {k: m[k] for k in ("steps", "best_step", "epochs", "threads", "precision") if k in m}
+    raw = json.loads((out / "metrics.json").read_text())
+    m = flat(raw)
+    extra = {k: raw[k] for k in ("steps", "best_step", "epochs")} | {k: raw["cost"][k] for k in ("threads", "precision")}
     r = row(dataset, cfg, "baseline:probe" if method == "probe" else method, m, **extra)
     log.info("%s/%s: %s %.4f in %.0fs", dataset, method, r["metric"], r["value"], r["train_seconds"])
     return r
@@ -217,9 +218,13 @@ def findings(rows: list[dict]) -> list[str]:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["# Tasks: the methods against baselines on real data", "",
-             "`python benchmarks/tasks.py` (params: `benchmarks/params/tasks_<dataset>.yaml`; parts re-run with "
-             "`--datasets ... --methods ...`). Test = the dataset's dev file, never seen in training. The machine "
-             "(2 CPU cores) was shared with other jobs: train seconds are comparable within a dataset only.", ""]
+             "`python benchmarks/tasks.py` (params: `benchmarks/params/tasks_<dataset>.yaml`; parts were run with "
+             "`--datasets ... --methods ...`, two such commands side by side). Test = the dataset's dev file, never "
+             "seen in training; validation is carved from the train file. Each trained cell is one `ftlab train` "
+             "process with one thread, fp32 (this CPU has no native bf16). The 2-core machine was shared with other "
+             "engineers' jobs (load average 8-10): train seconds are comparable within a dataset only, and loosely. "
+             "The data sizes and epochs in the params files are what that machine could train in about two hours, "
+             "not what the targets need.", ""]
     for dataset in DATASETS:
         rs = [r for r in rows if r["dataset"] == dataset]
         if not rs:
