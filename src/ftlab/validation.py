@@ -57,7 +57,7 @@ def validate(prepared_dir: Path, cfg: ValidationConfig, out_dir: Path, task: str
     prepared_dir, out_dir = Path(prepared_dir), Path(out_dir)
     labels = json.loads((prepared_dir / "labels.json").read_text(encoding="utf-8"))
     splits = {s: pd.read_parquet(prepared_dir / f"{s}.parquet") for s in SPLITS}
-    train_texts = set(splits["train"]["text"].dropna()) if "text" in splits["train"] else set()
+    train_texts = set(_example_key(splits["train"]).dropna()) if "text" in splits["train"] else set()
 
     with atomic_dir(out_dir) as tmp:
         context, run_id = _context(tmp / "data_docs")
@@ -147,15 +147,21 @@ def _targets(df: pd.DataFrame, task: str) -> tuple[dict[str, Any], pd.Series | N
     return {}, df["label"]
 
 
+def _example_key(df: pd.DataFrame) -> pd.Series:
+    """What makes an example the same example: its text, or both texts of a pair (in STS-B or NLI
+    one premise comes with several hypotheses, which is no duplicate and no leak)."""
+    return df["text"] if "text_pair" not in df else df["text"] + "\x1f" + df["text_pair"]
+
+
 def _row_frame(df: pd.DataFrame, train_texts: set[str] | None) -> pd.DataFrame:
-    """Text and label plus derived columns: stripped text, repeated text, and (not train) in_train."""
+    """Text and label plus derived columns: stripped text, repeated example, and (not train) in_train."""
     rows = df[[c for c in ("text", "label") if c in df]].copy()
     if "text" in rows:
-        text = rows["text"]
+        text, key = rows["text"], _example_key(df)
         rows["text_stripped"] = text.map(lambda v: v.strip() if isinstance(v, str) else None)
-        rows["repeated"] = text.duplicated(keep="first") & text.notna()
+        rows["repeated"] = key.duplicated(keep="first") & key.notna()
         if train_texts is not None:
-            rows["in_train"] = text.isin(train_texts)
+            rows["in_train"] = key.isin(train_texts)
     return rows
 
 
