@@ -47,8 +47,8 @@ def check_run(run_dir: Path, cfg: ChecksConfig, out_dir: Path) -> dict:
     history = json.loads((run_dir / "history.json").read_text(encoding="utf-8"))
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     task = TASKS[metrics.get("task", "classification")]()
-    result: dict[str, Any] = {"method": metrics["method"], "metric": task.primary.name,
-                              **overfitting(history, metrics["best_step"], cfg, task.primary)}
+    result: dict[str, Any] = {"method": metrics["method"], "metric": task.gap_metric.name,
+                              **overfitting(history, metrics["best_step"], cfg, task.gap_metric)}
     snapshot, result["drift"] = drift_report(run_dir, task)
     write_text(out_dir / "drift.html", snapshot.get_html_str(as_iframe=False))
     write_json(out_dir / "checks.json", result)

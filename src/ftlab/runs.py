@@ -23,7 +23,7 @@ def load_run(run_dir: Path) -> tuple[Config, nn.Module, list[str]]:
     cfg = Config.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
     labels = json.loads((run_dir / "labels.json").read_text())
     method = json.loads((run_dir / "metrics.json").read_text())["method"]
-    model = load_trained(cfg.model, labels, run_dir / "model", get_method(method).saves_adapter)
+    model = load_trained(cfg.model, labels, run_dir / "model", get_method(method).saves_adapter, cfg.task_type())
     return cfg, model, labels
 
 

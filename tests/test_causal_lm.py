@@ -1,0 +1,179 @@
+"""The causal_lm task on tiny randomly initialised decoders (LLaMA-style and GPT-2) built here:
+loss mask, left-padded generation, every method end to end with reload and merge, learning on a
+built-in synthetic dataset through the CLI, and the named errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from ftlab.config import ConfigError, load_config
+from ftlab.data import DataError, prepare
+from ftlab.methods import METHODS
+from ftlab.tasks import TASKS
+from ftlab.tasks.causal_lm import SYNTHETIC_WORDS, synthetic
+
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
+CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}"
+                 "{% if add_generation_prompt %}<assistant> {% endif %}")
+WORDS = [*SYNTHETIC_WORDS, "<user>", "<assistant>", "<system>", "system:", "be", "brief"]
+
+
+def build_tokenizer(out: Path, bos: bool, chat: bool) -> None:
+    """A word-level tokenizer over the synthetic words (plus chat-template tags when ``chat``)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate([*SPECIALS, *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if bos:
+        tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>" if bos else None)
+    if chat:
+        fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(str(out))
+
+
+def build_model(out: Path, arch: str = "llama", chat: bool = False) -> str:
+    """A 2-layer, 32-wide decoder with random weights and its tokenizer, saved like a hub model."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, set_seed
+
+    set_seed(0)
+    vocab = len(SPECIALS) + len(WORDS)
+    if arch == "llama":  # untied lm_head, BOS, its own pad token
+        config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                             bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
+        model = LlamaForCausalLM(config)
+    else:  # tied lm_head, no BOS, no pad token (EOS pads)
+        config = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                            bos_token_id=2, eos_token_id=2)
+        model = GPT2LMHeadModel(config)
+    model.save_pretrained(str(out))
+    build_tokenizer(out, bos=arch == "llama", chat=chat)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory) -> str:
+    return build_model(tmp_path_factory.mktemp("tiny-llama"), "llama")
+
+
+@pytest.fixture(scope="module")
+def gpt2(tmp_path_factory) -> str:
+    return build_model(tmp_path_factory.mktemp("tiny-gpt2"), "gpt2")
+
+
+@pytest.fixture(scope="module")
+def llama_chat(tmp_path_factory) -> str:
+    return build_model(tmp_path_factory.mktemp("tiny-llama-chat"), "llama", chat=True)
+
+
+def config(tmp_path: Path, model: str, task: dict | None = None, **overrides):
+    values = {"task": {"type": "causal_lm", "max_new_tokens": 6, **(task or {})},
+              "data": {"source": "builtin:reverse", "demo": {"n_samples": 60}, "prepared_dir": str(tmp_path / "data")},
+              "model": {"name": model, "max_length": 32},
+              "train": {"batch_size": 8, "eval_batch_size": 16, "eval_steps": 2, "max_steps": 4, "train_eval_samples": 8,
+                        "threads": 1, "precision": "fp32", "early_stopping_patience": 0,
+                        "output_dir": str(tmp_path / "runs"), "checkpoint_dir": None}}
+    for key, value in overrides.items():
+        section, field = key.split("__")
+        values.setdefault(section, {})[field] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return load_config(path)
+
+
+def tokenized(cfg, model: str, df: pd.DataFrame):
+    from ftlab.modeling import load_tokenizer
+
+    tokenizer = load_tokenizer(cfg.model)
+    return tokenizer, cfg.task_type().tokenize(df, tokenizer, cfg.model.max_length, [])
+
+
+# ---- 1. data and the loss mask ------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_the_loss_mask_covers_exactly_the_response_and_eos(tmp_path, llama, gpt2, arch):
+    model = {"llama": llama, "gpt2": gpt2}[arch]
+    cfg = config(tmp_path, model)
+    tokenizer, ds = tokenized(cfg, model, pd.DataFrame({"text": ["reverse: a b c"], "label": ["c b a"]}))
+    ids, labels = ds[0]["input_ids"], ds[0]["labels"]
+    prompt = ["user:", "reverse:", "a", "b", "c", "assistant:"]
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    assert tokens == (["<s>"] if arch == "llama" else []) + prompt + ["c", "b", "a", "</s>"]
+    start = ds[0]["prompt_length"]
+    assert start == len(ids) - 4
+    assert labels[:start] == [-100] * start and labels[start:] == ids[start:]
+
+
+def test_chat_messages_use_the_chat_template_and_mask_the_whole_prompt(tmp_path, llama_chat):
+    cfg = config(tmp_path, llama_chat, {"messages_column": "messages"})
+    chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "copy: a b"},
+            {"role": "assistant", "content": "a b"}]
+    raw = pd.DataFrame({"messages": [json.dumps(chat)]})
+    task = cfg.task_type()
+    task.check_rows(raw, "train")
+    encoded, _ = task.encode({"train": raw})
+    assert encoded["train"]["label"][0] == "a b"
+    tokenizer, ds = tokenized(cfg, llama_chat, encoded["train"])
+    tokens = tokenizer.convert_ids_to_tokens(ds[0]["input_ids"])
+    assert tokens == ["<system>", "be", "brief", "<user>", "copy:", "a", "b", "<assistant>", "a", "b", "</s>"]
+    assert [t for t, y in zip(tokens, ds[0]["labels"], strict=True) if y != -100] == ["a", "b", "</s>"]
+
+
+def test_no_chat_template_falls_back_to_plain_or_is_named_when_required(tmp_path, llama):
+    df = pd.DataFrame({"text": ["copy: a"], "label": ["a"]})
+    tokenizer, ds = tokenized(config(tmp_path, llama), llama, df)
+    assert tokenizer.convert_ids_to_tokens(ds[0]["input_ids"])[1:3] == ["user:", "copy:"]
+    with pytest.raises(ValueError, match=r"task.chat_template: required.*no chat template"):
+        tokenized(config(tmp_path, llama, {"chat_template": "required", "messages_column": "m"}), llama, df)
+
+
+def test_a_response_over_max_length_is_cut_and_reported(tmp_path, llama, caplog):
+    cfg = config(tmp_path, llama, model__max_length=10)
+    df = pd.DataFrame({"text": ["copy: a", "copy: a b"], "label": ["a", "a b c d e f"]})
+    _, ds = tokenized(cfg, llama, df)
+    assert [len(ids) for ids in ds["input_ids"]] == [7, 10]
+    assert ds[1]["labels"][-1] != 2  # the cut response lost its EOS
+    assert "1 of 2 response(s) cut at model.max_length=10" in caplog.text
+    with pytest.raises(DataError, match=r"1 prompt\(s\) fill model.max_length=10 tokens.*rows \[0\]"):
+        tokenized(cfg, llama, pd.DataFrame({"text": ["copy: a b c d e f"], "label": ["a"]}))
+
+
+@pytest.mark.parametrize(("rows", "task", "match"), [
+    ({"question": ["copy: a"], "response": ["a"]}, {}, r"missing column\(s\) \['prompt'\].*task.prompt_column"),
+    ({"prompt": ["copy: a", "copy: b"], "response": ["a", " "]}, {}, r"1 null or empty response\(s\).*rows \[1\]"),
+    ({"chat": [json.dumps([{"role": "user", "content": "x"}])]}, {"messages_column": "chat"},
+     r"row 0: messages must be a list of at least a prompt and a response"),
+])
+def test_bad_input_is_named(tmp_path, llama, rows, task, match):
+    pd.DataFrame(rows).to_csv(tmp_path / "data.csv", index=False)
+    cfg = config(tmp_path, llama, task, data__source=str(tmp_path / "data.csv"))
+    with pytest.raises(DataError, match=match):
+        prepare(cfg)
+
+
+def test_config_refuses_the_probe_and_the_classification_columns():
+    with pytest.raises(ConfigError, match="method 'probe' cannot train task 'causal_lm'"):
+        load_config(None, {"task.type": "causal_lm", "methods": ["probe"]})
+    with pytest.raises(ConfigError, match="not task.text_column"):
+        load_config(None, {"task.type": "causal_lm", "task.text_column": "q"})
+
+
+def test_synthetic_datasets_are_distinct_and_deterministic():
+    df = synthetic("reverse", 200, seed=1)
+    assert df["prompt"].is_unique and df.equals(synthetic("reverse", 200, seed=1))
+    row = df.iloc[0]
+    assert row["prompt"].split()[1:][::-1] == row["response"].split()
+    assert synthetic("sort", 5, 0)["response"].map(lambda r: r.split() == sorted(r.split())).all()
