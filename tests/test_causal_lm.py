@@ -52,11 +52,11 @@ def build_model(out: Path, arch: str = "llama", chat: bool = False) -> str:
     vocab = len(SPECIALS) + len(WORDS)
     if arch == "llama":  # untied lm_head, BOS, its own pad token
         config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                              bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
         model = LlamaForCausalLM(config)
     else:  # tied lm_head, no BOS, no pad token (EOS pads)
-        config = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+        config = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=256,
                             bos_token_id=2, eos_token_id=2)
         model = GPT2LMHeadModel(config)
     model.save_pretrained(str(out))
@@ -177,3 +177,117 @@ def test_synthetic_datasets_are_distinct_and_deterministic():
     row = df.iloc[0]
     assert row["prompt"].split()[1:][::-1] == row["response"].split()
     assert synthetic("sort", 5, 0)["response"].map(lambda r: r.split() == sorted(r.split())).all()
+
+
+# ---- 2. the model: anatomy, generation ----------------------------------------------------------
+
+def test_a_tied_lm_head_is_the_embeddings_and_never_a_head_to_save(gpt2, llama):
+    from transformers import AutoModelForCausalLM
+
+    from ftlab.methods.base import head_modules
+    from ftlab.modeling import model_parts
+
+    tied = AutoModelForCausalLM.from_pretrained(gpt2)
+    parts = model_parts(tied)
+    assert any(p is tied.lm_head.weight for _, p in parts.embeddings)
+    assert [n for n, _ in parts.head] == ["transformer.ln_f.weight", "transformer.ln_f.bias"]
+    untied = model_parts(AutoModelForCausalLM.from_pretrained(llama))
+    assert [n for n, _ in untied.head] == ["model.norm.weight", "lm_head.weight"] and len(untied.layers) == 2
+    assert head_modules(tied) == [] == head_modules(AutoModelForCausalLM.from_pretrained(llama))
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_left_padded_batched_generation_equals_one_prompt_at_a_time(tmp_path, llama, gpt2, arch):
+    from transformers import AutoModelForCausalLM
+
+    from ftlab.generation import generate
+
+    model_dir = {"llama": llama, "gpt2": gpt2}[arch]
+    cfg = config(tmp_path, model_dir)
+    prompts = pd.DataFrame({"text": ["copy: a", "reverse: a b c d e", "sort: h g"], "label": ["a", "e", "g h"]})
+    tokenizer, ds = tokenized(cfg, model_dir, prompts)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    inputs = [ids[:n] for ids, n in zip(ds["input_ids"], ds["prompt_length"], strict=True)]
+    batched = generate(model, tokenizer, inputs, max_new_tokens=8)
+    assert batched == [generate(model, tokenizer, [p], max_new_tokens=8)[0] for p in inputs]
+    assert all(len(a) > 0 for a in batched)
+
+
+# ---- 3. every method trains, saves, reloads and merges -------------------------------------------
+
+def regenerate(run: Path, model: torch.nn.Module) -> list[str]:
+    """Greedy answers of ``model`` to the run's test prompts, tokenised by the run's tokenizer."""
+    from transformers import AutoTokenizer
+
+    from ftlab.data import load_prepared
+    from ftlab.generation import generate_and_score
+    from ftlab.runs import load_run
+
+    cfg = load_run(run)[0]
+    tokenizer = AutoTokenizer.from_pretrained(str(run / "tokenizer"))
+    task = cfg.task_type()
+    ds = task.tokenize(load_prepared(cfg)[0]["test"], tokenizer, cfg.model.max_length, [])
+    rows = generate_and_score(model, tokenizer, ds, task.collator(tokenizer), 16, False, task.opts.max_new_tokens)
+    return [r["prediction"] for r in rows]
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m not in TASKS["causal_lm"].unsupported_methods])
+def test_every_method_trains_saves_reloads_and_merges(tmp_path, llama, method):
+    from ftlab.modeling import load_trained
+    from ftlab.runs import load_run, merge_adapter
+    from ftlab.train import train
+
+    cfg = config(tmp_path, llama, train__metric_for_best="loss")  # the best weights are trained ones
+    run = tmp_path / "run"
+    metrics = train(cfg, method, run)
+    assert metrics["task"] == "causal_lm" and metrics["primary_metric"] == "exact_match"
+    assert np.isfinite(metrics["perplexity"]) and 0 < metrics["trainable_params"] <= metrics["total_params"]
+    predictions = pd.read_parquet(run / "predictions.parquet")
+    assert {"text", "label", "prediction", "exact_match", "token_f1"} <= set(predictions.columns)
+    reloaded = load_run(run)[1]
+    assert regenerate(run, reloaded) == list(predictions["prediction"])
+    if method in ("lora", "dora", "ia3"):
+        merged_dir = merge_adapter(run, tmp_path / "merged")
+        merged = load_trained(cfg.model, [], merged_dir, adapter=False, task=cfg.task_type())
+        assert regenerate(run, merged) == list(predictions["prediction"])
+
+
+def test_lora_on_a_tied_gpt2_with_checkpointing_merges_into_one_shared_matrix(tmp_path, gpt2):
+    from safetensors import safe_open
+
+    from ftlab.modeling import load_trained
+    from ftlab.runs import merge_adapter
+    from ftlab.train import train
+
+    cfg = config(tmp_path, gpt2, task={"gradient_checkpointing": True}, train__metric_for_best="loss")
+    train(cfg, "lora", tmp_path / "run")
+    merged = merge_adapter(tmp_path / "run", tmp_path / "merged")
+    with safe_open(str(merged / "model.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    assert len(keys & {"transformer.wte.weight", "lm_head.weight"}) == 1 and not any("lora" in k for k in keys)
+    model = load_trained(cfg.model, [], merged, adapter=False, task=cfg.task_type())
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert regenerate(tmp_path / "run", model) == list(pd.read_parquet(tmp_path / "run" / "predictions.parquet")["prediction"])
+
+
+# ---- 4. learning, end to end through the CLI ---------------------------------------------------
+
+def test_full_fine_tuning_learns_to_copy_through_the_cli(tmp_path, llama):
+    """A random 2-layer decoder learns builtin:copy: exact match rises from 0 on the test split."""
+    params = {"task": {"type": "causal_lm", "max_new_tokens": 8},
+              "data": {"source": "builtin:copy", "demo": {"n_samples": 300}, "prepared_dir": "data"},
+              "model": {"name": llama, "max_length": 32},
+              "train": {"batch_size": 16, "max_steps": 150, "eval_steps": 50, "train_eval_samples": 32, "threads": 1,
+                        "precision": "fp32", "checkpoint_dir": None},
+              "method_params": {"full": {"lr": 1e-2}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = subprocess.run([sys.executable, "-m", "ftlab.cli", "train", "--method", "full", "--params", "params.yaml",
+                          "--out", "run"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert history[0]["validation_exact_match"] == 0.0 and history[0]["validation_perplexity"] > 15
+    assert metrics["exact_match"] >= 0.15 and metrics["token_f1"] > 0.6 and metrics["perplexity"] < 4
+    assert metrics["best_validation"]["metric"] == "token_accuracy"
+    predictions = pd.read_parquet(tmp_path / "run" / "predictions.parquet")
+    assert len(predictions) == metrics["n_test"] == 60

@@ -58,7 +58,9 @@ class CausalLMOptions(TaskOptions):
     @model_validator(mode="before")
     @classmethod
     def _own_columns(cls, data: Any) -> Any:
-        given = [k for k in ("text_column", "label_column") if isinstance(data, dict) and k in data]
+        # the defaults come back in a run's resolved config.yaml; any other value is a mistake
+        defaults = {"text_column": "text", "label_column": "label"}
+        given = [k for k, v in defaults.items() if isinstance(data, dict) and data.get(k, v) != v]
         if given:
             raise ValueError(f"causal_lm reads task.prompt_column and task.response_column (or task.messages_column), "
                              f"not task.{given[0]}")
