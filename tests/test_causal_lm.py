@@ -19,49 +19,8 @@ from ftlab.config import ConfigError, load_config
 from ftlab.data import DataError, prepare
 from ftlab.methods import METHODS
 from ftlab.tasks import TASKS
-from ftlab.tasks.causal_lm import SYNTHETIC_WORDS, synthetic
-
-SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
-CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}"
-                 "{% if add_generation_prompt %}<assistant> {% endif %}")
-WORDS = [*SYNTHETIC_WORDS, "<user>", "<assistant>", "<system>", "system:", "be", "brief"]
-
-
-def build_tokenizer(out: Path, bos: bool, chat: bool) -> None:
-    """A word-level tokenizer over the synthetic words (plus chat-template tags when ``chat``)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {w: i for i, w in enumerate([*SPECIALS, *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    if bos:
-        tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                   pad_token="<pad>" if bos else None)
-    if chat:
-        fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(str(out))
-
-
-def build_model(out: Path, arch: str = "llama", chat: bool = False) -> str:
-    """A 2-layer, 32-wide decoder with random weights and its tokenizer, saved like a hub model."""
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, set_seed
-
-    set_seed(0)
-    vocab = len(SPECIALS) + len(WORDS)
-    if arch == "llama":  # untied lm_head, BOS, its own pad token
-        config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                             bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
-        model = LlamaForCausalLM(config)
-    else:  # tied lm_head, no BOS, no pad token (EOS pads)
-        config = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=256,
-                            bos_token_id=2, eos_token_id=2)
-        model = GPT2LMHeadModel(config)
-    model.save_pretrained(str(out))
-    build_tokenizer(out, bos=arch == "llama", chat=chat)
-    return str(out)
+from ftlab.tasks.causal_lm import synthetic
+from ftlab.tiny_decoder import build as build_model
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +126,7 @@ def test_bad_input_is_named(tmp_path, llama, rows, task, match):
 def test_config_refuses_the_probe_and_the_classification_columns():
     with pytest.raises(ConfigError, match="method 'probe' cannot train task 'causal_lm'"):
         load_config(None, {"task.type": "causal_lm", "methods": ["probe"]})
-    with pytest.raises(ConfigError, match="not task.text_column"):
+    with pytest.raises(ConfigError, match=r"not task\.text_column"):
         load_config(None, {"task.type": "causal_lm", "task.text_column": "q"})
 
 
