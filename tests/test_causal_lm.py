@@ -250,3 +250,29 @@ def test_full_fine_tuning_learns_to_copy_through_the_cli(tmp_path, llama):
     assert metrics["best_validation"]["metric"] == "token_accuracy"
     predictions = pd.read_parquet(tmp_path / "run" / "predictions.parquet")
     assert len(predictions) == metrics["n_test"] == 60
+
+
+# ---- 5. scoring and checks ---------------------------------------------------------------------
+
+def test_answers_are_scored_after_normalisation_and_by_their_final_number_or_label():
+    from ftlab.answers import answer_correct, exact_match, label_set, token_f1
+
+    assert exact_match("The answer is 42.", "answer is  42") and not exact_match("42", "43")
+    assert token_f1("the b c e", "c d") == pytest.approx(2 * 1 / (3 + 2))  # "the" is dropped and token_f1("", "") == 1.0
+    assert answer_correct("so we get 1,000 apples", "#### 1000.0", "final_number", [])
+    assert not answer_correct("no number here", "12", "final_number", [])
+    labels = label_set(["It is positive.", "so: Negative"])
+    assert labels == ["negative", "positive"]
+    assert answer_correct("Hmm, negative or positive? positive!", "clearly positive", "label", labels)
+
+
+def test_the_overfitting_check_judges_the_loss_gap():
+    from ftlab.checks import overfitting
+    from ftlab.config import ChecksConfig
+
+    task = TASKS["causal_lm"]()
+    history = [{"step": 10, "train_loss": 0.50, "validation_loss": 0.80, "train_exact_match": 0.9,
+                "validation_exact_match": 0.9}]
+    result = overfitting(history, 10, ChecksConfig(warn_gap=0.1, overfit_gap=0.25), task.gap_metric)
+    assert task.gap_metric.name == "loss" and result["gap_at_best"] == pytest.approx(0.30)
+    assert result["verdict"] == "overfit" and "train loss 0.500 vs validation 0.800" in result["reasons"][0]
