@@ -269,7 +269,7 @@ def _by_size(sizes: list[dict]) -> str:
     for s in sizes:
         tied = [r["method"] for r in s["rows"] if r is not s["best"] and r["vs_best"]
                 and r["vs_best"]["verdict"] != "worse"]
-        parts.append(f"at {s['n_train']} examples {s['best']['method']} ({s['best']['accuracy']:.3f})"
+        parts.append(f"at {s['n_train']} examples {s['best']['method']} ({s['best']['primary']:.3f})"
                      + (f", not significantly better than {', '.join(tied)}" if tied else ", significantly better than the rest"))
     text = "Best by train size: " + "; ".join(parts) + "."
     for before, after in itertools.pairwise(sizes):
