@@ -172,6 +172,36 @@ def test_left_padded_batched_generation_equals_one_prompt_at_a_time(tmp_path, ll
     assert all(len(a) > 0 for a in batched)
 
 
+@pytest.mark.parametrize("method", ["lora", "prompt_tuning", "prefix_tuning"])
+def test_generation_is_the_argmax_continuation_for_every_kind_of_peft_model(tmp_path, llama, method):
+    """Checked against a full forward pass per token: peft's cached generate() is not that for its
+    prompt methods (peft 0.21, transformers 5.24; see cached_generation_is_wrong), which ftlab avoids."""
+    from transformers import AutoModelForCausalLM
+
+    from ftlab.generation import generate, stop_ids
+
+    cfg = config(tmp_path, llama)
+    model = METHODS[method].prepare(AutoModelForCausalLM.from_pretrained(llama), cfg.params_for(method), "CAUSAL_LM").eval()
+    for p in model.parameters():  # a trained-looking model: zero-initialised adapters would change nothing
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.5)
+    tokenizer, ds = tokenized(cfg, llama, pd.DataFrame({"text": ["copy: a b", "sort: h g c"], "label": ["a b", "c g h"]}))
+    prompts = [ids[:n] for ids, n in zip(ds["input_ids"], ds["prompt_length"], strict=True)]
+    stops = stop_ids(model, tokenizer)
+    expected = []
+    for prompt in prompts:
+        ids: list[int] = list(prompt)
+        with torch.inference_mode():
+            for _ in range(6):
+                x = torch.tensor([ids])
+                token = int(model(input_ids=x, attention_mask=torch.ones_like(x)).logits[0, -1].argmax())
+                if token in stops:
+                    break
+                ids.append(token)
+        expected.append(ids[len(prompt):])
+    assert generate(model, tokenizer, prompts, max_new_tokens=6) == expected
+
+
 # ---- 3. every method trains, saves, reloads and merges -------------------------------------------
 
 def regenerate(run: Path, model: torch.nn.Module) -> list[str]:

@@ -44,11 +44,41 @@ def stop_ids(model: nn.Module, tokenizer: Any) -> list[int]:
     return sorted({tokenizer.eos_token_id, *(i for i in configured if i is not None)})
 
 
+def cached_generation_is_wrong(model: nn.Module) -> bool:
+    """Whether ``model`` is a peft prompt-learning model, whose cached ``generate()`` (peft 0.21,
+    transformers 5.24) is not its argmax continuation: prompt tuning and p-tuning prepend the
+    virtual tokens again at every decoding step (21 tokens per step for 20 virtual tokens; GPT-2
+    fails with an index error once the positions pass ``n_positions``), and prefix tuning's answers
+    drift from the second token on. Without the cache all three agree with a forward pass per token."""
+    config = getattr(model, "active_peft_config", None)
+    return config is not None and config.is_prompt_learning
+
+
+def greedy_without_cache(model: nn.Module, prompt: list[int], max_new_tokens: int, stops: list[int],
+                         bf16: bool = False) -> list[int]:
+    """Greedy decoding of one prompt by a full forward pass per new token: quadratic in the answer's
+    length, but exactly the model's argmax continuation (no cache, no padding)."""
+    device = next(model.parameters()).device
+    ids, answer = list(prompt), []
+    for _ in range(max_new_tokens):
+        x = torch.tensor([ids], device=device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            token = int(model(input_ids=x, attention_mask=torch.ones_like(x)).logits[0, -1].argmax())
+        if token in stops:
+            break
+        answer.append(token)
+        ids.append(token)
+    return answer
+
+
 @torch.inference_mode()
 def generate(model: nn.Module, tokenizer: Any, prompts: list[list[int]], max_new_tokens: int, bf16: bool = False) -> list[list[int]]:
-    """Greedy answers (token ids up to, not including, the first stop token) to one left-padded batch."""
+    """Greedy answers (token ids up to, not including, the first stop token) to one left-padded batch
+    (one prompt at a time without a cache for peft's prompt methods: see cached_generation_is_wrong)."""
     device = next(model.parameters()).device
     width, pad, stops = max(map(len, prompts)), tokenizer.pad_token_id, stop_ids(model, tokenizer)
+    if cached_generation_is_wrong(model):
+        return [greedy_without_cache(model, p, max_new_tokens, stops, bf16) for p in prompts]
     input_ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], device=device)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
