@@ -1,7 +1,7 @@
 """The ``checks`` stage: an overfitting verdict and a train-vs-test drift report for one run.
 
 Overfitting is judged from ``history.json`` and the best step in ``metrics.json`` (train-subset
-vs validation value of the task's primary metric, and validation loss rising while train loss falls). Drift compares the
+vs validation value of the task's gap metric: its primary metric, or the loss for causal_lm; and validation loss rising while train loss falls). Drift compares the
 scored train subset (``train_predictions.parquet``, the reference) with the test set
 (``predictions.parquet``, the current data) in an Evidently report, saved as ``drift.html``; the
 key numbers are read back from that same report, so the HTML and ``checks.json`` always agree.
@@ -36,7 +36,7 @@ class ChecksFailed(Exception):
 def check_run(run_dir: Path, cfg: ChecksConfig, out_dir: Path) -> dict:
     """Judge one run directory; write ``out_dir/checks.json`` and ``out_dir/drift.html``.
 
-    Verdict: "overfit" if the train−validation gap of the task's primary metric (turned so that
+    Verdict: "overfit" if the train−validation gap of the task's gap metric (turned so that
     positive means better on train) at the best (saved) step is ≥
     ``overfit_gap``; else "warn" if that gap is ≥ ``warn_gap``, or the gap at the last evaluation
     is ≥ ``overfit_gap``, or validation loss rose while train loss fell for ``rising_evals``
@@ -47,8 +47,8 @@ def check_run(run_dir: Path, cfg: ChecksConfig, out_dir: Path) -> dict:
     history = json.loads((run_dir / "history.json").read_text(encoding="utf-8"))
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     task = TASKS[metrics.get("task", "classification")]()
-    result: dict[str, Any] = {"method": metrics["method"], "metric": task.primary.name,
-                              **overfitting(history, metrics["best_step"], cfg, task.primary)}
+    result: dict[str, Any] = {"method": metrics["method"], "metric": task.gap_metric.name,
+                              **overfitting(history, metrics["best_step"], cfg, task.gap_metric)}
     snapshot, result["drift"] = drift_report(run_dir, task)
     write_text(out_dir / "drift.html", snapshot.get_html_str(as_iframe=False))
     write_json(out_dir / "checks.json", result)

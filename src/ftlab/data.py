@@ -80,7 +80,10 @@ def load_source(cfg: DataConfig, task: Task, seed: int) -> dict[str, pd.DataFram
             raise DataError(f"data.source: {BUILTIN_DEMO} is a classification dataset; task.type is {task.name!r}")
         return {"train": generate_demo(cfg.demo.n_samples, cfg.demo.label_noise, seed)}
     if source.startswith("builtin:"):
-        raise DataError(f"data.source: unknown built-in dataset {source!r}; known: {BUILTIN_DEMO!r}")
+        if source.removeprefix("builtin:") in task.builtin_sources:  # e.g. causal_lm's builtin:reverse
+            return {"train": task.builtin(source.removeprefix("builtin:"), cfg.demo.n_samples, seed)}
+        known = [BUILTIN_DEMO, *(f"builtin:{name}" for name in task.builtin_sources)]
+        raise DataError(f"data.source: unknown built-in dataset {source!r} for task {task.name!r}; known: {known}")
     if source.startswith("hub:"):
         return _load_hub(cfg, task, source.removeprefix("hub:"))
     return {"train": read_table(Path(source), task)}

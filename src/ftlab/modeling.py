@@ -252,11 +252,14 @@ def model_parts(model: nn.Module) -> ModelParts:
     stack_name, stack = _layer_stack(model)
     parts = ModelParts(layers=[[] for _ in stack])
     embedding_modules = {n for n, m in model.named_modules() if isinstance(m, nn.Embedding)}
+    # a language model's output layer tied to its input embeddings is one tensor, the embeddings
+    get_input = getattr(model, "get_input_embeddings", None)
+    tied = getattr(get_input(), "weight", None) if get_input is not None else None
     for name, param in model.named_parameters():
         if name.startswith(stack_name + "."):
             index = int(name[len(stack_name) + 1 :].split(".", 1)[0])
             parts.layers[index].append((name, param))
-        elif "embed" in name or name.rsplit(".", 1)[0] in embedding_modules:
+        elif "embed" in name or name.rsplit(".", 1)[0] in embedding_modules or param is tied:
             parts.embeddings.append((name, param))
         else:
             parts.head.append((name, param))

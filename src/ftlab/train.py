@@ -102,14 +102,24 @@ def _history(log_history: list[dict], task: Task) -> list[dict]:
 
 def best_metric(cfg: Config) -> Any:
     """The validation metric that early stopping and the best weights follow: train.metric_for_best or
-    the task's primary metric, with its direction."""
+    the task's selection metric (its primary one unless the task says otherwise), with its direction."""
     task = cfg.task_type()
-    return task.metric(cfg.train.metric_for_best) if cfg.train.metric_for_best else task.primary
+    return task.metric(cfg.train.metric_for_best) if cfg.train.metric_for_best else task.selection_metric
 
 
 def outputs(task: Task, model: nn.Module, dataset: Any, collator: Any, batch_size: int, bf16: bool) -> list[np.ndarray]:
     """The model's outputs on ``dataset`` as the task's predictions read them."""
     return task.align(dataset, predict(model, dataset, collator, batch_size, bf16))
+
+
+def scored(task: Task, model: nn.Module, trainer: Any, df: pd.DataFrame, dataset: Any, labels: list[str],
+           decision: dict, batch_size: int) -> pd.DataFrame:
+    """The predictions frame of ``df``: from the task's own outputs (e.g. generation) if it has them,
+    else from one forward pass."""
+    bf16 = trainer.args.bf16
+    own = task.test_outputs(model, trainer.processing_class, dataset, batch_size, bf16)
+    rows = own if own is not None else outputs(task, model, dataset, trainer.data_collator, batch_size, bf16)
+    return task.predictions(df, rows, labels, decision)
 
 
 def checkpoint_dir(cfg: Config, cell: Cell) -> Path | None:
@@ -245,7 +255,7 @@ def _evaluate(task: Task, model: nn.Module, trainer: Any, ds: dict, splits: dict
     if task.calibrated:
         decision = task.calibrate(splits["validation"], outputs(task, model, ds["validation"], collate, batch_size, bf16), labels)
     start = time.perf_counter()
-    test = task.predictions(splits["test"], outputs(task, model, ds["test"], collate, batch_size, bf16), labels, decision)
+    test = scored(task, model, trainer, splits["test"], ds["test"], labels, decision, batch_size)
     return decision, test, (time.perf_counter() - start) / len(ds["test"])
 
 
@@ -314,8 +324,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
         shutil.move(work / "tensorboard", tmp / "tensorboard")
         decision, test, latency = _evaluate(task, model, trainer, ds, splits, labels, cfg.train.eval_batch_size)
         train_rows = splits["train"].iloc[train_eval_rows]
-        train_predictions = task.predictions(train_rows, outputs(task, model, train_eval, trainer.data_collator,
-                                                                 cfg.train.eval_batch_size, trainer.args.bf16), labels, decision)
+        train_predictions = scored(task, model, trainer, train_rows, train_eval, labels, decision, cfg.train.eval_batch_size)
         save_weights(model, tmp / "model", method.saves_adapter)
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         state = trainer.state

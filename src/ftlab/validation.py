@@ -141,6 +141,8 @@ def _targets(df: pd.DataFrame, task: str) -> tuple[dict[str, Any], pd.Series | N
         return {}, None
     if task == "regression":
         return {"score": df.pop("label")}, None
+    if task == "causal_lm":  # the target is the response text
+        return {"response": df.pop("label")}, None
     if task in ("multilabel", "token_classification"):
         ids = df.pop("label")
         return {"label_count": ids.map(len)}, ids.explode().dropna().astype(int)
@@ -189,7 +191,7 @@ def _suite(name: str, split: str, frame: pd.DataFrame, cfg: ValidationConfig, n_
             rules.append(("class balance", gxe.ExpectColumnValuesToBeBetween(
                 column="largest_over_count", max_value=cfg.max_class_ratio)))
     else:
-        target = next((c for c in ("label", "score", "label_count") if c in frame), "label")
+        target = next((c for c in ("label", "score", "label_count", "response") if c in frame), "label")
         rules = [("text column exists", gxe.ExpectColumnToExist(column="text")),
                  ("label column exists", gxe.ExpectColumnToExist(column=target))]
         if "text" in frame:
@@ -211,6 +213,9 @@ def _suite(name: str, split: str, frame: pd.DataFrame, cfg: ValidationConfig, n_
                 ("label in declared set", gxe.ExpectColumnValuesToBeInSet(
                     column="label", value_set=list(range(n_labels)))),
             ]
+        if "response" in frame:
+            rules += [("no null response", gxe.ExpectColumnValuesToNotBeNull(column="response")),
+                      ("no blank response", gxe.ExpectColumnValuesToNotMatchRegex(column="response", regex=r"^\s*$"))]
         if "score" in frame:
             rules += [("score is a number", gxe.ExpectColumnValuesToBeInTypeList(column="score", type_list=FLOAT_TYPES)),
                       ("no null score", gxe.ExpectColumnValuesToNotBeNull(column="score"))]

@@ -63,8 +63,16 @@ class PeftMethod(Method):
 
 
 def head_modules(model: nn.Module) -> list[str]:
-    """Names of the modules that form the task's head, for peft's ``modules_to_save``."""
+    """Names of the modules that form the task's head, for peft's ``modules_to_save``.
+
+    A language model (causal_lm) has no new head: its output layer (lm_head, often tied to the input
+    embeddings) and final norm are pretrained, so the adapter trains alone, the usual peft recipe.
+    """
     from ftlab.modeling import model_parts
+
+    get_output = getattr(model, "get_output_embeddings", None)
+    if get_output is not None and get_output() is not None:
+        return []
 
     names = {n.rsplit(".", 1)[0] for n, _ in model_parts(model).head}
     return sorted(names)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ftlab.tasks.base import TASKS, DataError, Metric, Task, TaskOptions, register
 
 # unsorted on purpose: the registration order is the order `ftlab tasks` lists them in
-from ftlab.tasks import classification, regression, multilabel, token  # noqa: F401  isort: skip
+from ftlab.tasks import classification, regression, multilabel, token, causal_lm  # noqa: F401  isort: skip
 
 
 def make_task(opts: TaskOptions) -> Task:

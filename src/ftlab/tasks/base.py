@@ -88,8 +88,9 @@ class Task:
     statistic: ClassVar[Statistic]
     # methods that cannot work on this task, with the reason (refused at config load)
     unsupported_methods: ClassVar[dict[str, str]] = {}
-    calibrated: ClassVar[bool] = False
-    file_suffixes: ClassVar[tuple[str, ...]] = ()  # file types read_file reads (e.g. CoNLL columns)  # True: calibrate() tunes a decision setting on validation
+    calibrated: ClassVar[bool] = False  # True: calibrate() tunes a decision setting on validation
+    file_suffixes: ClassVar[tuple[str, ...]] = ()  # file types read_file reads (e.g. CoNLL columns)
+    builtin_sources: ClassVar[tuple[str, ...]] = ()  # datasets the task generates: data.source: builtin:<name>
 
     def __init__(self, opts: TaskOptions | None = None):
         self.opts: Any = opts if opts is not None else self.Options(type=self.name)
@@ -97,6 +98,16 @@ class Task:
     @property
     def primary(self) -> Metric:
         return self.metrics[0]
+
+    @property
+    def selection_metric(self) -> Metric:
+        """What early stopping and the best weights follow unless train.metric_for_best says otherwise."""
+        return self.primary
+
+    @property
+    def gap_metric(self) -> Metric:
+        """The metric whose train − validation gap the overfitting check judges."""
+        return self.primary
 
     def metric(self, name: str) -> Metric:
         """The metric called ``name``; "loss" is every task's, lower is better."""
@@ -116,6 +127,11 @@ class Task:
 
     def read_file(self, path: Path) -> pd.DataFrame:
         """A file of a task-specific format (one of ``file_suffixes``), in canonical columns."""
+        raise NotImplementedError
+
+    def builtin(self, name: str, n: int, seed: int) -> pd.DataFrame:
+        """``n`` rows of the task's own dataset ``data.source: builtin:<name>`` (one of
+        :attr:`builtin_sources`), in the task's source columns."""
         raise NotImplementedError
 
     def check_rows(self, df: pd.DataFrame, split: str) -> None:
@@ -167,7 +183,12 @@ class Task:
         """Decision settings tuned on the validation split (e.g. a threshold); recorded in metrics.json."""
         return {}
 
-    def predictions(self, df: pd.DataFrame, logits: list[np.ndarray], labels: list[str], decision: dict) -> pd.DataFrame:
+    def test_outputs(self, model: nn.Module, tokenizer: Any, dataset: Any, batch_size: int, bf16: bool) -> list[Any] | None:
+        """Per-row outputs this task computes itself (e.g. generated text), for :meth:`predictions`;
+        None (the default): the logits of one forward pass, as :meth:`align` maps them."""
+        return None
+
+    def predictions(self, df: pd.DataFrame, logits: list[Any], labels: list[str], decision: dict) -> pd.DataFrame:
         """The rows with their target, the prediction and its scores: ``predictions.parquet``."""
         raise NotImplementedError
 
