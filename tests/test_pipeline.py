@@ -84,6 +84,8 @@ def test_repro_writes_the_report_with_every_method(repo):
     for m in METHODS:
         assert json.loads((repo / f"reports/checks/{m}/{CELL}/checks.json").read_text())["verdict"] in {"ok", "warn", "overfit"}
         assert json.loads((repo / f"reports/search/{m}.json").read_text()) == {"method": m, "enabled": False, "chosen": {}}
+    promoted = json.loads((repo / "models/ftlab-model/ftlab.json").read_text())  # `make run` ends promoted
+    assert promoted["method"] == comparison["recommendation"]["cheapest_within_tolerance"]["method"]
 
 
 def test_second_repro_does_nothing(repo):
@@ -97,6 +99,7 @@ def test_metrics_and_plots_render(repo):
     assert all(f"runs/{m}/{CELL}/metrics.json" in metrics for m in METHODS)
     out = sh("dvc", "plots", "show", "--json", cwd=repo).stdout
     assert all(f"runs/{m}/{CELL}/history.json" in out for m in METHODS)
+    assert all(f"runs/{m}/{CELL}/dvclive/plots/metrics/loss.tsv" in out for m in METHODS)  # DVCLive's steps
     sh("dvc", "plots", "show", "-o", "plots_html", cwd=repo)
     page = (repo / "plots_html/index.html").read_text()
     assert "vegaEmbed(" in page and "validation_curves.png" in page

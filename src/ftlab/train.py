@@ -4,8 +4,8 @@ A run directory holds: ``model/`` (safetensors: the whole classifier, or only ad
 peft methods), ``metrics.json`` (test quality and cost), ``history.json`` (train/validation loss
 and accuracy at every evaluation), ``predictions.parquet`` (test set) and
 ``train_predictions.parquet`` (the train subset scored at each evaluation, for drift and
-overfitting checks), ``config.yaml`` (the resolved config), ``labels.json``, ``tokenizer/`` and
-``tensorboard/`` logs. It appears whole or not at all.
+overfitting checks), ``config.yaml`` (the resolved config), ``labels.json``, ``tokenizer/``,
+``tensorboard/`` and ``dvclive/`` logs. It appears whole or not at all.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from ftlab.parallel import (
     threads_per_process,
     world_size,
 )
-from ftlab.trainer import BestState, FiniteLoss, FtlabTrainer, NoFinalCheckpoint
+from ftlab.trainer import BestState, FiniteLoss, FtlabTrainer, NoFinalCheckpoint, dvclive_callback
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +243,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
         callbacks = [best, FiniteLoss(method_name), NoFinalCheckpoint()]
         if main:
             callbacks.append(TensorBoardCallback(SummaryWriter(str(work / "tensorboard"))))
+            callbacks.append(dvclive_callback(work / "dvclive"))
         trainer = FtlabTrainer(
             model=model,
             args=_training_args(cfg, params, work, ckpt_root is not None, cell.seed, _max_steps(cfg, params, len(ds["train"]))),
@@ -274,6 +275,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
         if not main:
             return {}
         shutil.move(work / "tensorboard", tmp / "tensorboard")
+        shutil.move(work / "dvclive", tmp / "dvclive")
         state = trainer.state
         eval_seconds = sum(v for e in state.log_history for k, v in e.items() if k.startswith("eval_") and k.endswith("_runtime"))
         samples_seen = min(state.global_step * cfg.train.batch_size, round(len(ds["train"]) * state.epoch))
