@@ -4,9 +4,13 @@ deployment that starts retraining on drift."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,7 +20,7 @@ from ftlab import stages
 from ftlab.data import DataError
 from ftlab.demo import generate_demo
 from tests.test_deployment import prefect_server
-from tests.test_pipeline import make_repo, smoke_params
+from tests.test_pipeline import ROOT, make_repo, smoke_params
 
 # Another domain: finance news words, figures, symbols and scripts the demo reviews never use.
 FINANCE = ("quarterly revenue rose fell percent shares dividend index bond yield inflation €1,250 Q3 2024 "
@@ -102,3 +106,24 @@ def test_monitor_deployment_triggers_one_retraining_on_drift_only(project, tmp_p
         assert len(retraining) == 1, retraining
         assert retraining[0].parameters["reason"].startswith("data drift: ")
         assert "embedding" in retraining[0].parameters["reason"]
+
+
+def test_monitor_workflow_starts_the_retrain_workflow_on_drift(project, tmp_path):
+    """The monitor step of .github/workflows/monitor.yml, run locally with a stand-in for `gh`."""
+    _, root = project
+    workflow = yaml.safe_load((ROOT / ".github/workflows/monitor.yml").read_text())
+    script = next(s["run"] for s in workflow["jobs"]["monitor"]["steps"] if s.get("name", "").startswith("Monitor"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+        "promote": {"dir": str(root / "models")}, "monitor": {"input": str(root / "finance.csv")}}))
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin/gh").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$GH_ARGS"\n')
+    (tmp_path / "bin/gh").chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "GH_ARGS": str(tmp_path / "gh-args"), "GITHUB_REF_NAME": "main", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary")}
+    done = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    args = (tmp_path / "gh-args").read_text().splitlines()
+    assert args[:6] == ["workflow", "run", "retrain.yml", "--ref", "main", "-f"]
+    assert args[6].startswith("reason=data drift: ") and "embedding" in args[6]
+    retrain = yaml.safe_load((ROOT / ".github/workflows/retrain.yml").read_text())[True]  # YAML 1.1: `on` is true
+    assert "reason" in retrain["workflow_dispatch"]["inputs"] and retrain["repository_dispatch"]["types"] == ["data-drift"]
