@@ -219,7 +219,7 @@ def findings(rows: list[dict]) -> list[str]:
 def markdown(rows: list[dict]) -> str:
     lines = ["# Tasks: the methods against baselines on real data", "",
              "`python benchmarks/tasks.py` (params: `benchmarks/params/tasks_<dataset>.yaml`; parts were run with "
-             "`--datasets ... --methods ...`, two such commands side by side). Test = the dataset's dev file, never "
+             "`--datasets ... --methods ...`, up to three such commands side by side). Test = the dataset's dev file, never "
              "seen in training; validation is carved from the train file. Each trained cell is one `ftlab train` "
              "process with one thread, fp32 (this CPU has no native bf16). The 2-core machine was shared with other "
              "engineers' jobs (load average 8-10): train seconds are comparable within a dataset only, and loosely. "

@@ -105,6 +105,15 @@ def compare(params: str) -> dict:
     return result
 
 
+@task(name="promote")
+def promote(params: str) -> dict:
+    meta = stages.promote(_config(params))
+    create_markdown_artifact(
+        f"**Promoted** {meta['method']} (seed {meta['seed']}, train size {meta['train_size']}) as a "
+        f"{meta['layout']} model.", key="promoted-model")
+    return meta
+
+
 @task(name="dvc-commit")
 def dvc_commit() -> None:
     """Record the outputs in dvc.lock so the next ``dvc repro`` has nothing to do."""
@@ -158,9 +167,12 @@ def task_runner(cfg: Config, width: int) -> TaskRunner:
 
 
 @flow(name="finetune_pipeline")
-def finetune_pipeline(params: str = "params.yaml") -> dict:
+def finetune_pipeline(params: str = "params.yaml", reason: str | None = None) -> dict:
     """The stages under the task runner of pipeline.task_runner: a flow's runner is fixed when it
-    starts, so this flow picks it from the params and runs the stages as a subflow with it."""
+    starts, so this flow picks it from the params and runs the stages as a subflow with it.
+    ``reason``: why this run was started (the monitor deployment passes its drift verdict)."""
+    if reason:
+        get_run_logger().info("retraining: %s", reason)
     cfg = _config(params)
     width = _width(cfg)
     return finetune_stages.with_options(task_runner=task_runner(cfg, width))(params, width)
@@ -168,7 +180,7 @@ def finetune_pipeline(params: str = "params.yaml") -> dict:
 
 @flow(name="finetune_stages")
 def finetune_stages(params: str, width: int) -> dict:
-    """prepare → validate → search each method → train each cell → check each cell → compare."""
+    """prepare → validate → search each method → train each cell → check each cell → compare → promote."""
     cfg = _config(params)
     retry = {"retries": cfg.pipeline.retries, "retry_delay_seconds": cfg.pipeline.retry_delay_s}
     prepare.with_options(**retry)(params)
@@ -182,6 +194,7 @@ def finetune_stages(params: str, width: int) -> dict:
     for cell in cells:  # seconds each; Evidently and GX are not made for threads
         check(params, cell)
     result = compare(params)
+    promote(params)
     if Path(params).resolve() == Path("params.yaml").resolve() and Path("dvc.yaml").is_file():
         dvc_commit()
     return result

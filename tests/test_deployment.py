@@ -9,6 +9,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from tests.test_pipeline import make_repo, smoke_params
 
@@ -31,11 +34,10 @@ def wait_healthy(url: str, timeout: float = 120) -> None:
     raise AssertionError(f"Prefect server at {url} not healthy after {timeout}s")
 
 
-def test_deployment_runs_the_pipeline_through_a_worker(tmp_path, tiny_model):
-    params = smoke_params(tiny_model)
-    params["methods"] = ["lora"]
-    params["method_params"] = {"lora": params["method_params"]["lora"]}
-    repo = make_repo(tmp_path / "project", params)
+@contextmanager
+def prefect_server(repo: Path, tmp_path: Path) -> Iterator[tuple[Callable[..., str], str]]:
+    """A real Prefect server on a free port, the `ftlab` process pool, `prefect deploy --all` and a worker
+    in ``repo``; yields ``run(*args)``, the prefect CLI against that server, and the server's API URL."""
     api = f"http://127.0.0.1:{free_port()}/api"
     env = {**os.environ, "PWD": str(repo), "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-home"),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
@@ -54,17 +56,10 @@ def test_deployment_runs_the_pipeline_through_a_worker(tmp_path, tiny_model):
     try:
         wait_healthy(api)
         run("work-pool", "create", "ftlab", "--type", "process")
-        out = run("deploy", "--all", "--no-prompt")
-        assert "finetune_pipeline/nightly" in out
-        schedule = run("deployment", "inspect", "finetune_pipeline/nightly")
-        assert "0 3 * * *" in schedule
+        run("deploy", "--all", "--no-prompt")
         worker = subprocess.Popen([*prefect, "worker", "start", "--pool", "ftlab"], cwd=repo, env=env,
                                   stdout=open(tmp_path / "worker.log", "w"), stderr=subprocess.STDOUT)
-        out = run("deployment", "run", "finetune_pipeline/nightly", "--watch", "--watch-timeout", "400",
-                  timeout=450)
-        assert "Completed" in out, out
-        comparison = json.loads((repo / "reports/comparison.json").read_text())
-        assert [m["method"] for m in comparison["methods"]] == ["lora"]
+        yield run, api
     finally:
         for proc in (worker, server):
             if proc is not None:
@@ -74,3 +69,19 @@ def test_deployment_runs_the_pipeline_through_a_worker(tmp_path, tiny_model):
                 except subprocess.TimeoutExpired:  # a worker can take longer to wind down on a busy machine
                     proc.kill()
                     proc.wait()
+
+
+def test_deployment_runs_the_pipeline_through_a_worker(tmp_path, tiny_model):
+    params = smoke_params(tiny_model)
+    params["methods"] = ["lora"]
+    params["method_params"] = {"lora": params["method_params"]["lora"]}
+    repo = make_repo(tmp_path / "project", params)
+    with prefect_server(repo, tmp_path) as (run, _):
+        schedule = run("deployment", "inspect", "finetune_pipeline/nightly")
+        assert "0 3 * * *" in schedule
+        out = run("deployment", "run", "finetune_pipeline/nightly", "--watch", "--watch-timeout", "400",
+                  timeout=450)
+        assert "Completed" in out, out
+        comparison = json.loads((repo / "reports/comparison.json").read_text())
+        assert [m["method"] for m in comparison["methods"]] == ["lora"]
+        assert (repo / "models/ftlab-model/ftlab.json").is_file()

@@ -65,7 +65,7 @@ def repo(tmp_path_factory, tiny_model) -> Path:
     """The DVC project after one full `dvc repro`."""
     path = make_repo(tmp_path_factory.mktemp("dvc") / "project", smoke_params(tiny_model))
     out = sh("dvc", "repro", cwd=path)
-    expected = {"prepare", "validate", "check", "compare"} | {f"search@{m}" for m in METHODS} | {
+    expected = {"prepare", "validate", "check", "compare", "promote"} | {f"search@{m}" for m in METHODS} | {
         f"train@{m}-42-all" for m in METHODS}
     assert ran_stages(out.stdout) == expected, out.stdout
     return path
@@ -85,6 +85,8 @@ def test_repro_writes_the_report_with_every_method(repo):
     for m in METHODS:
         assert json.loads((repo / f"reports/checks/{m}/{CELL}/checks.json").read_text())["verdict"] in {"ok", "warn", "overfit"}
         assert json.loads((repo / f"reports/search/{m}.json").read_text()) == {"method": m, "enabled": False, "chosen": {}}
+    promoted = json.loads((repo / "models/ftlab-model/ftlab.json").read_text())  # `make run` ends promoted
+    assert promoted["method"] == comparison["recommendation"]["cheapest_within_tolerance"]["method"]
 
 
 def test_second_repro_does_nothing(repo):
@@ -98,6 +100,7 @@ def test_metrics_and_plots_render(repo):
     assert all(f"runs/{m}/{CELL}/metrics.json" in metrics for m in METHODS)
     out = sh("dvc", "plots", "show", "--json", cwd=repo).stdout
     assert all(f"runs/{m}/{CELL}/history.json" in out for m in METHODS)
+    assert all(f"runs/{m}/{CELL}/dvclive/plots/metrics/loss.tsv" in out for m in METHODS)  # DVCLive's steps
     sh("dvc", "plots", "show", "-o", "plots_html", cwd=repo)
     page = (repo / "plots_html/index.html").read_text()
     assert "vegaEmbed(" in page and "validation_curves.png" in page
@@ -109,7 +112,7 @@ def test_one_method_param_change_reruns_only_that_method(repo):
     params["method_params"]["lora"]["r"] = 4
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = sh("dvc", "repro", cwd=repo)
-    assert ran_stages(out.stdout) == {"search@lora", "train@lora-42-all", "check", "compare"}, out.stdout
+    assert ran_stages(out.stdout) == {"search@lora", "train@lora-42-all", "check", "compare", "promote"}, out.stdout
     assert json.loads((repo / f"runs/lora/{CELL}/metrics.json").read_text())["trainable_params"] < 10_000
 
 
@@ -117,7 +120,7 @@ def test_exp_run_with_set_param(repo):
     sh("git", "add", "-A", cwd=repo)
     sh("git", "commit", "-qm", "after repro", cwd=repo)
     out = sh("dvc", "exp", "run", "-S", "method_params.full.lr=0.0002", cwd=repo)
-    assert ran_stages(out.stdout) == {"search@full", "train@full-42-all", "check", "compare"}, out.stdout
+    assert ran_stages(out.stdout) == {"search@full", "train@full-42-all", "check", "compare", "promote"}, out.stdout
     assert yaml.safe_load((repo / f"runs/full/{CELL}/config.yaml").read_text())["method_params"]["full"]["lr"] == 0.0002
 
 
@@ -127,11 +130,11 @@ def test_sweep_cells_are_cached_one_by_one(repo):
     params["seeds"] = [42, 7]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = sh("dvc", "repro", cwd=repo)
-    assert ran_stages(out.stdout) == {f"train@{m}-7-all" for m in METHODS} | {"check", "compare"}
+    assert ran_stages(out.stdout) == {f"train@{m}-7-all" for m in METHODS} | {"check", "compare", "promote"}
     params["train_sizes"] = [20, "all"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = sh("dvc", "repro", cwd=repo)
-    assert ran_stages(out.stdout) == {f"train@{m}-{seed}-20" for m in METHODS for seed in (42, 7)} | {"check", "compare"}
+    assert ran_stages(out.stdout) == {f"train@{m}-{seed}-20" for m in METHODS for seed in (42, 7)} | {"check", "compare", "promote"}
     comparison = json.loads((repo / "reports/comparison.json").read_text())
     assert len(comparison["cells"]) == 8 and comparison["seeds"] == [7, 42]
     assert comparison["by_size"][0]["n_train"] == 20

@@ -45,6 +45,9 @@ def test_run_directory_is_complete(make_config, tmp_path):
                  "model/adapter_model.safetensors", "model/adapter_config.json", "tokenizer/tokenizer.json"):
         assert (run / name).is_file(), name
     assert list((run / "tensorboard").rglob("events.out.tfevents*"))
+    live = json.loads((run / "dvclive/metrics.json").read_text())  # DVCLive: the last logged values
+    assert live["eval"]["validation_accuracy"] == json.loads((run / "history.json").read_text())[-1]["validation_accuracy"]
+    assert (run / "dvclive/plots/metrics/loss.tsv").read_text().startswith("step\tloss")
     assert not list(run.rglob("*.bin")) and not list(run.rglob("*.pt"))
     for key in ("accuracy", "macro_f1", "test_loss", "per_class", "confusion_matrix", "trainable_params",
                 "total_params", "trainable_percent", "artifact_bytes", "n_train", "n_test", "seed"):

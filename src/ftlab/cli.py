@@ -191,6 +191,60 @@ def compare(params: Path | None = PARAMS, set_: list[str] | None = SET) -> None:
 
 
 @app.command()
+def promote(
+    method: str | None = typer.Option(None, "--method", "-m", help="method to promote (default: the comparison's recommendation)"),
+    seed: int | None = typer.Option(None, "--seed", help="seed (default: the one with the best validation score)"),
+    train_size: str | None = typer.Option(None, "--train-size", help="train size (default: the largest compared)"),
+    params: Path | None = PARAMS,
+    set_: list[str] | None = SET,
+) -> None:
+    """Package the recommended cell (or the one named) as a standalone model: <promote.dir>/<promote.name>/."""
+    try:
+        size = _size(train_size)
+    except typer.BadParameter as e:
+        _fail(e)
+    meta = _stage("promote", params, set_, method, seed, size)
+    console.print(f"promoted {meta['method']} s{meta['seed']}-n{meta['train_size']} as a {meta['layout']} model")
+
+
+@app.command()
+def predict(
+    model: Path = typer.Option(Path("models/ftlab-model"), "--model", help="a promoted model directory"),
+    input_: Path = typer.Option(..., "--input", "-i", help="CSV, TSV, JSONL or Parquet file to score"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="where to write rows + predictions (default: <input>.predictions.<ext>)"),
+    text_column: str | None = typer.Option(None, help="column to score (default: the model's training text column)"),
+    batch_size: int = typer.Option(128, min=1, help="texts per forward pass"),
+    precision: str = typer.Option("auto", help="auto (bf16 where native) | bf16 | fp32"),
+) -> None:
+    """Score a file with a promoted model: each input row + prediction, confidence and per-class probabilities."""
+    from ftlab.data import DataError
+    from ftlab.predict import predict_file
+
+    if precision not in ("auto", "bf16", "fp32"):
+        _fail(typer.BadParameter(f"--precision must be auto, bf16 or fp32, got {precision!r}"))
+    output = output or input_.with_name(f"{input_.stem}.predictions{input_.suffix}")
+    try:
+        result = predict_file(model, input_, output, text_column, batch_size, precision)
+    except (DataError, ValueError, OSError) as e:
+        _fail(e)
+    console.print(f"scored {result['rows']} rows -> {output}")
+
+
+@app.command()
+def monitor(
+    input_: Path | None = typer.Option(None, "--input", "-i", help="new data: a file or a directory of files (default: monitor.input)"),
+    params: Path | None = PARAMS,
+    set_: list[str] | None = SET,
+    fail_on_drift: bool = typer.Option(False, help="exit 3 on the verdict drift (for CI and cron)"),
+) -> None:
+    """Drift of new data against the promoted model's training reference: HTML report + JSON verdict."""
+    result = _stage("monitor", params, set_, input_)
+    console.print(f"[bold]{result['verdict']}[/]: " + "; ".join(result["reasons"]))
+    if fail_on_drift and result["verdict"] == "drift":
+        raise typer.Exit(3)
+
+
+@app.command()
 def pipeline(params: Path = typer.Option(Path("params.yaml"), "--params", "-p", help="params file")) -> None:
     """Run the whole pipeline as the Prefect flow `finetune_pipeline` (same stages as dvc.yaml)."""
     import os

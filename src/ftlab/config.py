@@ -230,6 +230,31 @@ def _default_task() -> Any:
     return TASKS["classification"].Options(type="classification")
 
 
+class PromoteConfig(Strict):
+    """Where ``ftlab promote`` packages the recommended cell as a standalone model."""
+
+    name: str = Field("ftlab-model", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # also dvc.yaml's artifact name
+    dir: Path = Path("models")
+
+
+class MonitorConfig(Strict):
+    """``ftlab monitor``: new data against the promoted model's training reference (README: monitor)."""
+
+    input: Path = Path("data/incoming")  # the file, or directory of files, the scheduled monitor reads
+    out_dir: Path = Path("reports/monitor")
+    # text descriptors and confidence: normed Wasserstein distance (in reference standard deviations);
+    # 0.2, not Evidently's 0.1: two samples of 200 demo texts already differed by 0.115
+    numeric_threshold: float = Field(0.2, gt=0.0)
+    # predicted-class shares: Jensen-Shannon distance above this
+    category_threshold: float = Field(0.1, gt=0.0, le=1.0)
+    # sentence embeddings: ROC AUC of a classifier telling new rows from reference rows above this
+    embedding_threshold: float = Field(0.6, gt=0.5, le=1.0)
+    # with labels in the input: accuracy more than this below the reference's
+    max_accuracy_drop: float = Field(0.05, ge=0.0, le=1.0)
+    min_drifted: PositiveInt = 1  # signals that must drift for the verdict "drift"
+    min_rows: PositiveInt = 30  # fewer new rows than this: refuse to judge
+
+
 def _method_params_model() -> type[Strict]:
     """One field per registered method, typed by that method's own Params class."""
     fields: dict[str, Any] = {name: (m.Params, m.Params()) for name, m in METHODS.items()}
@@ -257,6 +282,8 @@ class Config(Strict):
     pipeline: PipelineConfig = PipelineConfig()
     search: SearchConfig = SearchConfig()
     ci: CiConfig = CiConfig()
+    promote: PromoteConfig = PromoteConfig()
+    monitor: MonitorConfig = MonitorConfig()
     method_params: MethodParams = MethodParams()
 
     @field_validator("methods")

@@ -10,6 +10,8 @@ size (``Config.cells``), and where each stage reads and writes follows from the 
     train <cell>            -> <train.output_dir>/<method>/s<seed>-n<size>/
     check <cell>            -> <report.dir>/checks/<method>/s<seed>-n<size>/
     compare                 -> <report.dir>/comparison.{md,html,json} + PNG plots
+    promote                 -> <promote.dir>/<promote.name>/     (the recommended cell, standalone)
+    monitor <file>          -> <monitor.out_dir>/monitor.{html,json} (drift verdict on new data)
 """
 
 from __future__ import annotations
@@ -121,3 +123,21 @@ def compare(cfg: Config) -> dict:
     searches = [search_file(cfg, m) for m in cfg.methods if search_file(cfg, m).is_file()]
     return write_report([run_dir(cfg, c) for c in cells], checks, cfg.report, cfg.report.dir, searches,
                         cfg.task_type(), baselines(cfg))
+
+
+
+def promote(cfg: Config, method: str | None = None, seed: int | None = None,
+            train_size: int | Literal["all"] | None = None) -> dict:
+    """Package the recommended cell (or the one named) as a standalone model directory."""
+    from ftlab.promote import promote as run_promote
+
+    return run_promote(cfg, method, seed, train_size)
+
+
+def monitor(cfg: Config, input_path: Path | None = None) -> dict:
+    """Compare new data (default: monitor.input) with the promoted model's training reference."""
+    from ftlab.monitor import monitor as run_monitor
+    from ftlab.promote import model_dir
+
+    return run_monitor(model_dir(cfg), input_path or cfg.monitor.input, cfg.monitor, cfg.monitor.out_dir)
+

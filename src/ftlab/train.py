@@ -4,8 +4,8 @@ A run directory holds: ``model/`` (safetensors: the whole model, or only adapter
 peft methods), ``metrics.json`` (test quality and cost), ``history.json`` (train/validation loss
 and the task's metrics at every evaluation), ``predictions.parquet`` (test set) and
 ``train_predictions.parquet`` (the train subset scored at each evaluation, for drift and
-overfitting checks), ``config.yaml`` (the resolved config), ``labels.json``, ``tokenizer/`` and
-``tensorboard/`` logs. It appears whole or not at all.
+overfitting checks), ``config.yaml`` (the resolved config), ``labels.json``, ``tokenizer/``,
+``tensorboard/`` and ``dvclive/`` logs. It appears whole or not at all.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from ftlab.parallel import (
     world_size,
 )
 from ftlab.tasks import Task
-from ftlab.trainer import BestState, FiniteLoss, FtlabTrainer, NoFinalCheckpoint
+from ftlab.trainer import BestState, FiniteLoss, FtlabTrainer, NoFinalCheckpoint, dvclive_callback
 
 log = logging.getLogger(__name__)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -301,6 +301,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
         callbacks = [best, FiniteLoss(method_name), NoFinalCheckpoint()]
         if is_main_process():
             callbacks.append(TensorBoardCallback(SummaryWriter(str(work / "tensorboard"))))
+            callbacks.append(dvclive_callback(work / "dvclive"))
         trainer = FtlabTrainer(
             model=model,
             args=_training_args(cfg, params, work, ckpt_root is not None, cell.seed, _max_steps(cfg, params, len(ds["train"]))),
@@ -322,6 +323,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
         if not is_main_process():
             return {}
         shutil.move(work / "tensorboard", tmp / "tensorboard")
+        shutil.move(work / "dvclive", tmp / "dvclive")
         decision, test, latency = _evaluate(task, model, trainer, ds, splits, labels, cfg.train.eval_batch_size)
         train_rows = splits["train"].iloc[train_eval_rows]
         train_predictions = scored(task, model, trainer, train_rows, train_eval, labels, decision, cfg.train.eval_batch_size)

@@ -144,3 +144,16 @@ class FiniteLoss(TrainerCallback):
                 f"{self.method}: training loss became {loss} by step {state.global_step}; "
                 f"lower method_params.{self.method}.lr or check the data"
             )
+
+
+def dvclive_callback(directory: Path) -> TrainerCallback:
+    """Training metrics and params through DVCLive into ``directory`` (``dvc plots``, the VS Code extension).
+
+    transformers' own callback: dvclive's ``dvclive.huggingface`` one crashes with transformers 5.
+    ``save_dvc_exp=False, dvcyaml=False``: outside ``dvc exp run`` DVCLive would otherwise create
+    experiments and rewrite dvc.yaml; the plots are declared in dvc.yaml instead.
+    """
+    from dvclive import Live
+    from transformers.integrations import DVCLiveCallback
+
+    return DVCLiveCallback(live=Live(str(directory), save_dvc_exp=False, dvcyaml=False, report=None))

@@ -1,0 +1,56 @@
+"""Prefect driver of the monitor: new data against the promoted model, retraining on drift.
+
+    prefect deploy --all       (prefect.yaml: the deployment `monitor`, its own schedule)
+
+Each run calls the same stage function as ``ftlab monitor`` on ``monitor.input`` (or the
+``input`` parameter). On the verdict ``drift`` it starts the training deployment with a ``reason``
+parameter that says which signals drifted, and records the event as a Prefect artifact; on ``ok``
+it starts nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.deployments import run_deployment
+
+from ftlab import stages
+from ftlab.config import load_config
+
+RETRAIN = "finetune_pipeline/nightly"
+
+
+@task(name="monitor")
+def monitor(params: str, input_path: str | None) -> dict:
+    return stages.monitor(load_config(Path(params)), Path(input_path) if input_path else None)
+
+
+@flow(name="monitor_data")
+def monitor_data(params: str = "params.yaml", input_path: str | None = None, retrain: str = RETRAIN) -> dict:
+    """Monitor, and on drift start the deployment ``retrain`` (flow/deployment) without waiting for it."""
+    result = monitor(params, input_path)
+    lines = [f"**Data monitor**: `{result['verdict']}` on {', '.join(result['input'])} "
+             f"({result['rows']['current']} rows); report: `{result['report']}`", "",
+             *(f"- {r}" for r in result["reasons"])]
+    if result["verdict"] == "drift":
+        reason = "data drift: " + "; ".join(result["reasons"])
+        run = run_deployment(retrain, parameters={"params": params, "reason": reason}, timeout=0)
+        get_run_logger().info("drift: started %s as flow run %s", retrain, run.id)
+        lines += ["", f"Retraining started: `{retrain}`, flow run `{run.id}`."]
+        result["retraining_flow_run"] = str(run.id)
+    create_markdown_artifact("\n".join(lines), key="data-monitor", description=f"monitor verdict: {result['verdict']}")
+    return result
+
+
+if __name__ == "__main__":
+    import argparse
+    import logging
+
+    parser = argparse.ArgumentParser(description="Run the ftlab monitor as a Prefect flow.")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--input", default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    monitor_data(args.params, args.input)

@@ -1,0 +1,99 @@
+"""A trained classifier as a model directory that standard libraries load without ftlab.
+
+Three layouts, chosen by the model's pooling and whether peft can fold the method into the weights:
+
+- ``transformers`` (``model.pooling: cls``): an ``AutoModelForSequenceClassification`` directory
+  with the tokenizer and ``id2label``; ``transformers.pipeline("text-classification", model=dir)``.
+- ``sentence-transformers`` (``model.pooling: mean``, which no ``transformers`` class has): Transformer +
+  Pooling(mean) + Dense(identity) modules, so ``SentenceTransformer(dir).encode(texts)`` returns the
+  logits; label names are in ``config.json``'s ``id2label``.
+- ``peft``: prompt, prefix and p-tuning cannot be merged; the base model sits in the directory and
+  the adapter (with the trained head) in ``adapter/``, loaded with ``PeftModel.from_pretrained``.
+
+LoRA, DoRA and IA3 are merged (``merge_and_unload``) first, so they export as one of the first two.
+Everything here is classification-specific: another task needs its own head export.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from torch import nn
+
+from ftlab.config import ModelConfig
+from ftlab.modeling import MeanPoolClassifier, build_model, load_tokenizer
+
+Layout = Literal["transformers", "sentence-transformers", "peft", "ftlab"]
+
+
+def export_classifier(model: nn.Module, tokenizer: Any, cfg: ModelConfig, labels: list[str], out: Path) -> Layout:
+    """Write ``model`` (a finished run's classifier, eval mode) into the empty directory ``out``."""
+    from peft import PeftModel
+
+    tokenizer.model_max_length = cfg.max_length  # truncation=True then cuts where training did
+    if isinstance(model, PeftModel):
+        if not hasattr(model.base_model, "merge_and_unload"):  # prompt learning: nothing to merge into
+            _save_peft(model, cfg, labels, out)
+            tokenizer.save_pretrained(str(out))
+            return "peft"
+        model = model.merge_and_unload()
+    if isinstance(model, MeanPoolClassifier):
+        _save_sentence_transformers(model, tokenizer, cfg, out)
+        return "sentence-transformers"
+    model.save_pretrained(str(out), safe_serialization=True)  # type: ignore[operator]
+    tokenizer.save_pretrained(str(out))
+    return "transformers"
+
+
+def _save_sentence_transformers(model: MeanPoolClassifier, tokenizer: Any, cfg: ModelConfig, out: Path) -> None:
+    """Transformer + mean Pooling + a Dense layer holding the classifier, identity activation."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
+
+    encoder_dir = out / ".encoder"
+    model.encoder.save_pretrained(str(encoder_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(encoder_dir))
+    hidden = model.config.hidden_size
+    dense = Dense(hidden, model.classifier.out_features, bias=True, activation_function=nn.Identity())
+    dense.linear.load_state_dict(model.classifier.state_dict())
+    modules = [Transformer(str(encoder_dir), max_seq_length=cfg.max_length), Pooling(hidden, pooling_mode="mean"), dense]
+    SentenceTransformer(modules=modules, device="cpu").save(str(out), create_model_card=False)
+    shutil.rmtree(encoder_dir)
+
+
+def _save_peft(model: Any, cfg: ModelConfig, labels: list[str], out: Path) -> None:
+    """The pretrained base (with ``id2label``) at the top, the adapter and trained head in ``adapter/``."""
+    base = build_model(cfg, labels)
+    if isinstance(base, MeanPoolClassifier):
+        base.encoder.save_pretrained(str(out), safe_serialization=True)
+    else:
+        base.save_pretrained(str(out), safe_serialization=True)  # type: ignore[operator]
+    model.save_pretrained(str(out / "adapter"), safe_serialization=True)
+    config_file = out / "adapter" / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    config["base_model_name_or_path"] = None  # peft stores an absolute path; the base is the parent dir
+    config_file.write_text(json.dumps(config, indent=2))
+
+
+def load_exported(model_dir: Path, meta: dict) -> tuple[nn.Module, Any]:
+    """The classifier and tokenizer of an exported directory, for ``ftlab predict`` and ``monitor``.
+
+    The weights are the exported ones; the model object is ftlab's, so that prediction batches by
+    length and runs in bf16 like evaluation did.
+    """
+    from safetensors.torch import load_file
+
+    cfg = ModelConfig(name=str(model_dir), pooling=meta["pooling"], max_length=meta["max_length"])
+    labels = meta["labels"]
+    model = build_model(cfg, labels)
+    if meta["layout"] == "peft":
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(model_dir / "adapter"))
+    elif meta["layout"] == "sentence-transformers":
+        head = load_file(str(model_dir / "2_Dense" / "model.safetensors"))
+        cast(nn.Module, model.classifier).load_state_dict({k.removeprefix("linear."): v for k, v in head.items()})
+    return model.eval(), load_tokenizer(cfg)

@@ -1,0 +1,141 @@
+"""Promote and predict on real tiny runs: the exported model loads without ftlab and reproduces the run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ftlab import stages
+from ftlab.data import DataError
+from ftlab.predict import predict_file
+from ftlab.promote import PromoteError, model_dir
+
+# Runs in a process that cannot import ftlab: the standard library alone loads the export.
+LOADER = """
+import json, sys
+sys.modules["ftlab"] = None
+try:
+    import ftlab
+    raise SystemExit("ftlab is importable")
+except ImportError:
+    pass
+import pandas as pd
+from sentence_transformers import SentenceTransformer
+from transformers import pipeline
+
+results = []
+for model_dir, predictions in zip(sys.argv[1::2], sys.argv[2::2]):
+    texts = pd.read_parquet(predictions)["text"].tolist()
+    if model_dir.endswith("sentence-transformers"):
+        model = SentenceTransformer(model_dir, device="cpu")
+        probs = model.encode(texts, batch_size=16, convert_to_tensor=True).softmax(-1)
+        labels = [model[0].auto_model.config.id2label[int(i)] for i in probs.argmax(-1)]
+        probs = probs.tolist()
+    else:
+        classify = pipeline("text-classification", model=model_dir, device="cpu")
+        out = classify(texts, batch_size=16, truncation=True, top_k=None)
+        labels = [max(r, key=lambda x: x["score"])["label"] for r in out]
+        names = classify.model.config.id2label
+        probs = [[{x["label"]: x["score"] for x in r}[names[i]] for i in range(len(names))] for r in out]
+    results.append({"labels": labels, "probs": probs})
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def promoted(tmp_path_factory, tiny_model, toy_csv) -> dict:
+    """Promoted models of real tiny runs (fp32): mean pooling + LoRA (merged), cls + full, cls + prompt tuning."""
+    from ftlab.config import load_config
+
+    root = tmp_path_factory.mktemp("promote")
+    out = {}
+    for pooling, methods in (("mean", ["lora"]), ("cls", ["full", "prompt_tuning"])):
+        cfg = load_config(None, {
+            "data.source": str(toy_csv), "data.prepared_dir": str(root / pooling / "data"), "model.name": tiny_model,
+            "model.pooling": pooling, "methods": methods, "train.batch_size": 16, "train.eval_steps": 4,
+            "train.max_steps": 8, "train.train_eval_samples": 64, "train.threads": 1, "train.precision": "fp32",
+            "train.output_dir": str(root / pooling / "runs"), "train.checkpoint_dir": None,
+            "report.dir": str(root / pooling / "reports"), "promote.dir": str(root / pooling / "models")})
+        stages.prepare(cfg)
+        for m in methods:
+            stages.train(cfg, m)
+        stages.compare(cfg)
+        for m in methods:
+            named = cfg.model_copy(update={"promote": cfg.promote.model_copy(update={"name": f"model-{m}"})})
+            meta = stages.promote(named, method=m)
+            out[f"{pooling}-{m}"] = (named, meta, model_dir(named), stages.run_dir(cfg, stages.cell(cfg, m)))
+    return out
+
+
+def test_standard_library_reproduces_the_runs_test_predictions_without_ftlab(promoted, tmp_path):
+    """sentence-transformers loads the mean-pooling export, transformers.pipeline the cls one (one process)."""
+    cases = {"mean-lora": "sentence-transformers", "cls-full": "transformers"}
+    args = []
+    for key, layout in cases.items():
+        _, meta, model, run = promoted[key]
+        assert meta["layout"] == layout
+        (tmp_path / layout).symlink_to(model)  # the loader picks the library by the name
+        args += [str(tmp_path / layout), str(run / "predictions.parquet")]
+    done = subprocess.run([sys.executable, "-c", LOADER, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for key, got in zip(cases, json.loads(done.stdout.splitlines()[-1]), strict=True):
+        _, meta, _, run = promoted[key]
+        expected = pd.read_parquet(run / "predictions.parquet")
+        assert got["labels"] == [meta["labels"][i] for i in expected["prediction"]]  # argmax identical, fp32 both
+        np.testing.assert_allclose(got["probs"], expected[[f"prob_{n}" for n in meta["labels"]]], atol=1e-5)
+
+
+def test_model_card_and_metadata(promoted):
+    _, _, model, _ = promoted["mean-lora"]
+    card = (model / "README.md").read_text()
+    front = card.split("---\n")[1]
+    import yaml
+
+    data = yaml.safe_load(front)
+    assert data["library_name"] == "sentence-transformers" and data["pipeline_tag"] == "text-classification"
+    assert data["ftlab"]["method"] == "lora" and data["ftlab"]["data_fingerprint"]["train_sha256"]
+    assert data["ftlab"]["verdict"].startswith("Pick ")
+    assert "SentenceTransformer(" in card and "comparison.md" in card
+    assert json.loads((model / "ftlab.json").read_text())["labels"] == ["neg", "pos"]
+    assert len(pd.read_parquet(model / "reference.parquet")) == 64
+
+
+def test_ftlab_predict_streams_chunks_in_input_order(promoted, tmp_path):
+    """Every layout, the unmergeable prompt tuning (base + adapter) too, scores like its run did."""
+    for key in ("mean-lora", "cls-prompt_tuning"):
+        _, meta, model, run = promoted[key]
+        expected = pd.read_parquet(run / "predictions.parquet")
+        src = expected[["text"]].assign(row=range(len(expected)))
+        src.to_parquet(tmp_path / "in.parquet")
+        result = predict_file(model, tmp_path / "in.parquet", tmp_path / f"{key}.csv", chunk_rows=7, batch_size=5)
+        out = pd.read_csv(tmp_path / f"{key}.csv")
+        assert result["rows"] == len(src) and out["row"].tolist() == src["row"].tolist()
+        assert out["prediction"].tolist() == [meta["labels"][i] for i in expected["prediction"]]
+        np.testing.assert_allclose(out["prob_pos"], expected["prob_pos"], atol=1e-5)
+    assert meta["layout"] == "peft" and (model / "adapter" / "adapter_config.json").is_file()
+
+
+def test_predict_error_names_the_line_and_keeps_the_earlier_output(promoted, tmp_path):
+    _, _, model, _ = promoted["cls-full"]
+    output = tmp_path / "out.jsonl"
+    output.write_text("earlier result\n")
+    bad = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["fine", "also fine", None, "ok"]}).to_csv(bad, index=False)
+    with pytest.raises(DataError, match=r"in\.csv: 1 empty or missing text.*row 2 \(line 4\)"):
+        predict_file(model, bad, output, chunk_rows=2)
+    assert output.read_text() == "earlier result\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.jsonl"]
+
+
+def test_promote_needs_a_comparison_and_a_trained_cell(promoted, tmp_path):
+    cfg, _, _, _ = promoted["mean-lora"]
+    with pytest.raises(PromoteError, match="no cell method=full"):
+        stages.promote(cfg, method="full")
+    empty = cfg.model_copy(update={"report": cfg.report.model_copy(update={"dir": tmp_path})})
+    with pytest.raises(PromoteError, match=r"comparison\.json not found"):
+        stages.promote(empty)
