@@ -371,8 +371,10 @@ def _markdown(result: dict) -> str:
     lines += _table(HEADERS, [_cells(r, best) for r in result["methods"]])
     lines += ["", f"Test-set accuracy and macro-F1: mean ± std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); "
               f"{level:.0%} CI: Student t over seeds. vs best: mean difference to the best method, paired bootstrap "
-              "over the same seeds and test examples (n.s.: not significant). Costs are means over seeds. Pareto: on "
-              "the accuracy-vs-trainable-parameters front.", ""]
+              "over the same seeds and test examples (n.s.: not significant). Costs are means over seeds. Peak memory: "
+              "on CPU the peak resident memory (RSS) of the process that trained the cell, a process of its own under "
+              "both `dvc repro` and `ftlab pipeline` (Python, torch, the model and the data included); on a GPU the "
+              "peak memory torch allocated. Pareto: on the accuracy-vs-trainable-parameters front.", ""]
     if len(result["by_size"]) > 1:
         methods = [r["method"] for r in result["methods"]]
         stats = {(s["method"], s["train_size"]): s for s in result["summary"]}
