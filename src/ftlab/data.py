@@ -96,7 +96,7 @@ class _Unparsable(Exception):
 
 
 def _parse_delimited(text: str, delimiter: str, quoted: bool) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and (first line, fields) of every record; blank lines are skipped. ``quoted``: fields
+    r"""Header and (first line, fields) of every record; blank lines are skipped. ``quoted``: fields
     in double quotes, quotes inside them doubled (Python's csv and pandas' default); otherwise a quote
     is an ordinary character and no field can hold the delimiter or a line break.
 
@@ -152,23 +152,23 @@ def _read_delimited(path: Path, text: str, delimiter: str, quoting: str, columns
     if quoting == "auto":
         log.info("%s: read %s", path, "with CSV quoting (fields in double quotes)" if how == "csv"
                  else "with quotes as plain text (no CSV quoting); set data.quoting to choose")
-    keep = {c: header.index(c) for c in columns if c in header}
-    df = pd.DataFrame({c: [fields[i] for _, fields in records] for c, i in keep.items()},
-                      columns=list(keep) or header)
-    if columns[1] in df:
-        df[columns[1]] = _labels(df[columns[1]].replace("", None))
-    df["origin"] = [f"{path}:{line}" for line, _ in records]
-    return df
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; found {header} (set data.text_column / data.label_column)")
+    text_at, label_at = (header.index(c) for c in columns)
+    return pd.DataFrame({
+        columns[0]: [fields[text_at] for _, fields in records],
+        columns[1]: _labels(pd.Series([fields[label_at] or None for _, fields in records], dtype=object)),
+        "origin": [f"{path}:{line}" for line, _ in records],
+    })
 
 
 def _labels(values: pd.Series) -> pd.Series:
-    """Label strings as numbers when every one is a number (so 2 sorts before 10), else as read."""
+    """Label strings as numbers when every one is a plain number (so 2 sorts before 10), else as read."""
     present = values.dropna()
-    try:
-        numbers = pd.to_numeric(present)
-    except (ValueError, TypeError):
+    if not len(present) or not present.str.fullmatch(r"[-+]?\d+(?:\.\d+)?").all():
         return values
-    return numbers.reindex(values.index) if len(present) else values
+    return pd.to_numeric(present).reindex(values.index)
 
 
 def _read_json(path: Path, text: str) -> pd.DataFrame:
