@@ -201,6 +201,9 @@ def pipeline(params: Path = typer.Option(Path("params.yaml"), "--params", "-p", 
     import os
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # the temporary server gets 20 s to start by default: a busy machine (a CI runner beside other
+    # jobs) needed more, and the flow failed before it began
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "flows"))
     try:
         from finetune import finetune_pipeline
