@@ -1,19 +1,33 @@
 # Two entry points: `make run` (the main job on the embedded defaults) and `make test`.
-# Both install what they need first; torch is pinned so pip takes the local CPU wheel.
+# Both first make a project virtual environment in .venv with the Python given as PY (any Python
+# 3.10+, the stock Debian/Ubuntu one included: PEP 668 forbids installing into it, so nothing is
+# installed there), then install into .venv: torch first (pinned, so pip takes the CPU wheel), then
+# ftlab with its test tools. Every target runs with .venv/bin first on PATH, so the `ftlab`, `dvc`
+# and `prefect` that the pipeline and the tests start are the venv's.
 PY ?= python3
-STAMP := build/.installed
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ftlab-installed
+WITH_VENV := PATH="$(abspath $(BIN)):$$PATH" VIRTUAL_ENV="$(abspath $(VENV))"
 
-.PHONY: install run test
+.PHONY: install run test lint
 
-$(STAMP): pyproject.toml
-	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e ".[test]"
-	mkdir -p build && touch $(STAMP)
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install torch==2.13.0
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $(STAMP)
 
 install: $(STAMP)
 
 run: install
-	dvc repro
+	$(WITH_VENV) dvc repro
 
 test: install
-	$(PY) -m pytest -q
+	$(WITH_VENV) python -m pytest -q
+
+lint: install
+	$(WITH_VENV) ruff check .
+	$(WITH_VENV) mypy src/

@@ -206,7 +206,9 @@ def findings(rows: list[dict]) -> list[str]:
             continue
         common = [m for m in order if m in base]
         swapped = [f"{a} above {b}" for i, a in enumerate(common) for b in common[i + 1 :] if base.index(a) > base.index(b)]
-        line = f"{dataset}: {' > '.join(order)}" + (f" (unlike SST-2: {', '.join(swapped)})" if swapped else " (as SST-2)")
+        line = f"{dataset}: {' > '.join(order)}"
+        if len(common) > 1:
+            line += f" (unlike SST-2: {', '.join(swapped)})" if swapped else " (as SST-2)"
         values = {r["method"]: r["value"] for r in rows if r["dataset"] == dataset and r["value"] is not None}
         for name, value in values.items():
             beaten = [m for m in order if values[m] <= value]

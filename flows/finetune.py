@@ -4,8 +4,11 @@
 
 Cells (method × seed × train size) train concurrently up to ``pipeline.max_parallel``, each with
 the cores of its machine / the runs sharing them as torch threads (more threads than cores made
-concurrent runs 5-15x slower on 2 cores), on threads of this process or on the worker processes of a
-Dask or Ray cluster (``pipeline.task_runner``); tasks pass file paths, never models. Cells whose
+concurrent runs 5-15x slower on 2 cores), from threads of this process or from the worker processes
+of a Dask or Ray cluster (``pipeline.task_runner``); tasks pass file paths, never models. Each cell
+trains in a process of its own, the same ``ftlab train`` command that ``dvc repro`` runs, so its
+peak memory (and random state) is its own whichever driver ran it: in one long-lived process the
+allocator keeps what earlier cells freed, and each later cell's peak included it. Cells whose
 run directory is already complete for the same config are skipped, so a failed flow run can be
 re-run and continues where it stopped. When the params file is the DVC project's params.yaml,
 the outputs are recorded in dvc.lock afterwards (``dvc commit``), so ``dvc status`` stays clean.
@@ -18,6 +21,7 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -87,7 +91,21 @@ def train(params: str, cell: Cell, width: int) -> dict:
         return json.loads((stages.run_dir(cfg, cell) / "metrics.json").read_text())
     get_run_logger().info("%s %s: %d torch threads, process %d on %s", cell.method, cell.name,
                           cfg.train.threads, os.getpid(), socket.gethostname())
-    return stages.train(cfg, cell.method, cell.seed, cell.train_size)
+    return train_cell(params, cell, cfg.train.threads)
+
+
+def train_cell(params: str, cell: Cell, threads: int | None) -> dict:
+    """Train one cell in a process of its own with ``ftlab train`` (what dvc.yaml runs); its metrics."""
+    cmd = [sys.executable, "-m", "ftlab.cli", "train", "--params", params, "--method", cell.method,
+           "--seed", str(cell.seed), "--train-size", str(cell.train_size)]
+    if threads:
+        cmd += ["--set", f"train.threads={threads}"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).strip()
+        raise RuntimeError(f"train {cell.method} {cell.name} failed (exit {done.returncode}): {output[-4000:]}")
+    get_run_logger().info("%s", done.stdout.strip())
+    return json.loads((stages.run_dir(_config(params), cell) / "metrics.json").read_text())
 
 
 @task(name="check", task_run_name="check {cell.method} {cell.name}")
@@ -134,12 +152,7 @@ def _width(cfg: Config) -> int:
 def task_runner(cfg: Config, width: int) -> TaskRunner:
     """The runner named by pipeline.task_runner, refusing cluster workers without a shared server."""
     p = cfg.pipeline
-    if p.task_runner == "threads":
-        if width > 1:  # dropout and new head weights draw from the one global torch generator
-            get_run_logger().warning(
-                "%d cells train at once in threads of one process: they share torch's random number generator, "
-                "so their results depend on timing and are not reproducible; pipeline.task_runner: dask trains "
-                "each in its own process", width)
+    if p.task_runner == "threads":  # each cell trains in a process of its own (train_cell)
         return ThreadPoolTaskRunner(max_workers=8)
     if not PREFECT_API_URL.value():
         raise RuntimeError(

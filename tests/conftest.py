@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from ftlab.config import Config, load_config
+
+# The tests start `ftlab`, `dvc` and `prefect` by name: take them from this interpreter's environment
+# (the project's .venv under `make test`), even when pytest was started without activating it.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 POSITIVE = ["great", "wonderful", "excellent", "superb", "lovely", "fantastic"]
 NEGATIVE = ["awful", "terrible", "horrible", "dreadful", "poor", "boring"]

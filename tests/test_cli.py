@@ -57,3 +57,43 @@ def test_train_lora_on_the_real_minilm_and_demo_data(tmp_path):
     assert metrics["n_test"] == 40 and 0 <= metrics["accuracy"] <= 1
     assert (run / "model/adapter_model.safetensors").stat().st_size < 1_000_000
     assert [h["step"] for h in json.loads((run / "history.json").read_text())] == [0, 4, 8]
+
+
+def test_errors_are_printed_verbatim_brackets_and_carets_included(tmp_path):
+    """A YAML error keeps its context and caret line: nothing in [brackets] is read as Rich markup."""
+    bad = tmp_path / "params.yaml"
+    bad.write_text("seed: 1\nmethods: [lora\n")
+    out = ftlab("prepare", "--params", str(bad))
+    assert out.returncode == 1
+    assert "methods: [lora" in out.stdout and "^" in out.stdout, out.stdout
+    assert "expected ',' or ']', but got" in out.stdout, out.stdout
+    (tmp_path / "elsewhere").mkdir()  # no params.yaml there: defaults and the -S value
+    out = ftlab("prepare", "-S", 'data.source="[bold]x[/bold] :smile: [red]y.csv"', cwd=tmp_path / "elsewhere")
+    assert out.returncode == 1 and "data file not found: [bold]x[/bold] :smile: [red]y.csv" in out.stdout, out.stdout
+    out = ftlab("prepare", "-S", "data.source=[bold]x[/bold]", cwd=tmp_path / "elsewhere")  # not YAML: an error, not a traceback
+    assert out.returncode == 1 and "--set data.source=[bold]x[/bold]: the value is not valid YAML" in out.stdout, out
+
+
+def test_a_directory_as_params_file_is_named_as_such(tmp_path):
+    out = ftlab("prepare", "--params", str(tmp_path))
+    assert out.returncode == 1 and "is a directory" in out.stdout, out.stdout
+
+
+def test_validate_prepares_first_and_never_checks_stale_data(tmp_path):
+    from tests.conftest import toy_reviews
+
+    toy_reviews(120).to_csv(tmp_path / "good.csv", index=False)
+    (tmp_path / "bad.csv").write_bytes(b"text,label\ncaf\xe9 ok,1\n")
+    params = tmp_path / "params.yaml"
+    params.write_text("data: {source: good.csv}\n")
+    # before any prepare: prepares, validates, and says what passed and where the Data Docs are
+    out = ftlab("validate", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    checks = json.loads((tmp_path / "reports/validation/result.json").read_text())["checks"]
+    assert f"validation passed: {len(checks)} of {len(checks)} checks on train, validation, test; Data Docs: " \
+           "reports/validation/data_docs/index.html" in out.stdout, out.stdout
+    # a failed prepare (a bad file) leaves the earlier prepared data; validate must not pass on it
+    params.write_text("data: {source: bad.csv}\n")
+    assert ftlab("prepare", cwd=tmp_path).returncode == 1
+    out = ftlab("validate", cwd=tmp_path)
+    assert out.returncode == 1 and "bad.csv: line 2, column 4: not valid UTF-8" in out.stdout, out.stdout

@@ -40,9 +40,14 @@ def test_every_file_format_with_custom_columns(tmp_path, suffix):
     splits, labels = load_prepared(cfg)
     assert labels == ["neg", "pos"]
     assert {k: len(v) for k, v in splits.items()} == {"train": 70, "validation": 10, "test": 20}
-    assert all(list(v.columns) == ["text", "label"] for v in splits.values())
+    assert all(list(v.columns) == ["text", "label", "origin"] for v in splits.values())
     together = pd.concat(splits.values())
     assert sorted(together["text"]) == sorted(df["review"])  # nothing lost or duplicated
+    # each row knows where it came from: the file's line (record, for Parquet), header on line 1
+    where = {o: t for o, t in zip(together["origin"], together["text"], strict=True)}
+    unit = f"{path} record " if suffix == ".parquet" else f"{path}:"
+    first = 1 if suffix in (".parquet", ".jsonl") else 2
+    assert where[f"{unit}{first}"] == df["review"][0] and where[f"{unit}{first + 99}"] == df["review"][99]
     for v in splits.values():  # stratified: both classes in every split, balanced
         assert v["label"].mean() == pytest.approx(0.5)
 

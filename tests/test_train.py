@@ -202,7 +202,7 @@ def test_train_subsets_are_nested_per_seed_and_differ_across_seeds():
     assert set(small["text"]) < set(large["text"])
     assert set(subsample(rows, 50, seed=2)["text"]) != set(small["text"])
     assert subsample(rows, "all", seed=1) is rows
-    with pytest.raises(DataError, match="train_sizes: 500 is more than the 200 rows"):
+    with pytest.raises(DataError, match=r"train size 500 \(train_sizes, or search.train_size for a search\) is more than the 200 rows"):
         subsample(rows, 500, seed=1)
 
 

@@ -29,7 +29,7 @@ def toy_splits(per_class: int = 40) -> dict[str, pd.DataFrame]:
 
 def run(tmp_path, splits: dict[str, pd.DataFrame], **thresholds) -> dict:
     prepared = tmp_path / "prepared"
-    prepared.mkdir()
+    prepared.mkdir(parents=True)
     for name, df in splits.items():
         df.to_parquet(prepared / f"{name}.parquet", index=False)
     (prepared / "labels.json").write_text(json.dumps(LABELS))
@@ -113,6 +113,22 @@ def missing_label_column(s):
     s["validation"] = s["validation"][["text"]]
 
 
+def numbers_as_text(s):  # a column of plain numbers, already strings (as a CSV reads them)
+    s["train"]["text"] = [f"{i * 1.5:g}" if i % 4 else f"{i:,}" for i in range(1000, 1080)]
+
+
+def csv_quoted_text(s):  # a TSV written with CSV quoting, read without it: he said "hi" -> "he said ""hi"""
+    s["train"].loc[3, "text"] = '"he said ""hi"""'
+
+
+def quote_wrapped_texts(s):  # every text wrapped in quotes (csv.QUOTE_ALL), read without CSV quoting
+    s["validation"]["text"] = '"' + s["validation"]["text"] + '"'
+
+
+def overlap_test_validation(s):
+    s["test"].loc[3, "text"] = s["validation"].loc[0, "text"]
+
+
 CASES = [  # (break the data, thresholds, the checks that must fail, an offending row index or None)
     (null_text, {}, {("train", "no null text")}, 3),
     (blank_text, {}, {("train", "no blank text"), ("train", "text length")}, 3),
@@ -124,8 +140,12 @@ CASES = [  # (break the data, thresholds, the checks that must fail, an offendin
     (leak_into_test, {}, {("test", "no leakage from train")}, 3),
     (validation_leak, {}, {("validation", "no leakage from train")}, 3),
     (float_labels, {}, {("train", "label is integer")}, None),
-    (text_not_string, {}, {("test", "text is string")}, None),
+    (text_not_string, {}, {("test", "text is string"), ("test", "text is not numbers")}, None),
     (missing_label_column, {}, {("validation", "label column exists")}, None),
+    (numbers_as_text, {}, {("train", "text is not numbers")}, 0),
+    (csv_quoted_text, {}, {("train", "no CSV-escaped quotes")}, 3),
+    (quote_wrapped_texts, {}, {("validation", "quote-wrapped texts")}, 0),
+    (overlap_test_validation, {}, {("test", "no overlap with validation")}, 3),
 ]
 
 
@@ -141,6 +161,24 @@ def test_each_rule_fails_alone(tmp_path, breaker, thresholds, expected, row):
     if row is not None:
         check = next(c for c in result["checks"] if (c["split"], c["rule"]) in expected)
         assert row in [ex["row"] for ex in check["examples"]]
+
+
+def test_a_few_numbers_or_quoted_texts_pass_within_their_thresholds(tmp_path):
+    splits = toy_splits()
+    splits["train"].loc[[1, 2], "text"] = ["42", "3.5"]  # 2 of 80 <= 10%
+    splits["train"].loc[[4, 5], "text"] = ['"I\'ll be back"', '"Hasta la vista"']  # 2 of 80 <= 5%
+    result = run(tmp_path, splits)
+    assert result["success"], failed(result)
+    assert failed(run(tmp_path / "strict", splits, max_numeric_text_fraction=0.02, max_quote_wrapped_fraction=0.02)) == {
+        ("train", "text is not numbers"), ("train", "quote-wrapped texts")}
+
+
+def test_failures_name_the_source_file_and_line(tmp_path):
+    splits = toy_splits()
+    splits["train"]["origin"] = [f"reviews.csv:{i + 2}" for i in range(len(splits["train"]))]
+    blank_text(splits)
+    with pytest.raises(ValidationFailed, match=r"reviews.csv:5 \(train row 3\): label 1, text '  \\t '"):
+        raise_on_failure(run(tmp_path, splits))
 
 
 def test_class_examples_name_the_small_class(tmp_path):

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(help="Fine-tune a transformer with several methods and measure which to pick.", no_args_is_help=True)
 console = Console()
@@ -35,7 +36,7 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug lo
 def _config(params: Path | None, overrides: list[str] | None):
     import yaml
 
-    from ftlab.config import load_config
+    from ftlab.config import ConfigError, load_config
 
     if params is None and Path("params.yaml").is_file():
         params = Path("params.yaml")
@@ -44,12 +45,21 @@ def _config(params: Path | None, overrides: list[str] | None):
         key, sep, value = item.partition("=")
         if not sep:
             raise typer.BadParameter(f"--set expects KEY=VALUE, got {item!r}")
-        parsed[key] = yaml.safe_load(value)
+        try:
+            parsed[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item}: the value is not valid YAML ({e}); quote it: {key}='\"...\"'") from None
     return load_config(params, parsed)
 
 
+def say(*parts: str | tuple[str, str]) -> None:
+    """Print one line verbatim: no Rich markup or emoji codes read from it, no wrapping. A part is
+    plain text or (text, style)."""
+    console.print(Text.assemble(*parts), soft_wrap=True, highlight=False)
+
+
 def _fail(e: Exception) -> None:
-    console.print(f"[bold red]error:[/] {e}")
+    say(("error:", "bold red"), f" {e}")
     raise typer.Exit(1)
 
 
@@ -69,7 +79,7 @@ def methods() -> None:
 
     table = Table("method", "trains", "default lr", box=None)
     for name, method in METHODS.items():
-        table.add_row(name, method.summary, f"{method.Params().lr:g}")
+        table.add_row(Text(name), Text(method.summary), f"{method.Params().lr:g}")
     console.print(table)
 
 
@@ -82,7 +92,14 @@ def prepare(params: Path | None = PARAMS, set_: list[str] | None = SET) -> None:
 @app.command()
 def validate(params: Path | None = PARAMS, set_: list[str] | None = SET) -> None:
     """Run the Great Expectations suite on the prepared splits; exit 1 naming each failure."""
-    _stage("validate", params, set_)
+    from ftlab.config import SPLITS
+    from ftlab.stages import validation_dir
+
+    result = _stage("validate", params, set_)
+    splits = [s for s in SPLITS if any(c["split"] == s for c in result["checks"])]
+    docs = validation_dir(_stage_config(params, set_)) / "data_docs" / "index.html"
+    say(("validation passed", "green"), f": {len(result['checks'])} of {len(result['checks'])} checks on "
+        f"{', '.join(splits)}; Data Docs: {docs}")
 
 
 SEED = typer.Option(None, "--seed", help="training seed (default: every seed in params `seeds`)")
@@ -123,7 +140,7 @@ def search(
         _fail(ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}"))
     for name in [method] if method else cfg.methods:
         result = _stage("search", params, set_, name)
-        console.print(f"{name}: " + (f"chose {result['chosen']}" if result["enabled"] else "search disabled, defaults apply"))
+        say(f"{name}: " + (f"chose {result['chosen']}" if result["enabled"] else "search disabled, defaults apply"))
 
 
 @app.command()
@@ -156,10 +173,8 @@ def train(
             metrics = flat(metrics)
             task = cfg.task_type()
             quality = ", ".join(f"{m.label} {metrics[m.name]:.4f}" for m in task.metrics)
-            console.print(
-                f"[green]{cell.method} {cell.name}[/]: {quality}, "
-                f"{metrics['trainable_percent']:.3g}% trainable, {metrics['train_seconds']:.1f}s"
-            )
+            say((f"{cell.method} {cell.name}", "green"),
+                f": {quality}, {metrics['trainable_percent']:.3g}% trainable, {metrics['train_seconds']:.1f}s")
     except (ConfigError, DataError, ValueError, OSError, MemoryError, TrainingDiverged, StageFailed) as e:
         _fail(e)
 
@@ -180,14 +195,14 @@ def check(
         _fail(e)
     for cell in cells:
         result = _stage("check", params, set_, cell.method, cell.seed, cell.train_size)
-        console.print(f"{cell.method} {cell.name}: [bold]{result['verdict']}[/] " + "; ".join(result["reasons"]))
+        say(f"{cell.method} {cell.name}: ", (result["verdict"], "bold"), " " + "; ".join(result["reasons"]))
 
 
 @app.command()
 def compare(params: Path | None = PARAMS, set_: list[str] | None = SET) -> None:
     """Write the comparison report (markdown, HTML, JSON, PNG plots) over the configured methods."""
     result = _stage("compare", params, set_)
-    console.print(result["recommendation"]["text"])
+    say(result["recommendation"]["text"])
 
 
 @app.command()
@@ -250,7 +265,8 @@ def pipeline(params: Path = typer.Option(Path("params.yaml"), "--params", "-p", 
     import os
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # the temporary server gets 20 s to start by default: too few on a busy 2-core machine
+    # the temporary server gets 20 s to start by default: a busy machine (a CI runner beside other
+    # jobs) needed more, and the flow failed before it began
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "flows"))
     try:
@@ -293,7 +309,7 @@ def merge(run: Path = typer.Argument(..., help="run directory of a LoRA/DoRA/IA3
         merge_adapter(run, out)
     except (ValueError, OSError) as e:
         _fail(e)
-    console.print(f"merged model written to {out}")
+    say(f"merged model written to {out}")
 
 
 @app.command()
@@ -315,7 +331,7 @@ def ci(
         _fail(e)
     if not result.passed:
         _fail(CiFailed("quality gate failed: " + "; ".join(result.failures)))
-    console.print(f"quality gate passed; summary in {summary}")
+    say(f"quality gate passed; summary in {summary}")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,10 @@ class DataConfig(Strict):
     # {train: path, validation: path, test: path}; or "hub:<dataset name>" for users with a network.
     # The columns read are the task's (task.text_column, task.label_column, ...).
     source: str | dict[Literal["train", "validation", "test"], Path] = BUILTIN_DEMO
+    # how CSV/TSV files quote: "csv", fields in double quotes with inner quotes doubled (Python's
+    # csv, pandas, spreadsheets); "none", a quote is an ordinary character (GLUE-style raw TSV);
+    # "auto", csv when some field starts with a quote and the whole file parses that way, else none
+    quoting: Literal["auto", "csv", "none"] = "auto"
     hub_config: str | None = None
     hub_splits: dict[Literal["train", "validation", "test"], str] = Field(default_factory=_hub_splits)
     validation_size: float = Field(0.1, gt=0.0, lt=0.5)
@@ -142,7 +146,11 @@ class ValidationConfig(Strict):
     min_examples_per_class: int = Field(5, ge=1)  # in every split
     max_class_ratio: float = Field(10.0, ge=1.0)  # largest / smallest class in train
     max_duplicate_fraction: float = Field(0.01, ge=0.0, le=1.0)  # repeated texts within a split
-    max_leaked_rows: int = Field(0, ge=0)  # validation/test texts that also occur in train
+    max_leaked_rows: int = Field(0, ge=0)  # validation/test texts also in train; test texts also in validation
+    max_numeric_text_fraction: float = Field(0.1, ge=0.0, le=1.0)  # texts that are plain numbers (a wrong column?)
+    # texts wrapped whole in double quotes, like a CSV field read without its quoting; any text with
+    # doubled quotes inside such a wrapping ("he said ""hi""") fails on its own
+    max_quote_wrapped_fraction: float = Field(0.05, ge=0.0, le=1.0)
 
 
 class ChecksConfig(Strict):
@@ -375,6 +383,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if path is not None:
         path = Path(path)
         where = str(path)
+        if path.is_dir():
+            raise ConfigError(f"params file {path} is a directory; give a YAML file")
         if not path.is_file():
             raise ConfigError(f"params file not found: {path}")
         try:

@@ -1,78 +1,41 @@
 """Data: load the configured source, split it, and write the prepared splits as Parquet.
 
 Prepared data is a directory with ``train/validation/test.parquet`` (the task's canonical
-columns: ``text`` always, ``text_pair`` for pairs, ``tokens`` for token tasks, and ``label``
-encoded by the task), ``labels.json`` (the task's label names in id order) and ``meta.json`` (a
-fingerprint of the data and task config, so a later stage can tell whether the prepared files
-still match params.yaml).
+columns: ``text`` always, ``text_pair`` for pairs, ``tokens`` for token tasks, ``label`` encoded by
+the task, and ``origin``, the source file and line of each row, where known), ``labels.json`` (the
+task's label names in id order) and ``meta.json`` (a fingerprint of the data and task config and
+of the source files, so a later stage can tell whether the prepared files are still current).
+The file readers are in :mod:`ftlab.readers`.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ftlab.config import BUILTIN_DEMO, SPLITS, Config, DataConfig
 from ftlab.io import atomic_dir
+from ftlab.readers import read_table
 from ftlab.tasks import DataError, Task
 
+__all__ = ["DataError", "fingerprint", "load_prepared", "prepare", "read_table", "split"]
+
 log = logging.getLogger(__name__)
-
-READERS = {
-    ".csv": lambda p: pd.read_csv(p, encoding="utf-8"),
-    ".tsv": lambda p: pd.read_csv(p, sep="\t", quoting=csv.QUOTE_NONE, encoding="utf-8"),
-    ".jsonl": lambda p: pd.read_json(p, lines=True, encoding="utf-8"),
-    ".json": lambda p: pd.read_json(p, lines=True, encoding="utf-8"),
-    ".parquet": pd.read_parquet,
-}
-
-
-def read_table(path: Path, task: Task) -> pd.DataFrame:
-    """One file as a DataFrame of the task's canonical columns (``text``, ``label``, ...)."""
-    suffix = path.suffix.lower()
-    reader = READERS.get(suffix)
-    if reader is None and suffix not in task.file_suffixes:
-        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of "
-                        f"{sorted([*READERS, *task.file_suffixes])}")
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: file is empty")
-    if suffix in task.file_suffixes:
-        df = task.read_file(path)
-    else:
-        assert reader is not None
-        try:
-            df = _columns(reader(path), task, str(path))
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}: not valid UTF-8 (byte {e.start}: {e.reason})") from None
-        except (ValueError, pd.errors.ParserError) as e:
-            raise DataError(f"{path}: cannot parse as {path.suffix} ({e})") from None
-    if df.empty:
-        raise DataError(f"{path}: no rows")
-    return df
-
-
-def _columns(df: pd.DataFrame, task: Task, where: str) -> pd.DataFrame:
-    """The task's source columns of ``df``, renamed to the canonical names."""
-    columns = task.source_columns()
-    missing = [c for c in columns.values() if c not in df.columns]
-    if missing:
-        keys = ", ".join(f"task.{k}_column" if k != "tokens" else "task.text_column" for k in columns)
-        raise DataError(f"{where}: missing column(s) {missing}; found {list(df.columns)} (set {keys})")
-    return df[list(columns.values())].set_axis(list(columns), axis=1)
+PREPARED_FILES = tuple(f"{s}.parquet" for s in SPLITS)
 
 
 def load_source(cfg: DataConfig, task: Task, seed: int) -> dict[str, pd.DataFrame]:
-    """The raw splits the source provides (at least ``train``), in the task's canonical columns."""
+    """The raw splits the source provides (at least ``train``), in the task's canonical columns
+    and, for files, ``origin``."""
     source = cfg.source
     if isinstance(source, dict):
-        return {s: read_table(Path(p), task) for s, p in source.items()}
+        return {s: read_table(Path(p), task, cfg.quoting) for s, p in source.items()}
     if source == BUILTIN_DEMO:
         from ftlab.demo import generate_demo
 
@@ -86,7 +49,7 @@ def load_source(cfg: DataConfig, task: Task, seed: int) -> dict[str, pd.DataFram
         raise DataError(f"data.source: unknown built-in dataset {source!r} for task {task.name!r}; known: {known}")
     if source.startswith("hub:"):
         return _load_hub(cfg, task, source.removeprefix("hub:"))
-    return {"train": read_table(Path(source), task)}
+    return {"train": read_table(Path(source), task, cfg.quoting)}
 
 
 def _load_hub(cfg: DataConfig, task: Task, name: str) -> dict[str, pd.DataFrame]:
@@ -94,57 +57,103 @@ def _load_hub(cfg: DataConfig, task: Task, name: str) -> dict[str, pd.DataFrame]
     from datasets import load_dataset
 
     ds = load_dataset(name, cfg.hub_config)
+    columns = task.source_columns()
     out: dict[str, pd.DataFrame] = {}
     for split, hub_name in cfg.hub_splits.items():
         if hub_name in ds:
-            out[split] = _columns(ds[hub_name].to_pandas(), task, f"hub:{name}")
+            df = ds[hub_name].to_pandas()
+            missing = [c for c in columns.values() if c not in df.columns]
+            if missing:
+                raise DataError(f"hub:{name}: missing column(s) {missing}; found {list(df.columns)}")
+            out[split] = df[list(columns.values())].set_axis(list(columns), axis=1)
     if "train" not in out:
         raise DataError(f"hub:{name}: no split {cfg.hub_splits['train']!r}; found {list(ds)}")
     return out
 
 
-def _sample(df: pd.DataFrame, n: int | None, seed: int, task: Task) -> pd.DataFrame:
-    """A seeded subsample of ``n`` rows, stratified where the task has classes (all rows when ``n`` is None or larger)."""
+def _draw(df: pd.DataFrame, n: int, seed: int, stratify: pd.Series | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``n`` rows and the rest, seeded, stratified by ``stratify`` (the task's classes) when given.
+    scikit-learn's split is used where it applies (at least two rows per class, and a row of every
+    class on both sides); otherwise each class gets its share of the ``n`` rows by largest
+    remainder, so any ``n`` up to the size is honoured."""
     from sklearn.model_selection import train_test_split  # 0.8 s: only `prepare` splits
 
+    if stratify is None:
+        order = np.random.default_rng(seed).permutation(len(df))
+        return df.iloc[np.sort(order[:n])], df.iloc[np.sort(order[n:])]
+    labels = stratify.astype(str)
+    counts = labels.value_counts(sort=False)
+    if counts.min() >= 2 and min(n, len(df) - n) >= len(counts):
+        try:
+            keep, rest = train_test_split(df, train_size=n, random_state=seed, stratify=stratify)
+            return keep, rest
+        except ValueError:
+            pass
+    exact = counts * n / len(df)
+    quota = exact.astype(int)
+    for name in (exact - quota).sort_values(ascending=False, kind="stable").index[: n - int(quota.sum())]:
+        quota[name] += 1
+    rng = np.random.default_rng(seed)
+    positions = np.arange(len(df))
+    chosen = np.concatenate([rng.permutation(positions[(labels == name).to_numpy()])[:k] for name, k in quota.items()])
+    chosen = rng.permutation(chosen)
+    mask = np.zeros(len(df), dtype=bool)
+    mask[chosen] = True
+    return df.iloc[chosen], df.iloc[np.flatnonzero(~mask)]
+
+
+def _sample(df: pd.DataFrame, n: int | None, seed: int, task: Task) -> pd.DataFrame:
+    """A seeded subsample of ``n`` rows, stratified where the task has classes (all rows when ``n`` is None or larger)."""
     if n is None or n >= len(df):
         return df
-    stratify = task.stratify(df)
-    if stratify is not None and n < stratify.nunique():
-        stratify = None
-    keep, _ = train_test_split(df, train_size=n, random_state=seed, stratify=stratify)
-    return keep
+    return _draw(df, n, seed, task.stratify(df))[0]
 
 
-def _split_off(df: pd.DataFrame, size: float, seed: int, task: Task) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from sklearn.model_selection import train_test_split
-
-    return train_test_split(df, test_size=size, random_state=seed, stratify=task.stratify(df))
+def _split_off(df: pd.DataFrame, size: float, seed: int, task: Task, target: str, key: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the share ``size`` (the value of params key ``key``) off the train rows as ``target``."""
+    n_off = math.ceil(size * len(df))  # as scikit-learn rounds a test share
+    if len(df) - n_off < 1:
+        raise DataError(
+            f"train: {len(df)} row(s) cannot give {key}={size:g} of them to {target} ({n_off} row(s)) and keep "
+            f"any to train; add rows, or give {target} a file of its own (data.source: {{train: FILE, {target}: FILE}})")
+    return _draw(df, len(df) - n_off, seed, task.stratify(df))
 
 
 def split(raw: dict[str, pd.DataFrame], cfg: DataConfig, task: Task, seed: int) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    """Train/validation/test with the task's encoded labels, and the label names (id order)."""
+    """Train/validation/test with the task's encoded labels (and ``origin`` where known), and the label names."""
     for name, df in raw.items():
         task.check_rows(df, name)
     splits = dict(raw)
     if "test" not in splits:
-        splits["train"], splits["test"] = _split_off(splits["train"], cfg.test_size, seed, task)
+        splits["train"], splits["test"] = _split_off(splits["train"], cfg.test_size, seed, task, "test", "data.test_size")
     if "validation" not in splits:
         share = cfg.validation_size / (1 - cfg.test_size) if "test" not in raw else cfg.validation_size
-        splits["train"], splits["validation"] = _split_off(splits["train"], share, seed, task)
+        key = "data.validation_size" + (f" (a {share:.4g} share of what data.test_size left)" if "test" not in raw else "")
+        splits["train"], splits["validation"] = _split_off(splits["train"], share, seed, task, "validation", key)
     limits = {"train": cfg.max_train_samples, "validation": cfg.max_validation_samples, "test": cfg.max_test_samples}
     sampled = {name: _sample(splits[name], limits[name], seed, task) for name in SPLITS}
     for name, df in sampled.items():
-        if "text" in df:
-            sampled[name] = df.assign(**{c: df[c].astype(str) for c in ("text", "text_pair") if c in df})
-    out, names = task.encode(sampled)
-    return {name: df.reset_index(drop=True) for name, df in out.items()}, names
+        sampled[name] = df.assign(**{c: df[c].astype(str) for c in ("text", "text_pair") if c in df})
+    encoded, names = task.encode(sampled)
+    out = {}
+    for name, df in encoded.items():
+        df = df.reset_index(drop=True)
+        origin = sampled[name].get("origin")
+        if origin is not None and origin.notna().all():
+            df["origin"] = origin.to_numpy()
+        out[name] = df
+    return out, names
 
 
 def fingerprint(cfg: Config) -> str:
-    """Hash of everything the prepared data depends on."""
+    """Hash of everything the prepared data depends on: the data and task params, the seed and the
+    bytes of every source file (a file edited in place makes the prepared data stale too)."""
+    source = cfg.data.source
+    files = [Path(p) for p in source.values()] if isinstance(source, dict) else (
+        [] if source.startswith(("builtin:", "hub:")) else [Path(source)])
+    digests = {str(f): hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else None for f in files}
     blob = json.dumps({"data": cfg.data.model_dump(mode="json"), "task": cfg.task.model_dump(mode="json"),
-                       "seed": cfg.seed}, sort_keys=True)
+                       "seed": cfg.seed, "files": digests}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -163,12 +172,28 @@ def prepare(cfg: Config, out_dir: Path | None = None) -> Path:
     return out_dir
 
 
-def load_prepared(cfg: Config, data_dir: Path | None = None) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    """The prepared splits and label names; prepares them first if missing or stale."""
+def is_current(cfg: Config, data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds prepared data, complete, made from the current params and files."""
+    meta = Path(data_dir) / "meta.json"
+    if not meta.is_file() or not all((Path(data_dir) / f).is_file() for f in (*PREPARED_FILES, "labels.json")):
+        return False
+    try:
+        return json.loads(meta.read_text()).get("fingerprint") == fingerprint(cfg)
+    except (ValueError, AttributeError):
+        return False
+
+
+def ensure_prepared(cfg: Config, data_dir: Path | None = None) -> Path:
+    """``data_dir`` (default data.prepared_dir), prepared first if missing, incomplete or stale."""
     data_dir = Path(data_dir or cfg.data.prepared_dir)
-    meta = data_dir / "meta.json"
-    if not meta.is_file() or json.loads(meta.read_text())["fingerprint"] != fingerprint(cfg):
+    if not is_current(cfg, data_dir):
         log.info("prepared data in %s missing or stale: preparing", data_dir)
         prepare(cfg, data_dir)
+    return data_dir
+
+
+def load_prepared(cfg: Config, data_dir: Path | None = None) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """The prepared splits and label names; prepares them first if missing or stale."""
+    data_dir = ensure_prepared(cfg, data_dir)
     splits = {name: pd.read_parquet(data_dir / f"{name}.parquet") for name in SPLITS}
     return splits, json.loads((data_dir / "labels.json").read_text())

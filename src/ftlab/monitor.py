@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ftlab.data import READERS, DataError
 from ftlab.io import write_json, write_text
+from ftlab.readers import SUFFIXES as READERS
+from ftlab.tasks import DataError
 
 if TYPE_CHECKING:
     from ftlab.config import MonitorConfig

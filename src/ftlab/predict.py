@@ -22,7 +22,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ftlab.data import READERS, DataError
+from ftlab.readers import DELIMITERS, SUFFIXES as READERS, sniff_quoting
+from ftlab.tasks import DataError
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,8 @@ def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFra
     if suffix in (".jsonl", ".json"):
         reader: Any = pd.read_json(path, lines=True, **options)
     else:
-        sep = {"sep": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
-        reader = pd.read_csv(path, **sep, **options)
+        delimiter = DELIMITERS[suffix]
+        reader = pd.read_csv(path, sep=delimiter, quoting=sniff_quoting(path, delimiter), **options)
     try:
         with reader:
             yield from reader

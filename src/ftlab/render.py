@@ -191,8 +191,9 @@ def markdown(result: dict) -> str:
 
 def _memory_note(result: dict) -> str:
     kinds = {r.get("memory_kind") for r in result["cells"]}
-    return ("the peak GPU memory allocated while training" if kinds == {"cuda_allocated"}
-            else "the peak resident memory of the process while training (RSS)")
+    return ("the peak memory torch allocated on the GPU while training" if kinds == {"cuda_allocated"}
+            else "the peak resident memory (RSS) of the process that trained the cell, a process of its own under "
+                 "both `dvc repro` and `ftlab pipeline` (Python, torch, the model and the data included)")
 
 
 def _baseline_lines(result: dict) -> list[str]:

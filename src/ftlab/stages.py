@@ -36,6 +36,10 @@ def checks_dir(cfg: Config, cell: Cell) -> Path:
     return cfg.report.dir / "checks" / cell.method / cell.name
 
 
+def validation_dir(cfg: Config) -> Path:
+    return cfg.report.dir / "validation"
+
+
 def search_file(cfg: Config, method: str) -> Path:
     return cfg.report.dir / "search" / f"{method}.json"
 
@@ -52,10 +56,12 @@ def prepare(cfg: Config) -> Path:
 
 
 def validate(cfg: Config) -> dict:
-    """Validate the prepared splits; raises ValidationFailed naming each failed expectation."""
+    """Validate the prepared splits, first preparing them if they are missing or were made from other
+    params or files (never a stale copy); raises StageFailed naming each failed expectation."""
+    from ftlab.data import ensure_prepared
     from ftlab.validation import ValidationFailed, raise_on_failure, validate as run_suite
 
-    result = run_suite(cfg.data.prepared_dir, cfg.validation, cfg.report.dir / "validation", cfg.task.type)
+    result = run_suite(ensure_prepared(cfg), cfg.validation, validation_dir(cfg), cfg.task.type)
     try:
         raise_on_failure(result)
     except ValidationFailed as e:

@@ -140,7 +140,8 @@ def subsample(train: pd.DataFrame, size: int | Literal["all"], seed: int) -> pd.
     if size == "all":
         return train
     if size > len(train):
-        raise DataError(f"train_sizes: {size} is more than the {len(train)} rows of the train split")
+        raise DataError(f"train size {size} (train_sizes, or search.train_size for a search) is more than the "
+                        f"{len(train)} rows of the train split; lower it or use 'all'")
     keep = np.sort(np.random.default_rng(seed).permutation(len(train))[:size])
     return train.iloc[keep].reset_index(drop=True)
 

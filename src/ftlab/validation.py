@@ -33,7 +33,12 @@ if TYPE_CHECKING:
 
 INT_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
 FLOAT_TYPES = ["float16", "float32", "float64"]
-FLAG_COLUMNS = ("repeated", "in_train")  # boolean derived columns checked by an aggregate
+FLAG_COLUMNS = ("repeated", "in_train", "in_validation")  # boolean derived columns checked by an aggregate
+# a text that is a plain number (12, -3.5, 1e6, 1,000, 40%): a text column of them is a wrong column
+NUMBER = r"^\s*[-+]?(?:\d[\d,_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?%?\s*$"
+# a whole text in double quotes, inner quotes doubled: a CSV field read without CSV quoting
+QUOTE_WRAPPED = r'(?s)^"(?:[^"]|"")*"$'
+ESCAPED_QUOTES = r'(?s)^"(?:[^"]|"")*""(?:[^"]|"")*"$'  # ... with at least one doubled quote inside
 SITE = "ftlab"
 _REMOTE = [  # tags and CSS that fetch from a CDN, and links off the page: dropped for offline use
     (re.compile(r"<script\b[^>]*\bsrc=[\"']https?:[^>]*>\s*</script>", re.I), ""),
@@ -58,6 +63,7 @@ def validate(prepared_dir: Path, cfg: ValidationConfig, out_dir: Path, task: str
     labels = json.loads((prepared_dir / "labels.json").read_text(encoding="utf-8"))
     splits = {s: pd.read_parquet(prepared_dir / f"{s}.parquet") for s in SPLITS}
     train_texts = set(_example_key(splits["train"]).dropna()) if "text" in splits["train"] else set()
+    validation_texts = set(_example_key(splits["validation"]).dropna()) if "text" in splits["validation"] else set()
 
     with atomic_dir(out_dir) as tmp:
         context, run_id = _context(tmp / "data_docs")
@@ -65,7 +71,8 @@ def validate(prepared_dir: Path, cfg: ValidationConfig, out_dir: Path, task: str
         checks, passed = [], {}
         for split, df in splits.items():
             targets, classes = _targets(df, task)
-            rows = _row_frame(df, train_texts if split != "train" else None).assign(**targets)
+            rows = _row_frame(df, train_texts if split != "train" else None,
+                              validation_texts if split == "test" else None).assign(**targets)
             frames = {split: rows}
             if classes is not None:
                 frames[f"{split}_class_counts"] = _class_frame(classes, labels)
@@ -98,7 +105,10 @@ def raise_on_failure(result: dict) -> None:
     for c in failed:
         lines.append(f"  {c['split']}: {c['rule']} ({c['expectation']} on {c['column']}): observed {c['observed']}")
         for ex in c["examples"][:3]:
-            where = f"row {ex['row']}" if "row" in ex else f"label {ex['label']} ({ex['name']})"
+            if "row" in ex:  # where the user can find it: file and line; else the prepared split's row
+                where = f"{ex['origin']} ({c['split']} row {ex['row']})" if ex.get("origin") else f"row {ex['row']}"
+            else:
+                where = f"label {ex['label']} ({ex['name']})"
             what = f"label {ex['label']!r}, text {ex['text']!r}" if "row" in ex else f"{ex['count']} rows"
             lines.append(f"      {where}: {what}")
     raise ValidationFailed("\n".join(lines))
@@ -155,15 +165,18 @@ def _example_key(df: pd.DataFrame) -> pd.Series:
     return df["text"] if "text_pair" not in df else df["text"] + "\x1f" + df["text_pair"]
 
 
-def _row_frame(df: pd.DataFrame, train_texts: set[str] | None) -> pd.DataFrame:
-    """Text and label plus derived columns: stripped text, repeated example, and (not train) in_train."""
-    rows = df[[c for c in ("text", "label") if c in df]].copy()
+def _row_frame(df: pd.DataFrame, train_texts: set[str] | None, validation_texts: set[str] | None = None) -> pd.DataFrame:
+    """Text, label and origin (source file and line) plus derived columns: stripped text, repeated
+    example, and in_train (validation, test) and in_validation (test) for leakage between splits."""
+    rows = df[[c for c in ("text", "label", "origin") if c in df]].copy()
     if "text" in rows:
         text, key = rows["text"], _example_key(df)
         rows["text_stripped"] = text.map(lambda v: v.strip() if isinstance(v, str) else None)
         rows["repeated"] = key.duplicated(keep="first") & key.notna()
         if train_texts is not None:
             rows["in_train"] = key.isin(train_texts)
+        if validation_texts is not None:
+            rows["in_validation"] = key.isin(validation_texts)
     return rows
 
 
@@ -199,6 +212,11 @@ def _suite(name: str, split: str, frame: pd.DataFrame, cfg: ValidationConfig, n_
                 ("text is string", gxe.ExpectColumnValuesToBeOfType(column="text", type_="str")),
                 ("no null text", gxe.ExpectColumnValuesToNotBeNull(column="text")),
                 ("no blank text", gxe.ExpectColumnValuesToNotMatchRegex(column="text", regex=r"^\s*$")),
+                ("text is not numbers", gxe.ExpectColumnValuesToNotMatchRegex(
+                    column="text", regex=NUMBER, mostly=1 - cfg.max_numeric_text_fraction)),
+                ("no CSV-escaped quotes", gxe.ExpectColumnValuesToNotMatchRegex(column="text", regex=ESCAPED_QUOTES)),
+                ("quote-wrapped texts", gxe.ExpectColumnValuesToNotMatchRegex(
+                    column="text", regex=QUOTE_WRAPPED, mostly=1 - cfg.max_quote_wrapped_fraction)),
                 ("text length", gxe.ExpectColumnValueLengthsToBeBetween(
                     column="text_stripped", min_value=cfg.min_text_chars, max_value=cfg.max_text_chars)),
                 ("duplicate texts", gxe.ExpectColumnMeanToBeBetween(
@@ -207,6 +225,9 @@ def _suite(name: str, split: str, frame: pd.DataFrame, cfg: ValidationConfig, n_
         if "in_train" in frame:
             rules.append(("no leakage from train", gxe.ExpectColumnSumToBeBetween(
                 column="in_train", max_value=cfg.max_leaked_rows)))
+        if "in_validation" in frame:
+            rules.append(("no overlap with validation", gxe.ExpectColumnSumToBeBetween(
+                column="in_validation", max_value=cfg.max_leaked_rows)))
         if "label" in frame:
             rules += [
                 ("label is integer", gxe.ExpectColumnValuesToBeInTypeList(column="label", type_list=INT_TYPES)),
@@ -267,7 +288,10 @@ def _example(frame: pd.DataFrame, i: Any) -> dict:
     if "count" in frame:
         return {"label": _plain(row["label"]), "name": row["name"], "count": _plain(row["count"])}
     text = row.get("text")
-    return {"row": _plain(i), "text": None if pd.isna(text) else str(text)[:80], "label": _plain(row.get("label"))}
+    example = {"row": _plain(i), "text": None if pd.isna(text) else str(text)[:80], "label": _plain(row.get("label"))}
+    if isinstance(row.get("origin"), str):
+        example["origin"] = row["origin"]
+    return example
 
 
 def _plain(value: Any) -> Any:

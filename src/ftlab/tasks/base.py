@@ -136,13 +136,12 @@ class Task:
 
     def check_rows(self, df: pd.DataFrame, split: str) -> None:
         """Raise DataError for rows that cannot be used at all (before splitting)."""
-        bad = df.index[df["text"].isna() | (df["text"].astype(str).str.strip() == "")]
-        if len(bad):
-            raise DataError(f"{split}: {len(bad)} null or blank text(s), e.g. rows {list(bad[:5])}")
+        bad = df["text"].isna() | (df["text"].astype(str).str.strip() == "")
+        if bad.any():
+            raise DataError(f"{split}: {int(bad.sum())} null or blank text(s), e.g. {where(df, bad)}")
         for column in ("text_pair", "label"):
             if column in df and df[column].isna().any():
-                rows = list(df.index[df[column].isna()][:5])
-                raise DataError(f"{split}: null {column.replace('_', ' ')}(s), e.g. rows {rows}")
+                raise DataError(f"{split}: null {column.replace('_', ' ')}(s), e.g. {where(df, df[column].isna())}")
 
     def stratify(self, df: pd.DataFrame) -> pd.Series | None:
         """The column to stratify splits and subsamples on, or None."""
@@ -209,6 +208,14 @@ class Task:
     def trivial(self, train: pd.DataFrame, test: pd.DataFrame, labels: list[str]) -> tuple[str, pd.DataFrame]:
         """The trivial predictor (majority class, mean score, ...): its name and its predictions on test."""
         raise NotImplementedError
+
+
+def where(df: pd.DataFrame, mask: pd.Series) -> str:
+    """Up to five offending rows: where they start in their file when known, else their positions."""
+    rows = df.loc[mask.to_numpy()]
+    if "origin" in rows and rows["origin"].notna().all():
+        return ", ".join(rows["origin"].head(5))
+    return f"rows {[int(i) for i in np.flatnonzero(mask.to_numpy())[:5]]}"
 
 
 def register(cls: type[Task]) -> type[Task]:

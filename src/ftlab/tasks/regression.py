@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ftlab.tasks.base import DataError, MeanStatistic, Metric, register
+from ftlab.tasks.base import DataError, MeanStatistic, Metric, register, where
 from ftlab.tasks.sequence import SequenceOptions, SequenceTask, stack
 
 if TYPE_CHECKING:
@@ -40,10 +40,10 @@ class Regression(SequenceTask):
         out = {}
         for split, df in splits.items():
             score = pd.to_numeric(df["label"], errors="coerce")
-            bad = df.index[score.isna() | ~np.isfinite(score.fillna(0))]
-            if len(bad):
-                examples = ", ".join(f"row {i}: {df['label'][i]!r}" for i in bad[:3])
-                raise DataError(f"{split}: {len(bad)} score(s) that are not finite numbers ({examples})")
+            bad = score.isna() | ~np.isfinite(score.fillna(0))
+            if bad.any():
+                values = ", ".join(repr(v) for v in df["label"][bad].head(3))
+                raise DataError(f"{split}: {int(bad.sum())} score(s) that are not finite numbers ({values}) at {where(df, bad)}")
             out[split] = self.frame(df).assign(label=score.to_numpy(dtype=np.float32))
         if out["train"]["label"].nunique() < 2:
             raise DataError("train: every score is the same; regression needs varying targets")
