@@ -54,8 +54,7 @@ def read_table(path: Path, task: Task, quoting: str = "auto") -> pd.DataFrame:
         if suffix == ".parquet":
             df = _read_parquet(path)
         elif suffix in DELIMITERS:
-            df = _read_delimited(path, _decode(path, raw), DELIMITERS[suffix], quoting, list(columns.values()),
-                                 task.opts.label_column)
+            df = _read_delimited(path, _decode(path, raw), DELIMITERS[suffix], quoting, task.opts.label_column)
         else:
             df = _read_json(path, _decode(path, raw))
         df = _canonical(df, columns, path)
@@ -129,7 +128,7 @@ def _parse_delimited(text: str, delimiter: str, quoted: bool) -> tuple[list[str]
     return header or [], records
 
 
-def _read_delimited(path: Path, text: str, delimiter: str, quoting: str, columns: list[str], label: str) -> pd.DataFrame:
+def _read_delimited(path: Path, text: str, delimiter: str, quoting: str, label: str) -> pd.DataFrame:
     """A CSV or TSV file. ``quoting``: "csv", "none", or "auto": CSV quoting when some field starts
     with a quote and the whole file parses that way (a file written by csv.writer or pandas), else
     quotes as plain text (GLUE-style raw TSV, where a text may start with a lone quote)."""
@@ -151,11 +150,8 @@ def _read_delimited(path: Path, text: str, delimiter: str, quoting: str, columns
     if quoting == "auto":
         log.info("%s: read %s", path, "with CSV quoting (fields in double quotes)" if how == "csv"
                  else "with quotes as plain text (no CSV quoting); set data.quoting to choose")
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; found {header} (set the task's *_column keys)")
-    values: dict[str, object] = {}
-    for column in columns:
+    values: dict[str, object] = {}  # every column: a missing one is named by _canonical, with its params key
+    for column in dict.fromkeys(header):
         at = header.index(column)
         if column == label:
             values[column] = _labels(pd.Series([fields[at] or None for _, fields in records], dtype=object))
