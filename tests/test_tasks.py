@@ -379,7 +379,8 @@ def test_a_score_that_is_not_a_number_is_named(tmp_path):
     pd.DataFrame({"a": [f"s{i}" for i in range(20)], "b": ["x"] * 20,
                   "score": [str(i / 4) for i in range(19)] + ["very similar"]}).to_csv(path, index=False)
     task = {"type": "regression", "text_column": "a", "text_pair_column": "b", "label_column": "score"}
-    prepare_fails(tmp_path, task, str(path), r"score\(s\) that are not finite numbers \(row 19: 'very similar'\)")
+    # row 19 is on line 21 of the file (the header is line 1): the message names the file and line
+    prepare_fails(tmp_path, task, str(path), r"score\(s\) that are not finite numbers \('very similar'\) at .*scores.csv:21")
 
 
 def multilabel_source(tmp_path: Path, train_labels: list[str], test_labels: list[str]) -> dict[str, str]:
