@@ -225,6 +225,10 @@ def test_pair_regression_through_dvc_repro(tmp_path, tiny_model):
     files = {"train.tsv": _head(SHARED / "stsb/train.tsv", 161), "test.tsv": _head(SHARED / "stsb/dev.tsv", 61)}
     task = {"type": "regression", "text_column": "sentence1", "text_pair_column": "sentence2", "label_column": "score"}
     repo = _task_project(tmp_path, tiny_model, task, {"train": "train.tsv", "test": "test.tsv"}, files)
+    # STS-B repeats a few pairs ("A man is riding a motorcycle." / "... a horse." twice in these 160)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["validation"] = {"max_leaked_rows": 2, "max_duplicate_fraction": 0.05}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = sh("dvc", "repro", cwd=repo)
     assert "train@full-42-all" in ran_stages(out.stdout)
     comparison = json.loads((repo / "reports/comparison.json").read_text())
