@@ -24,15 +24,18 @@ class Freeze(Method):
     Params = FreezeParams
 
     def prepare(self, model: nn.Module, params: Any, task_type: str = "SEQ_CLS") -> nn.Module:
-        from ftlab.modeling import model_parts
+        return train_top_layers(model, params.k)
 
-        parts = model_parts(model)
-        if params.k > len(parts.layers):
-            raise ValueError(
-                f"method_params.freeze.k={params.k} but the model has {len(parts.layers)} layers"
-            )
-        model.requires_grad_(False)
-        top = parts.layers[len(parts.layers) - params.k :]
-        for _, p in parts.head + [np for layer in top for np in layer]:
-            p.requires_grad_(True)
-        return model
+
+def train_top_layers(model: nn.Module, k: int) -> nn.Module:
+    """``model`` with only its head and its top ``k`` transformer layers trainable."""
+    from ftlab.modeling import model_parts
+
+    parts = model_parts(model)
+    if k > len(parts.layers):
+        raise ValueError(f"method_params.freeze.k={k} but the model has {len(parts.layers)} layers")
+    model.requires_grad_(False)
+    top = parts.layers[len(parts.layers) - k :]
+    for _, p in parts.head + [np for layer in top for np in layer]:
+        p.requires_grad_(True)
+    return model

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from ftlab.methods.base import Method, MethodParams, register
+from ftlab.methods.freeze import train_top_layers
 
 if TYPE_CHECKING:
     from torch import nn
@@ -24,9 +25,4 @@ class Probe(Method):
     Params = ProbeParams
 
     def prepare(self, model: nn.Module, params: Any, task_type: str = "SEQ_CLS") -> nn.Module:
-        from ftlab.modeling import model_parts
-
-        model.requires_grad_(False)
-        for _, p in model_parts(model).head:
-            p.requires_grad_(True)
-        return model
+        return train_top_layers(model, 0)  # freeze with k = 0, at a head-sized learning rate
