@@ -14,6 +14,8 @@ accuracy is measured on the same 500 held-out examples after each run.
              (train.precision auto: bf16 autocast where the CPU or GPU has native bf16)
     ftlab_fp32  the same with train.precision fp32: the pipeline's own per-step cost against the
              careful script at the same precision (on CPU the Trainer scripts run fp32)
+    ftlab_frozen_embeddings  ftlab at its defaults with the word-embedding table frozen
+             (method_params.full.train_embeddings false): its speed and what it costs in accuracy
 
 Each runs at its own default learning rate (5e-5 for the two Trainer scripts, as the tutorials
 have it; ftlab's full fine-tuning default): the accuracy compares what a user gets from each.
@@ -35,6 +37,7 @@ import pandas as pd
 SST2 = Path(__file__).resolve().parents[2] / "shared/data/sst2"
 RESULTS = Path(__file__).parent / "results"
 BATCH = 32  # ftlab's default train.batch_size
+VARIANTS = ["plain", "careful", "ftlab", "ftlab_fp32", "ftlab_frozen_embeddings"]
 
 
 def load(n_train: int, n_val: int = 500) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -86,7 +89,7 @@ def run_baseline(variant: str, n_train: int) -> dict:
     return {"samples_per_second": n_train / seconds, "accuracy": accuracy, "seconds": seconds}
 
 
-def train_ftlab(n_train: int, precision: str) -> dict:
+def train_ftlab(n_train: int, precision: str, train_embeddings: bool = True) -> dict:
     """ftlab's full fine-tuning, one epoch, no evaluation during training; its metrics.json."""
     from ftlab.config import load_config
     from ftlab.metrics import flat
@@ -101,13 +104,13 @@ def train_ftlab(n_train: int, precision: str) -> dict:
             "data.source": {"train": str(tmp / "train.csv"), "validation": str(tmp / "val.csv"), "test": str(tmp / "val.csv")},
             "data.text_column": "sentence", "data.prepared_dir": str(tmp / "data"),
             "train.epochs": 1, "train.eval_steps": 10**6, "train.batch_size": BATCH, "train.output_dir": str(tmp / "runs"),
-            "train.precision": precision,
+            "train.precision": precision, "method_params.full.train_embeddings": train_embeddings,
         })
         return flat(ftlab_train(cfg, "full", tmp / "runs/full"))
 
 
-def run_ftlab(n_train: int, precision: str) -> dict:
-    metrics = train_ftlab(n_train, precision)
+def run_ftlab(n_train: int, precision: str, train_embeddings: bool = True) -> dict:
+    metrics = train_ftlab(n_train, precision, train_embeddings)
     return {"samples_per_second": metrics["train_samples_per_second"], "accuracy": metrics["accuracy"],
             "seconds": metrics["train_seconds"], "precision": metrics["precision"]}
 
@@ -116,18 +119,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-train", type=int, default=1024)
     parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--variant", choices=["plain", "careful", "ftlab", "ftlab_fp32"], help=argparse.SUPPRESS)
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--name", default="throughput", help="results file stem (e.g. throughput_gpu)")
     args = parser.parse_args()
     if args.variant:  # child process: one measurement, printed as JSON
         if args.variant.startswith("ftlab"):
-            result = run_ftlab(args.n_train, "fp32" if args.variant == "ftlab_fp32" else "auto")
+            result = run_ftlab(args.n_train, "fp32" if args.variant == "ftlab_fp32" else "auto",
+                               train_embeddings=args.variant != "ftlab_frozen_embeddings")
         else:
             result = run_baseline(args.variant, args.n_train)
         print("RESULT " + json.dumps(result))
         return
 
-    runs: dict[str, list[dict]] = {"plain": [], "careful": [], "ftlab": [], "ftlab_fp32": []}
+    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     for pair in range(args.pairs):
         for variant in runs:
             done = subprocess.run([sys.executable, __file__, "--variant", variant, "--n-train", str(args.n_train)],
@@ -152,6 +156,9 @@ def main() -> None:
         "careful_accuracy": accuracy["careful"],
         "ftlab_accuracy": accuracy["ftlab"],
         "ftlab_fp32_accuracy": accuracy["ftlab_fp32"],
+        "ftlab_frozen_embeddings_samples_per_second": round(median["ftlab_frozen_embeddings"], 2),
+        "ratio_frozen_embeddings": round(median["ftlab_frozen_embeddings"] / median["ftlab"], 3),
+        "ftlab_frozen_embeddings_accuracy": accuracy["ftlab_frozen_embeddings"],
         "n_train": args.n_train,
         "pairs": args.pairs,
         "device": _device(),

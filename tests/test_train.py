@@ -214,3 +214,37 @@ def test_a_cell_trains_on_its_size_and_seed_with_at_least_min_steps(make_config,
     assert yaml.safe_load((tmp_path / "a/config.yaml").read_text())["seeds"] == [4]
     other = train(cfg, "lora", tmp_path / "b", seed=3, train_size=40)
     assert other["accuracy"] != metrics["accuracy"] or other["test_loss"] != metrics["test_loss"]
+
+
+def test_compiled_steps_train_like_eager_ones(make_config, tmp_path, tiny_model_without_dropout):
+    """train.compile on: inductor-compiled steps on 16-token buckets end at the eager run's losses and
+    test probabilities, up to float summation order; the run records what it ran."""
+    from torch._dynamo.utils import counters
+
+    runs = {}
+    for setting in ("off", "on"):
+        cfg = make_config(model__name=tiny_model_without_dropout, model__dropout=0.0, train__compile=setting,
+                          train__pad_to_multiple_of=16, train__max_steps=6, train__eval_steps=3,
+                          train__precision="fp32", method_params__full=FAST["full"])
+        runs[setting] = train(cfg, "full", tmp_path / setting)
+    assert counters["stats"]["unique_graphs"] > 0  # inductor did compile the steps
+    assert runs["on"]["cost"]["compile"] is True and runs["off"]["cost"]["compile"] is False
+    assert runs["on"]["cost"]["pad_to_multiple_of"] == 16
+    eager, compiled = (json.loads((tmp_path / s / "history.json").read_text()) for s in ("off", "on"))
+    assert eager[-1]["train_loss"] < eager[0]["train_loss"]  # the steps compared did train
+    for a, b in zip(eager, compiled, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-4)
+    np.testing.assert_allclose(_saved_probs(tmp_path / "on"), _saved_probs(tmp_path / "off"), atol=1e-4)
+
+
+def test_full_fine_tuning_can_keep_the_word_embeddings(make_config, tmp_path):
+    """full with train_embeddings false trains every parameter but the word-embedding table."""
+    cfg = make_config(method_params__full={**FAST["full"], "train_embeddings": False}, train__max_steps=4)
+    metrics = train(cfg, "full", tmp_path / "run")
+    _, trained, labels = load_run(tmp_path / "run")
+    pretrained = cfg.task_type().build_model(cfg.model, labels, None)
+    table = pretrained.get_input_embeddings().weight
+    assert metrics["trainable_params"] == metrics["total_params"] - table.numel()
+    assert torch.equal(trained.get_input_embeddings().weight, table)
+    changed = [n for n, p in trained.named_parameters() if not torch.equal(p, dict(pretrained.named_parameters())[n])]
+    assert changed and not any("word_embeddings" in n for n in changed)

@@ -132,6 +132,13 @@ class TrainConfig(Strict):
     # bf16 autocast (fp32 weights, bf16 matmuls) or plain fp32. auto: bf16 where the hardware does it
     # natively (a bf16 GPU; a CPU with AVX512-BF16 or AMX, where a MiniLM step ran 1.9x faster), else fp32
     precision: Literal["auto", "bf16", "fp32"] = "auto"
+    # torch.compile (inductor) of the model's training and evaluation steps. auto: off, because no
+    # measurement has shown it to pay yet: on a 2-core fp32 CPU a compiled MiniLM step ran no faster
+    # than eager and its first step took minutes (benchmarks/results/compile.json); on: compile,
+    # with batches padded to length buckets (pad_to_multiple_of, 16 if null) so graphs are reused
+    compile: Literal["auto", "on", "off"] = "auto"
+    # pad every batch to a multiple of this many tokens; null: to its longest row (16 when compiled)
+    pad_to_multiple_of: PositiveInt | None = None
     output_dir: Path = Path("runs")
     # checkpoints of unfinished runs (every eval_steps), resumed by the next run with the same
     # config and removed when the run finishes; null disables checkpointing

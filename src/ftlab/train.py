@@ -55,6 +55,29 @@ def use_bf16(precision: str) -> bool:
     return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
+def use_compile(setting: str) -> bool:
+    """Whether train.compile means compiled steps here. auto is off for now: the measurements so far
+    (a 2-core fp32 CPU, benchmarks/results/compile.json) found no speed-up to pay for the warm-up."""
+    return setting == "on"
+
+
+def bucket(cfg: Config) -> int | None:
+    """The multiple of tokens every batch is padded to: train.pad_to_multiple_of, else 16 when
+    compiled (eight static shapes up to 128 tokens, instead of a new shape at nearly every batch)."""
+    return cfg.train.pad_to_multiple_of or (16 if use_compile(cfg.train.compile) else None)
+
+
+def _static_graphs(cfg: Config, multiple: int) -> None:
+    """One compiled graph per length bucket: dynamo otherwise turns a dimension dynamic at its first
+    new size (the dynamic graph gave no speed-up), and stops compiling after 8 graphs."""
+    import torch._dynamo
+
+    buckets = math.ceil(cfg.model.max_length / multiple)
+    torch._dynamo.config.automatic_dynamic_shapes = False
+    # train and eval batches, and a short last batch of each, per bucket
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 4 * buckets)
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, dataset: Any, collator: Any, batch_size: int, bf16: bool = False) -> list[np.ndarray]:
     """The model's output for every row of ``dataset``, in its order (batched by length), in the
@@ -190,6 +213,7 @@ def _training_args(cfg: Config, params: Any, output_dir: Path, checkpoints: bool
         train_sampling_strategy="group_by_length",
         use_cpu=not cuda,
         bf16=use_bf16(cfg.train.precision),
+        torch_compile=use_compile(cfg.train.compile),
         # TF32 for the matmuls left in fp32 (outside autocast) on Ampere and newer; None: torch's default
         tf32=True if cuda and torch.cuda.get_device_capability()[0] >= 8 else None,
         label_names=["labels"],
@@ -243,6 +267,8 @@ def _cost(cfg: Config, trainer: Any, train_seconds: float, n_train: int, memory:
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "threads": torch.get_num_threads(),
         "precision": "bf16" if trainer.args.bf16 else "fp32",
+        "compile": trainer.args.torch_compile,
+        "pad_to_multiple_of": bucket(cfg),
         "processes": world_size(),  # of a DDP run (torchrun); samples/s counts all of them
     }
 
@@ -289,6 +315,8 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
     trainable, total = count_parameters(model)
     log.info("%s: training %s of %s parameters (%.3f%%)", method_name, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     groups = method.param_groups(model, params, cfg.train.weight_decay)
+    if use_compile(cfg.train.compile):
+        _static_graphs(cfg, bucket(cfg) or 1)
 
     ckpt_root = checkpoint_dir(cfg, cell)
     resume = _last_checkpoint(ckpt_root)
@@ -308,7 +336,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
             args=_training_args(cfg, params, work, ckpt_root is not None, cell.seed, _max_steps(cfg, params, len(ds["train"]))),
             train_dataset=ds["train"],
             eval_dataset={"train": train_eval, "validation": ds["validation"]},
-            data_collator=task.collator(tokenizer),
+            data_collator=task.collator(tokenizer, bucket(cfg)),
             processing_class=tokenizer,
             # one array of outputs: the models here return no others (EvalPrediction allows a tuple)
             compute_metrics=lambda p: task.eval_metrics(cast(np.ndarray, p.predictions), cast(np.ndarray, p.label_ids), labels),

@@ -156,10 +156,11 @@ class Task:
         """A ``datasets.Dataset`` of unpadded token ids and ``labels`` (padding is the collator's)."""
         raise NotImplementedError
 
-    def collator(self, tokenizer: Any) -> Any:
+    def collator(self, tokenizer: Any, pad_to_multiple_of: int | None = None) -> Any:
+        """Batches padded to their longest row, or up to a multiple of ``pad_to_multiple_of``."""
         from transformers import DataCollatorWithPadding
 
-        return DataCollatorWithPadding(tokenizer)
+        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
     def build_model(self, cfg: ModelConfig, labels: list[str], train: pd.DataFrame) -> nn.Module:
         """A fresh model with this task's head over the pretrained encoder (seed first)."""

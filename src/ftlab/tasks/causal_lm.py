@@ -207,11 +207,11 @@ class CausalLM(Task):
                         "e.g. rows %s", len(cut), len(df), max_length, cut[:5])
         return Dataset.from_dict({"input_ids": ids, "labels": targets, "prompt_length": prompt_lengths})
 
-    def collator(self, tokenizer: Any) -> Any:
+    def collator(self, tokenizer: Any, pad_to_multiple_of: int | None = None) -> Any:
         """trl's collator: right padding, ``labels`` padded with -100."""
         from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-        return DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
+        return DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, pad_to_multiple_of=pad_to_multiple_of)
 
     def build_model(self, cfg: ModelConfig, labels: list[str], train: pd.DataFrame | None = None) -> nn.Module:
         from transformers import AutoModelForCausalLM

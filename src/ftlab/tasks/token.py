@@ -129,10 +129,10 @@ class TokenClassification(Task):
                         "last words are predicted O", cut, max_length)
         return Dataset.from_dict({**enc, "labels": aligned, "word_ids": words})
 
-    def collator(self, tokenizer: Any) -> Any:
+    def collator(self, tokenizer: Any, pad_to_multiple_of: int | None = None) -> Any:
         from transformers import DataCollatorForTokenClassification
 
-        return DataCollatorForTokenClassification(tokenizer)
+        return DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
     def build_model(self, cfg: ModelConfig, labels: list[str], train: pd.DataFrame | None = None) -> nn.Module:
         from ftlab.modeling import build_token_model
