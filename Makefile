@@ -25,8 +25,10 @@ install: $(STAMP)
 run: install
 	$(WITH_VENV) dvc repro
 
+# one pytest-xdist worker per core, each test module on one worker (its module fixtures, such as a
+# DVC repo after `dvc repro`, are built once); `pytest -n 0` runs serially
 test: install
-	$(WITH_VENV) python -m pytest -q
+	$(WITH_VENV) python -m pytest -q -n auto --dist loadfile
 
 lint: install
 	$(WITH_VENV) ruff check .

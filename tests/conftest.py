@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import random
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +19,10 @@ from ftlab.config import Config, load_config
 # The tests start `ftlab`, `dvc` and `prefect` by name: take them from this interpreter's environment
 # (the project's .venv under `make test`), even when pytest was started without activating it.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+# Prefect's temporary server keeps its SQLite database in PREFECT_HOME: one per test process, so two
+# pytest-xdist workers never share it (and the user's ~/.prefect is never touched)
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="ftlab-tests-prefect-")
+atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], True)
 
 POSITIVE = ["great", "wonderful", "excellent", "superb", "lovely", "fantastic"]
 NEGATIVE = ["awful", "terrible", "horrible", "dreadful", "poor", "boring"]
