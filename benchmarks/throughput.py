@@ -16,6 +16,8 @@ accuracy is measured on the same 500 held-out examples after each run.
              careful script at the same precision (on CPU the Trainer scripts run fp32)
     ftlab_frozen_embeddings  ftlab at its defaults with the word-embedding table frozen
              (method_params.full.train_embeddings false): its speed and what it costs in accuracy
+    ftlab_compiled  ftlab at its defaults with train.compile on (16-token buckets); not run unless
+             named in --variants: on a CPU its warm-up alone outlasts the epoch (compile.json)
 
 Each runs at its own default learning rate (5e-5 for the two Trainer scripts, as the tutorials
 have it; ftlab's full fine-tuning default): the accuracy compares what a user gets from each.
@@ -37,7 +39,7 @@ import pandas as pd
 SST2 = Path(__file__).resolve().parents[2] / "shared/data/sst2"
 RESULTS = Path(__file__).parent / "results"
 BATCH = 32  # ftlab's default train.batch_size
-VARIANTS = ["plain", "careful", "ftlab", "ftlab_fp32", "ftlab_frozen_embeddings"]
+VARIANTS = ["plain", "careful", "ftlab", "ftlab_fp32", "ftlab_frozen_embeddings", "ftlab_compiled"]
 
 
 def load(n_train: int, n_val: int = 500) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -89,7 +91,8 @@ def run_baseline(variant: str, n_train: int) -> dict:
     return {"samples_per_second": n_train / seconds, "accuracy": accuracy, "seconds": seconds}
 
 
-def train_ftlab(n_train: int, precision: str, train_embeddings: bool = True) -> dict:
+def train_ftlab(n_train: int, precision: str, train_embeddings: bool = True, compile_: str = "auto",
+                model: str | None = None) -> dict:
     """ftlab's full fine-tuning, one epoch, no evaluation during training; its metrics.json."""
     from ftlab.config import load_config
     from ftlab.metrics import flat
@@ -105,12 +108,15 @@ def train_ftlab(n_train: int, precision: str, train_embeddings: bool = True) -> 
             "data.text_column": "sentence", "data.prepared_dir": str(tmp / "data"),
             "train.epochs": 1, "train.eval_steps": 10**6, "train.batch_size": BATCH, "train.output_dir": str(tmp / "runs"),
             "train.precision": precision, "method_params.full.train_embeddings": train_embeddings,
+            "train.compile": compile_, **({"model.name": model} if model else {}),
         })
         return flat(ftlab_train(cfg, "full", tmp / "runs/full"))
 
 
-def run_ftlab(n_train: int, precision: str, train_embeddings: bool = True) -> dict:
-    metrics = train_ftlab(n_train, precision, train_embeddings)
+def run_ftlab(variant: str, n_train: int) -> dict:
+    metrics = train_ftlab(n_train, "fp32" if variant == "ftlab_fp32" else "auto",
+                          train_embeddings=variant != "ftlab_frozen_embeddings",
+                          compile_="on" if variant == "ftlab_compiled" else "auto")
     return {"samples_per_second": metrics["train_samples_per_second"], "accuracy": metrics["accuracy"],
             "seconds": metrics["train_seconds"], "precision": metrics["precision"]}
 
@@ -120,18 +126,20 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=1024)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=VARIANTS[:-1],
+                        help="what to run (plain, careful and ftlab always are)")
     parser.add_argument("--name", default="throughput", help="results file stem (e.g. throughput_gpu)")
     args = parser.parse_args()
+    args.variants = ["plain", "careful", "ftlab"] + [v for v in args.variants if v not in ("plain", "careful", "ftlab")]
     if args.variant:  # child process: one measurement, printed as JSON
         if args.variant.startswith("ftlab"):
-            result = run_ftlab(args.n_train, "fp32" if args.variant == "ftlab_fp32" else "auto",
-                               train_embeddings=args.variant != "ftlab_frozen_embeddings")
+            result = run_ftlab(args.variant, args.n_train)
         else:
             result = run_baseline(args.variant, args.n_train)
         print("RESULT " + json.dumps(result))
         return
 
-    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    runs: dict[str, list[dict]] = {v: [] for v in args.variants}
     for pair in range(args.pairs):
         for variant in runs:
             done = subprocess.run([sys.executable, __file__, "--variant", variant, "--n-train", str(args.n_train)],
@@ -150,15 +158,15 @@ def main() -> None:
         "ratio": round(median["ftlab"] / median["plain"], 2),
         "ratio_careful": round(median["ftlab"] / median["careful"], 3),
         "ftlab_precision": runs["ftlab"][0]["precision"],
-        "ftlab_fp32_samples_per_second": round(median["ftlab_fp32"], 2),
-        "ratio_careful_fp32": round(median["ftlab_fp32"] / median["careful"], 3),
         "baseline_accuracy": accuracy["plain"],
         "careful_accuracy": accuracy["careful"],
         "ftlab_accuracy": accuracy["ftlab"],
-        "ftlab_fp32_accuracy": accuracy["ftlab_fp32"],
-        "ftlab_frozen_embeddings_samples_per_second": round(median["ftlab_frozen_embeddings"], 2),
-        "ratio_frozen_embeddings": round(median["ftlab_frozen_embeddings"] / median["ftlab"], 3),
-        "ftlab_frozen_embeddings_accuracy": accuracy["ftlab_frozen_embeddings"],
+    }
+    for v in args.variants[3:]:  # each further ftlab variant against careful and ftlab
+        out |= {f"{v}_samples_per_second": round(median[v], 2), f"{v}_accuracy": accuracy[v],
+                f"{v}_ratio_careful": round(median[v] / median["careful"], 3),
+                f"{v}_ratio_ftlab": round(median[v] / median["ftlab"], 3)}
+    out |= {
         "n_train": args.n_train,
         "pairs": args.pairs,
         "device": _device(),
