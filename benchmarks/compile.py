@@ -57,7 +57,7 @@ def run_variant(variant: str, n_train: int, epochs: int) -> dict:
     """Train ``epochs`` epochs of ``variant``; seconds per epoch and tokens."""
     from ftlab.config import load_config
     from ftlab.methods import get_method
-    from ftlab.train import use_bf16
+    from ftlab.trainer import use_bf16
 
     cfg = load_config()
     torch.manual_seed(0)
@@ -95,7 +95,7 @@ def matmul_share(n_train: int) -> float:
     from torch.profiler import ProfilerActivity, profile
 
     from ftlab.config import load_config
-    from ftlab.train import use_bf16
+    from ftlab.trainer import use_bf16
 
     cfg = load_config()
     model = cfg.task_type().build_model(cfg.model, ["0", "1"], None).train()

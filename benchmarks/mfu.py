@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ftlab.train import use_bf16
+from ftlab.trainer import use_bf16
 from throughput import BATCH, RESULTS, load, train_ftlab
 
 

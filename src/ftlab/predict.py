@@ -176,7 +176,7 @@ def predict_file(model_dir: Path, input_path: Path, output: Path, text_column: s
     from tqdm.auto import tqdm
 
     from ftlab.export import load_exported
-    from ftlab.train import use_bf16
+    from ftlab.trainer import use_bf16
 
     model_dir, input_path, output = Path(model_dir), Path(input_path), Path(output)
     if output.resolve() == input_path.resolve():

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -39,43 +38,10 @@ from ftlab.parallel import (
     world_size,
 )
 from ftlab.tasks import Task
-from ftlab.trainer import BestState, FiniteLoss, FtlabTrainer, NoFinalCheckpoint, dvclive_callback
+from ftlab.trainer import BestState, bucket, build_trainer, static_graphs, use_compile
 
 log = logging.getLogger(__name__)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def use_bf16(precision: str) -> bool:
-    """Whether train.precision means bf16 autocast on this machine (see TrainConfig.precision)."""
-    if precision != "auto":
-        return precision == "bf16"
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    cpu = torch.cpu
-    return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-
-
-def use_compile(setting: str) -> bool:
-    """Whether train.compile means compiled steps here. auto is off for now: the measurements so far
-    (a 2-core fp32 CPU, benchmarks/results/compile.json) found no speed-up to pay for the warm-up."""
-    return setting == "on"
-
-
-def bucket(cfg: Config) -> int | None:
-    """The multiple of tokens every batch is padded to: train.pad_to_multiple_of, else 16 when
-    compiled (eight static shapes up to 128 tokens, instead of a new shape at nearly every batch)."""
-    return cfg.train.pad_to_multiple_of or (16 if use_compile(cfg.train.compile) else None)
-
-
-def _static_graphs(cfg: Config, multiple: int) -> None:
-    """One compiled graph per length bucket: dynamo otherwise turns a dimension dynamic at its first
-    new size (the dynamic graph gave no speed-up), and stops compiling after 8 graphs."""
-    import torch._dynamo
-
-    buckets = math.ceil(cfg.model.max_length / multiple)
-    torch._dynamo.config.automatic_dynamic_shapes = False
-    # train and eval batches, and a short last batch of each, per bucket
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 4 * buckets)
 
 
 @torch.inference_mode()
@@ -169,61 +135,6 @@ def subsample(train: pd.DataFrame, size: int | Literal["all"], seed: int) -> pd.
     return train.iloc[keep].reset_index(drop=True)
 
 
-def _max_steps(cfg: Config, params: Any, n_train: int) -> int:
-    """train.max_steps, raised to train.min_steps when the epochs would give fewer steps."""
-    if cfg.train.max_steps > 0 or cfg.train.min_steps == 0:
-        return cfg.train.max_steps
-    steps = math.ceil((params.epochs or cfg.train.epochs) * math.ceil(n_train / cfg.train.batch_size))
-    return cfg.train.min_steps if steps < cfg.train.min_steps else -1
-
-
-def _training_args(cfg: Config, params: Any, output_dir: Path, checkpoints: bool, seed: int, max_steps: int):
-    from transformers import TrainingArguments
-
-    cuda = torch.cuda.is_available()
-    # train.batch_size is the global batch: under torchrun each of the N processes takes 1/N of it,
-    # so a step learns the same whatever the number of processes
-    processes = world_size()
-    if cfg.train.batch_size % processes:
-        raise ValueError(f"train.batch_size={cfg.train.batch_size} is the global batch: it must divide "
-                         f"evenly between the {processes} training processes")
-    return TrainingArguments(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=cfg.train.batch_size // processes,
-        per_device_eval_batch_size=cfg.train.eval_batch_size,
-        num_train_epochs=params.epochs or cfg.train.epochs,
-        max_steps=max_steps,
-        learning_rate=params.lr,  # the schedule's reference; each param group keeps its own lr
-        lr_scheduler_type="linear",
-        warmup_steps=cfg.train.warmup_ratio,  # a float below 1 is a ratio of the total steps
-        eval_strategy="steps",
-        eval_steps=cfg.train.eval_steps,
-        eval_on_start=True,  # step 0: the curves start at the pretrained model, the baseline to beat
-        # a log at every evaluation step, where checkpoints are saved: FiniteLoss then stops a NaN
-        # loss before it can reach a checkpoint
-        logging_steps=math.gcd(cfg.train.logging_steps, cfg.train.eval_steps),
-        # checkpoints (model, optimizer, scheduler, RNG, BestState) for resuming an interrupted run;
-        # the best weights themselves are kept in memory by BestState
-        save_strategy="steps" if checkpoints else "no",
-        save_steps=cfg.train.eval_steps,
-        save_total_limit=1,
-        report_to=[],  # TensorBoard is attached explicitly, with the run's own log dir
-        seed=seed,
-        data_seed=seed,
-        train_sampling_strategy="group_by_length",
-        use_cpu=not cuda,
-        bf16=use_bf16(cfg.train.precision),
-        torch_compile=use_compile(cfg.train.compile),
-        # TF32 for the matmuls left in fp32 (outside autocast) on Ampere and newer; None: torch's default
-        tf32=True if cuda and torch.cuda.get_device_capability()[0] >= 8 else None,
-        label_names=["labels"],
-        logging_nan_inf_filter=False,  # a NaN loss must reach FiniteLoss, not be averaged away
-        # our models average the loss over their batch themselves; with this on, the Trainer also
-        # multiplies it by the number of processes under DDP, doubling loss and gradients on 2
-        average_tokens_across_devices=False,
-    )
-
-
 @contextmanager
 def _output_dir(out_dir: Path) -> Iterator[Path]:
     """Where this process writes: the run directory (atomically) on the main process; on the other
@@ -286,6 +197,34 @@ def _evaluate(task: Task, model: nn.Module, trainer: Any, ds: dict, splits: dict
     return decision, test, (time.perf_counter() - start) / len(ds["test"])
 
 
+def _record(cfg: Config, method_name: str, cell: Cell, trainer: Any, best: BestState, ds: dict, test: pd.DataFrame,
+            labels: list[str], decision: dict, counts: tuple[int, int], cost: dict, model_dir: Path) -> dict:
+    """metrics.json: the test metrics, what trained, the best step and the measured cost."""
+    task, state = cfg.task_type(), trainer.state
+    trainable, total = counts
+    return {
+        "method": method_name,
+        "task": task.name,
+        "primary_metric": task.primary.name,
+        **task.test_metrics(test, labels),
+        "decision": decision,
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_percent": round(100 * trainable / total, 4),
+        "best_step": best.best_step,
+        "best_validation": {"metric": best_metric(cfg).name, "value": best.best_value},
+        "steps": state.global_step,
+        "epochs": round(state.epoch or 0.0, 4),
+        "n_train": len(ds["train"]),
+        "n_validation": len(ds["validation"]),
+        "n_test": len(ds["test"]),
+        "seed": cell.seed,
+        "train_size": cell.train_size,
+        "artifact_bytes": dir_bytes(model_dir),  # the weights a user deploys
+        "cost": cost,
+    }
+
+
 def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = None,
           seed: int | None = None, train_size: int | Literal["all"] = "all") -> dict:
     """Fine-tune ``method_name`` on the prepared data and write the run directory ``out_dir``.
@@ -296,9 +235,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
     Under ``torchrun``/``accelerate launch`` every process calls this; they train one model together
     and the main process (rank 0) alone evaluates it and writes the run; the others return ``{}``.
     """
-    from torch.utils.tensorboard import SummaryWriter
     from transformers import set_seed
-    from transformers.integrations import TensorBoardCallback
 
     method, task = get_method(method_name), cfg.task_type()
     params = cfg.params_for(method_name)
@@ -316,7 +253,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
     log.info("%s: training %s of %s parameters (%.3f%%)", method_name, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     groups = method.param_groups(model, params, cfg.train.weight_decay)
     if use_compile(cfg.train.compile):
-        _static_graphs(cfg, bucket(cfg) or 1)
+        static_graphs(cfg, bucket(cfg) or 1)
 
     ckpt_root = checkpoint_dir(cfg, cell)
     resume = _last_checkpoint(ckpt_root)
@@ -327,25 +264,8 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
         best.load(resume)
     with _output_dir(Path(out_dir)) as tmp:
         work = ckpt_root or tmp / "trainer"
-        callbacks = [best, FiniteLoss(method_name), NoFinalCheckpoint()]
-        if is_main_process():
-            callbacks.append(TensorBoardCallback(SummaryWriter(str(work / "tensorboard"))))
-            callbacks.append(dvclive_callback(work / "dvclive"))
-        trainer = FtlabTrainer(
-            model=model,
-            args=_training_args(cfg, params, work, ckpt_root is not None, cell.seed, _max_steps(cfg, params, len(ds["train"]))),
-            train_dataset=ds["train"],
-            eval_dataset={"train": train_eval, "validation": ds["validation"]},
-            data_collator=task.collator(tokenizer, bucket(cfg)),
-            processing_class=tokenizer,
-            # one array of outputs: the models here return no others (EvalPrediction allows a tuple)
-            compute_metrics=lambda p: task.eval_metrics(cast(np.ndarray, p.predictions), cast(np.ndarray, p.label_ids), labels),
-            preprocess_logits_for_metrics=task.reduce_logits,
-            # fused: one kernel over all parameters; on CPU 2-5x faster per step than the default
-            # per-tensor loop (benchmarks/results/adamw.json), and the optimizer was 17% of a step
-            optimizers=(torch.optim.AdamW(groups, lr=params.lr, fused=True), None),
-            callbacks=callbacks,
-        )
+        trainer = build_trainer(cfg, method_name, model, tokenizer, ds, train_eval, labels, work, cell.seed,
+                                ckpt_root is not None, best, groups)
         with PeakMemory() as memory:
             train_seconds = _fit(trainer, method_name, cfg, resume)
         trainer.accelerator.wait_for_everyone()  # every rank's checkpoint files are written before rank 0 goes on
@@ -358,33 +278,14 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
         train_predictions = scored(task, model, trainer, train_rows, train_eval, labels, decision, cfg.train.eval_batch_size)
         save_weights(model, tmp / "model", method.saves_adapter)
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
-        state = trainer.state
-        metrics = {
-            "method": method_name,
-            "task": task.name,
-            "primary_metric": task.primary.name,
-            **task.test_metrics(test, labels),
-            "decision": decision,
-            "trainable_params": trainable,
-            "total_params": total,
-            "trainable_percent": round(100 * trainable / total, 4),
-            "best_step": best.best_step,
-            "best_validation": {"metric": metric.name, "value": best.best_value},
-            "steps": state.global_step,
-            "epochs": round(state.epoch or 0.0, 4),
-            "n_train": len(ds["train"]),
-            "n_validation": len(ds["validation"]),
-            "n_test": len(ds["test"]),
-            "seed": cell.seed,
-            "train_size": cell.train_size,
-            "artifact_bytes": dir_bytes(tmp / "model"),  # the weights a user deploys
-            "cost": {**_cost(cfg, trainer, train_seconds, len(ds["train"]), memory),
-                     "eval_latency_ms_per_sample": round(1000 * latency, 4)},
-        }
+        cost = {**_cost(cfg, trainer, train_seconds, len(ds["train"]), memory),
+                "eval_latency_ms_per_sample": round(1000 * latency, 4)}
+        metrics = _record(cfg, method_name, cell, trainer, best, ds, test, labels, decision, (trainable, total), cost,
+                          tmp / "model")
         test.to_parquet(tmp / "predictions.parquet", index=False)
         train_predictions.to_parquet(tmp / "train_predictions.parquet", index=False)
         write_json(tmp / "metrics.json", metrics)
-        write_json(tmp / "history.json", _history(state.log_history, task))
+        write_json(tmp / "history.json", _history(trainer.state.log_history, task))
         write_json(tmp / "labels.json", labels)
         write_json(tmp / "param_groups.json", [
             {"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups

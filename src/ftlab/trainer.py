@@ -1,5 +1,5 @@
-"""The Trainer as ftlab uses it: a resumable length-grouped sampler, early stopping that restores
-the best weights, and a divergence guard."""
+"""The Trainer as ftlab uses it: its arguments (precision, compilation, length buckets), a resumable
+length-grouped sampler, early stopping that restores the best weights, and a divergence guard."""
 
 from __future__ import annotations
 
@@ -7,11 +7,19 @@ import json
 import logging
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from ftlab.config import Config
+from ftlab.parallel import is_main_process, world_size
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -157,3 +165,119 @@ def dvclive_callback(directory: Path) -> TrainerCallback:
     from transformers.integrations import DVCLiveCallback
 
     return DVCLiveCallback(live=Live(str(directory), save_dvc_exp=False, dvcyaml=False, report=None))
+
+
+def use_bf16(precision: str) -> bool:
+    """Whether train.precision means bf16 autocast on this machine (see TrainConfig.precision)."""
+    if precision != "auto":
+        return precision == "bf16"
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def use_compile(setting: str) -> bool:
+    """Whether train.compile means compiled steps here. auto is off for now: the measurements so far
+    (a 2-core fp32 CPU, benchmarks/results/compile.json) found no speed-up to pay for the warm-up."""
+    return setting == "on"
+
+
+def bucket(cfg: Config) -> int | None:
+    """The multiple of tokens every batch is padded to: train.pad_to_multiple_of, else 16 when
+    compiled (eight static shapes up to 128 tokens, instead of a new shape at nearly every batch)."""
+    return cfg.train.pad_to_multiple_of or (16 if use_compile(cfg.train.compile) else None)
+
+
+def static_graphs(cfg: Config, multiple: int) -> None:
+    """One compiled graph per length bucket: dynamo otherwise turns a dimension dynamic at its first
+    new size (the dynamic graph gave no speed-up), and stops compiling after 8 graphs."""
+    import torch._dynamo
+
+    buckets = math.ceil(cfg.model.max_length / multiple)
+    torch._dynamo.config.automatic_dynamic_shapes = False
+    # train and eval batches, and a short last batch of each, per bucket
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 4 * buckets)
+
+
+def _max_steps(cfg: Config, params: Any, n_train: int) -> int:
+    """train.max_steps, raised to train.min_steps when the epochs would give fewer steps."""
+    if cfg.train.max_steps > 0 or cfg.train.min_steps == 0:
+        return cfg.train.max_steps
+    steps = math.ceil((params.epochs or cfg.train.epochs) * math.ceil(n_train / cfg.train.batch_size))
+    return cfg.train.min_steps if steps < cfg.train.min_steps else -1
+
+
+def training_args(cfg: Config, params: Any, output_dir: Path, checkpoints: bool, seed: int, max_steps: int):
+    from transformers import TrainingArguments
+
+    cuda = torch.cuda.is_available()
+    # train.batch_size is the global batch: under torchrun each of the N processes takes 1/N of it,
+    # so a step learns the same whatever the number of processes
+    processes = world_size()
+    if cfg.train.batch_size % processes:
+        raise ValueError(f"train.batch_size={cfg.train.batch_size} is the global batch: it must divide "
+                         f"evenly between the {processes} training processes")
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=cfg.train.batch_size // processes,
+        per_device_eval_batch_size=cfg.train.eval_batch_size,
+        num_train_epochs=params.epochs or cfg.train.epochs,
+        max_steps=max_steps,
+        learning_rate=params.lr,  # the schedule's reference; each param group keeps its own lr
+        lr_scheduler_type="linear",
+        warmup_steps=cfg.train.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        eval_strategy="steps",
+        eval_steps=cfg.train.eval_steps,
+        eval_on_start=True,  # step 0: the curves start at the pretrained model, the baseline to beat
+        # a log at every evaluation step, where checkpoints are saved: FiniteLoss then stops a NaN
+        # loss before it can reach a checkpoint
+        logging_steps=math.gcd(cfg.train.logging_steps, cfg.train.eval_steps),
+        # checkpoints (model, optimizer, scheduler, RNG, BestState) for resuming an interrupted run;
+        # the best weights themselves are kept in memory by BestState
+        save_strategy="steps" if checkpoints else "no",
+        save_steps=cfg.train.eval_steps,
+        save_total_limit=1,
+        report_to=[],  # TensorBoard is attached explicitly, with the run's own log dir
+        seed=seed,
+        data_seed=seed,
+        train_sampling_strategy="group_by_length",
+        use_cpu=not cuda,
+        bf16=use_bf16(cfg.train.precision),
+        torch_compile=use_compile(cfg.train.compile),
+        # TF32 for the matmuls left in fp32 (outside autocast) on Ampere and newer; None: torch's default
+        tf32=True if cuda and torch.cuda.get_device_capability()[0] >= 8 else None,
+        label_names=["labels"],
+        logging_nan_inf_filter=False,  # a NaN loss must reach FiniteLoss, not be averaged away
+        # our models average the loss over their batch themselves; with this on, the Trainer also
+        # multiplies it by the number of processes under DDP, doubling loss and gradients on 2
+        average_tokens_across_devices=False,
+    )
+
+
+def build_trainer(cfg: Config, method_name: str, model: nn.Module, tokenizer: Any, ds: dict, train_eval: Any,
+                  labels: list[str], work: Path, seed: int, checkpoints: bool, best: BestState, groups: list[dict]) -> Any:
+    """The FtlabTrainer of one cell: its callbacks (logs on the main process only), arguments and optimizer."""
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    task, params = cfg.task_type(), cfg.params_for(method_name)
+    callbacks = [best, FiniteLoss(method_name), NoFinalCheckpoint()]
+    if is_main_process():
+        callbacks.append(TensorBoardCallback(SummaryWriter(str(work / "tensorboard"))))
+        callbacks.append(dvclive_callback(work / "dvclive"))
+    return FtlabTrainer(
+        model=model,
+        args=training_args(cfg, params, work, checkpoints, seed, _max_steps(cfg, params, len(ds["train"]))),
+        train_dataset=ds["train"],
+        eval_dataset={"train": train_eval, "validation": ds["validation"]},
+        data_collator=task.collator(tokenizer, bucket(cfg)),
+        processing_class=tokenizer,
+        # one array of outputs: the models here return no others (EvalPrediction allows a tuple)
+        compute_metrics=lambda p: task.eval_metrics(cast(np.ndarray, p.predictions), cast(np.ndarray, p.label_ids), labels),
+        preprocess_logits_for_metrics=task.reduce_logits,
+        # fused: one kernel over all parameters; on CPU 2-5x faster per step than the default
+        # per-tensor loop (benchmarks/results/adamw.json), and the optimizer was 17% of a step
+        optimizers=(torch.optim.AdamW(groups, lr=params.lr, fused=True), None),
+        callbacks=callbacks,
+    )

@@ -33,5 +33,6 @@ class Full(Method):
     def prepare(self, model: nn.Module, params: Any, task_type: str = "SEQ_CLS") -> nn.Module:
         model.requires_grad_(True)
         if not params.train_embeddings:
-            model.get_input_embeddings().requires_grad_(False)
+            # every model here has it (transformers' and ftlab's heads), though nn.Module does not declare it
+            model.get_input_embeddings().requires_grad_(False)  # type: ignore[operator]
         return model
