@@ -243,6 +243,10 @@ def training_args(cfg: Config, params: Any, output_dir: Path, checkpoints: bool,
         data_seed=seed,
         train_sampling_strategy="group_by_length",
         use_cpu=not cuda,
+        # on a GPU: batches in pinned memory, copied while the previous step computes (a MiniLM step
+        # there is bound by the host, not the GPU: benchmarks/results/mfu_gpu.json)
+        dataloader_pin_memory=cuda,
+        accelerator_config={"non_blocking": cuda},
         bf16=use_bf16(cfg.train.precision),
         torch_compile=use_compile(cfg.train.compile),
         # TF32 for the matmuls left in fp32 (outside autocast) on Ampere and newer; None: torch's default
