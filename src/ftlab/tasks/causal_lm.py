@@ -118,6 +118,7 @@ class CausalLM(Task):
     unsupported_methods: ClassVar[dict[str, str]] = {"probe": "a causal LM has no new head: its output layer is pretrained, so training "
                                     "it alone is no linear probe"}
     builtin_sources = ("copy", "reverse", "sort")
+    loss_over_batch_tokens = True
 
     @property
     def selection_metric(self) -> Metric:
