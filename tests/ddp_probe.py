@@ -28,7 +28,7 @@ def observe(module: nn.Module, args: tuple) -> None:
         return
     if not trained:
         trained.append(module)
-    # BERT's word embedding is the one with a padding index (positions and token types have none)
+    # the word embedding is the one with a padding index (BERT's positions and token types have none)
     if isinstance(module, nn.Embedding) and module.padding_idx is not None:
         batches.append([[t for t in row if t != module.padding_idx] for row in args[0].tolist()])  # [PAD] is never text
 

@@ -5,6 +5,7 @@ built-in synthetic dataset through the CLI, and the named errors for bad input."
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,11 @@ def test_config_refuses_the_probe_and_the_classification_columns():
 def test_synthetic_datasets_are_distinct_and_deterministic():
     df = synthetic("reverse", 200, seed=1)
     assert df["prompt"].is_unique and df.equals(synthetic("reverse", 200, seed=1))
+    # and in another process, whose string hashes differ
+    code = "from ftlab.tasks.causal_lm import synthetic; print(synthetic('reverse', 200, seed=1).to_json())"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": "12345"})
+    assert other.stdout.strip() == df.to_json()
     row = df.iloc[0]
     assert row["prompt"].split()[1:][::-1] == row["response"].split()
     assert synthetic("sort", 5, 0)["response"].map(lambda r: r.split() == sorted(r.split())).all()

@@ -193,8 +193,9 @@ def model_card(cfg: Config, meta: dict, metrics: dict, comparison: dict, out: Pa
     """The model card: YAML metadata, the verdict, the numbers and how to load it without ftlab."""
     front = yaml.safe_dump(_card_metadata(cfg, meta, metrics, comparison), sort_keys=False, allow_unicode=True)
     report = os.path.relpath(cfg.report.dir / "comparison.md", out)
+    labels = f" ({', '.join(meta['labels'])})" if meta["labels"] else ""  # a regressor or a causal LM has none
     return (f"---\n{front}---\n\n# {cfg.promote.name}\n\n"
-            f"A {meta['task']} model ({', '.join(meta['labels'])}) fine-tuned from `{meta['base_model']}` with "
+            f"A {meta['task']} model{labels} fine-tuned from `{meta['base_model']}` with "
             f"`{meta['method']}` (seed {meta['seed']}, train size {meta['train_size']}), promoted by ftlab.\n\n"
             + "Test-set " + ", ".join(f"{m.label} {metrics[m.name]:.4f}" for m in cfg.task_type().metrics)
             + f" (evaluated in {meta['precision']}).\n\n"

@@ -253,9 +253,13 @@ def training_args(cfg: Config, params: Any, output_dir: Path, checkpoints: bool,
         tf32=True if cuda and torch.cuda.get_device_capability()[0] >= 8 else None,
         label_names=["labels"],
         logging_nan_inf_filter=False,  # a NaN loss must reach FiniteLoss, not be averaged away
-        # our models average the loss over their batch themselves; with this on, the Trainer also
-        # multiplies it by the number of processes under DDP, doubling loss and gradients on 2
-        average_tokens_across_devices=False,
+        # Our classification, regression and tagging models average the loss over their batch
+        # themselves; with this on, the Trainer also multiplies it by the number of processes under
+        # DDP, doubling loss and gradients on 2. A causal LM divides its summed token loss by the
+        # Trainer's token count instead: off, each process divides by its own half batch's count and
+        # DDP's mean of the two means weighs a token by how few its half had (off by 0.1% in the loss
+        # of tests/test_ddp.py); on, both divide by the whole batch's count, times the processes.
+        average_tokens_across_devices=cfg.task_type().loss_over_batch_tokens,
     )
 
 

@@ -91,6 +91,9 @@ class Task:
     calibrated: ClassVar[bool] = False  # True: calibrate() tunes a decision setting on validation
     file_suffixes: ClassVar[tuple[str, ...]] = ()  # file types read_file reads (e.g. CoNLL columns)
     builtin_sources: ClassVar[tuple[str, ...]] = ()  # datasets the task generates: data.source: builtin:<name>
+    # True: the model's loss is a sum over label tokens divided by the Trainer's num_items_in_batch
+    # (a causal LM's), which under DDP must count the tokens of every process's share of the batch
+    loss_over_batch_tokens: ClassVar[bool] = False
 
     def __init__(self, opts: TaskOptions | None = None):
         self.opts: Any = opts if opts is not None else self.Options(type=self.name)

@@ -77,10 +77,12 @@ def synthetic(name: str, n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     if n > 8**5:
         raise DataError(f"data.demo.n_samples={n}: builtin:{name} has fewer distinct examples")
-    seen: set[tuple[str, ...]] = set()
+    # a dict, not a set: a set of strings iterates in an order that varies with each process's hash
+    # seed, and the dataset with it (the same params gave `dvc repro` and the flow different splits)
+    seen: dict[tuple[str, ...], None] = {}
     while len(seen) < n:
-        seen.add(tuple(rng.choice(SYMBOLS, size=int(rng.integers(2, 6)))))
-    rows = sorted(seen, key=lambda s: rng.random())
+        seen[tuple(rng.choice(SYMBOLS, size=int(rng.integers(2, 6))))] = None
+    rows = list(seen)  # in the order drawn: already random
     answers = {"copy": rows, "reverse": [s[::-1] for s in rows], "sort": [tuple(sorted(s)) for s in rows]}[name]
     return pd.DataFrame({"prompt": [f"{name}: {' '.join(s)}" for s in rows],
                          "response": [" ".join(s) for s in answers]})
@@ -118,6 +120,7 @@ class CausalLM(Task):
     unsupported_methods: ClassVar[dict[str, str]] = {"probe": "a causal LM has no new head: its output layer is pretrained, so training "
                                     "it alone is no linear probe"}
     builtin_sources = ("copy", "reverse", "sort")
+    loss_over_batch_tokens = True
 
     @property
     def selection_metric(self) -> Metric:
