@@ -5,11 +5,14 @@
 
 For each dataset (``benchmarks/params/tasks_<dataset>.yaml``, data read from ``../shared/data/``)
 full, llrd, LoRA and prompt tuning train on the train file (validation carved from it) in their
-own ``ftlab train`` process, and are scored on the dev file, which training never sees. Baselines:
+own ``ftlab train`` process, and are scored on the dev file, which training never sees. That is the
+``comparison`` recipe, sized so that every method fits a 2-core CPU; ``--recipe targets`` trains
+with ``tasks_<dataset>_targets.yaml`` instead (all the data, more epochs: what issue 13's targets
+for full fine-tuning assume). Rows carry their recipe; methods are ranked within one recipe only. Baselines:
 the task's trivial predictor and a linear probe (``probe``: the head on the frozen encoder) for
 every dataset, and for sentence-pair regression the zero-shot cosine similarity of MiniLM's
 sentence embeddings. Writes ``benchmarks/results/tasks.json`` (one row per dataset x method;
-re-running some datasets or methods replaces only their rows) and ``tasks.md``.
+re-running some datasets, methods or recipes replaces only their rows) and ``tasks.md``.
 """
 
 from __future__ import annotations
@@ -38,8 +41,15 @@ TARGETS = {"stsb": ("spearman", 0.87), "conll2003": ("f1", 0.90), "goemotions": 
 WORK = HERE / ".work" / "tasks"
 
 
-def params_file(dataset: str) -> Path:
-    return HERE / "params" / f"tasks_{dataset}.yaml"
+RECIPES = {"comparison": "tasks_{}.yaml", "targets": "tasks_{}_targets.yaml"}
+
+
+def params_file(dataset: str, recipe: str = "comparison") -> Path:
+    return HERE / "params" / RECIPES[recipe].format(dataset)
+
+
+def recipe_of(r: dict) -> str:
+    return r.get("recipe", "comparison")
 
 
 def selector(method: str) -> str:
@@ -61,26 +71,27 @@ def row(dataset: str, cfg: Any, method: str, metrics: dict | None, **extra: Any)
             "n_train": metrics.get("n_train"), "n_test": metrics.get("n_test"), "secondary": secondary, **extra}
 
 
-def train_row(dataset: str, cfg: Any, method: str, overrides: list[str]) -> dict:
+def train_row(dataset: str, cfg: Any, method: str, overrides: list[str], recipe: str) -> dict:
     """Train ``method`` in a fresh ``ftlab train`` process (so its peak memory is its own)."""
     from ftlab.config import ConfigError, load_config
     from ftlab.metrics import flat
 
-    params = params_file(dataset)
+    params = params_file(dataset, recipe)
     try:  # a method that cannot train this task is refused when the config loads
         load_config(params, {"methods": [method], **_parsed(overrides)})
     except ConfigError as e:
         log.info("%s/%s refused: %s", dataset, method, e)
         return row(dataset, cfg, method, None, note=f"refused at config load: {' '.join(str(e).split())}")
-    out = WORK / dataset / method
+    out = WORK / dataset / method if recipe == "comparison" else WORK / recipe / dataset / method
     shutil.rmtree(out, ignore_errors=True)  # never read a stale metrics.json
     cmd = ["ftlab", "train", "-m", method, "-p", str(params), "--out", str(out), f"-Smethods=[{method}]"]
     cmd += [f"-S{o}" for o in overrides]
     log.info("$ %s", " ".join(cmd))
-    with open(WORK / "logs" / f"{dataset}_{method}.log", "w") as logfile:
+    logged = WORK / "logs" / f"{dataset}_{method}{'' if recipe == 'comparison' else '_' + recipe}.log"
+    with open(logged, "w") as logfile:
         done = subprocess.run(cmd, stdout=logfile, stderr=subprocess.STDOUT, text=True)
     if not (out / "metrics.json").is_file():
-        tail = (WORK / "logs" / f"{dataset}_{method}.log").read_text().strip().splitlines()[-1:]
+        tail = logged.read_text().strip().splitlines()[-1:]
         log.error("%s/%s failed (exit %d): %s", dataset, method, done.returncode, tail)
         return row(dataset, cfg, method, None, note=f"error: {' '.join(tail)}")
     raw = json.loads((out / "metrics.json").read_text())
@@ -146,29 +157,35 @@ def zero_shot_row(dataset: str, cfg: Any) -> dict | None:
                note="cosine in [-1, 1], not the 0-5 scale: only rank and linear correlation are comparable")
 
 
-def run_dataset(dataset: str, methods: list[str], overrides: list[str]) -> Iterator[dict]:
-    """The rows of ``dataset``, one by one as they finish."""
+def run_dataset(dataset: str, methods: list[str], overrides: list[str], recipe: str) -> Iterator[dict]:
+    """The rows of ``dataset``, one by one as they finish, each marked with its recipe."""
     from ftlab.config import load_config
     from ftlab.data import load_prepared
 
-    cfg = load_config(params_file(dataset), _parsed(overrides))
+    if not params_file(dataset, recipe).is_file():
+        log.info("%s: no %s recipe (%s)", dataset, recipe, params_file(dataset, recipe).name)
+        return
+    cfg = load_config(params_file(dataset, recipe), _parsed(overrides))
     load_prepared(cfg)  # prepared once here, before the training processes read it
     for method in methods:
         if method == "trivial":
-            yield trivial_row(dataset, cfg)
+            rows = [trivial_row(dataset, cfg)]
         elif method == "zero_shot_cosine":
-            yield from [r for r in [zero_shot_row(dataset, cfg)] if r]
+            rows = [r for r in [zero_shot_row(dataset, cfg)] if r]
         else:
-            yield train_row(dataset, cfg, method, overrides)
+            rows = [train_row(dataset, cfg, method, overrides, recipe)]
+        yield from (r | {"recipe": recipe} for r in rows)
 
 
 def merge(rows: list[dict], path: Path) -> list[dict]:
     """``rows`` plus the earlier rows of the datasets and methods not re-run, in a fixed order."""
-    fresh = {(r["dataset"], selector(r["method"])) for r in rows}
+    fresh = {(r["dataset"], selector(r["method"]), recipe_of(r)) for r in rows}
     if path.is_file():
-        rows += [r for r in json.loads(path.read_text()) if (r["dataset"], selector(r["method"])) not in fresh]
+        rows += [r for r in json.loads(path.read_text())
+                 if (r["dataset"], selector(r["method"]), recipe_of(r)) not in fresh]
     order = TRAINED + BASELINES
-    return sorted(rows, key=lambda r: (DATASETS.index(r["dataset"]), order.index(selector(r["method"]))))
+    return sorted(rows, key=lambda r: (DATASETS.index(r["dataset"]), list(RECIPES).index(recipe_of(r)),
+                                       order.index(selector(r["method"]))))
 
 
 def _value(r: dict, metric: str) -> float | None:
@@ -192,7 +209,8 @@ def table(rows: list[dict]) -> list[str]:
 
 def ranking(rows: list[dict], dataset: str) -> list[str]:
     """The fine-tuning methods of ``dataset`` best first (every primary metric here is higher-is-better)."""
-    scored = [r for r in rows if r["dataset"] == dataset and r["method"] in TRAINED and r["value"] is not None]
+    scored = [r for r in rows if r["dataset"] == dataset and r["method"] in TRAINED and r["value"] is not None
+              and recipe_of(r) == "comparison"]
     return [r["method"] for r in sorted(scored, key=lambda r: -r["value"])]
 
 
@@ -209,7 +227,8 @@ def findings(rows: list[dict]) -> list[str]:
         line = f"{dataset}: {' > '.join(order)}"
         if len(common) > 1:
             line += f" (unlike SST-2: {', '.join(swapped)})" if swapped else " (as SST-2)"
-        values = {r["method"]: r["value"] for r in rows if r["dataset"] == dataset and r["value"] is not None}
+        values = {r["method"]: r["value"] for r in rows
+                  if r["dataset"] == dataset and r["value"] is not None and recipe_of(r) == "comparison"}
         for name, value in values.items():
             beaten = [m for m in order if values[m] <= value]
             if name.startswith("baseline:") and beaten:
@@ -220,25 +239,27 @@ def findings(rows: list[dict]) -> list[str]:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["# Tasks: the methods against baselines on real data", "",
-             "`python benchmarks/tasks.py` (params: `benchmarks/params/tasks_<dataset>.yaml`; parts were run with "
-             "`--datasets ... --methods ...`, up to three such commands side by side). Test = the dataset's dev file, never "
-             "seen in training; validation is carved from the train file. Each trained cell is one `ftlab train` "
-             "process with one thread, fp32 (this CPU has no native bf16). The 2-core machine was shared with other "
-             "engineers' jobs (load average 8-10): train seconds are comparable within a dataset only, and loosely. "
-             "The data sizes and epochs in the params files are what that machine could train in about two hours, "
-             "not what the targets need.", ""]
+             "`python benchmarks/tasks.py` (params: `benchmarks/params/tasks_<dataset>.yaml`, the **comparison** recipe) "
+             "and `python benchmarks/tasks.py --recipe targets --methods full` (`tasks_<dataset>_targets.yaml`: all the "
+             "data and more epochs, what the issue's targets for full fine-tuning assume); parts were run with "
+             "`--datasets ... --methods ...`, side by side. Test = the dataset's dev file, never seen in training; "
+             "validation is carved from the train file. Each trained cell is one `ftlab train` process with one "
+             "thread, fp32 (this CPU has no native bf16). The 2-core machine ran other jobs beside these (load "
+             "average 3-10): train seconds are comparable within a table only, and loosely. The comparison recipe "
+             "is what that machine could train for every method in about two hours: rank methods within it.", ""]
     for dataset in DATASETS:
-        rs = [r for r in rows if r["dataset"] == dataset]
-        if not rs:
-            continue
-        lines += [f"## {dataset} ({rs[0]['task']})", "", *table(rs), ""]
-        full = next((r for r in rs if r["method"] == "full"), None)
-        if dataset in TARGETS and full is not None:
-            metric, target = TARGETS[dataset]
-            got = _value(full, metric)
-            verdict = "not measured" if got is None else ("met" if got >= target else "NOT met")
-            lines += [f"Target (full fine-tuning): {metric} >= {target}: {_fmt(got)}, {verdict}.", ""]
-    return "\n".join([*lines, "## Where the ranking differs from SST-2's", "", *[f"- {x}" for x in findings(rows)]])
+        for recipe in RECIPES:
+            rs = [r for r in rows if r["dataset"] == dataset and recipe_of(r) == recipe]
+            if rs:
+                lines += [f"## {dataset} ({rs[0]['task']}), {recipe} recipe", "", *table(rs), ""]
+        target = next((r for r in rows if r["dataset"] == dataset and r["method"] == "full" and recipe_of(r) == "targets"), None)
+        if dataset in TARGETS and target is not None:
+            metric, bound = TARGETS[dataset]
+            got = _value(target, metric)
+            verdict = "not measured" if got is None else ("met" if got >= bound else "NOT met")
+            lines += [f"Target (full fine-tuning, targets recipe): {metric} >= {bound}: {_fmt(got)}, {verdict}.", ""]
+    return "\n".join([*lines, "## Where the ranking differs from SST-2's (comparison recipe)", "",
+                      *[f"- {x}" for x in findings(rows)]])
 
 
 def main() -> None:
@@ -246,6 +267,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="*", choices=DATASETS, default=DATASETS)
     parser.add_argument("--methods", nargs="*", choices=TRAINED + BASELINES, default=TRAINED + BASELINES)
+    parser.add_argument("--recipe", choices=list(RECIPES), default="comparison")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="KEY=VALUE for every dataset, as ftlab -S (recorded in the rows)")
     args = parser.parse_args()
@@ -256,7 +278,7 @@ def main() -> None:
     # each row is written as it comes, so an interrupted run keeps what it has; the lock lets runs of
     # other datasets (another terminal) write at the same time
     for dataset in args.datasets:
-        for fresh in run_dataset(dataset, args.methods, args.overrides):
+        for fresh in run_dataset(dataset, args.methods, args.overrides, args.recipe):
             if args.overrides:
                 fresh["overrides"] = args.overrides
             with open(WORK / "results.lock", "w") as lock:
