@@ -3,13 +3,15 @@
     python benchmarks/compile.py [--n-train 1024] [--epochs 2]
 
 Every variant trains ftlab's full fine-tuning model (MiniLM, mean pooling, fused AdamW) on the same
-length-grouped batches of SST-2 for `--epochs` epochs, in its own process (compilation state and
-thread pools do not leak between variants), at the precision ftlab would use here:
+1,024 SST-2 sentences in batches of 32 for `--epochs` epochs, in its own process (compilation state
+and thread pools do not leak between variants), at the precision ftlab would use here:
 
-    eager              batches padded to their longest row (ftlab's default)
-    eager_bucketed     padded to multiples of 16 tokens: what the static shapes cost in padding alone
-    compiled_bucketed  torch.compile (inductor) on the 16-token buckets, one graph per shape
-    frozen_embeddings  eager, the word-embedding table frozen (method_params.full.train_embeddings false)
+    grouped            transformers' LengthGroupedSampler (sorts within megabatches), batches padded
+                       to their longest row: the careful Trainer script's batches, and ftlab's before
+    sorted             ftlab's sampler: the epoch sorted by length, batches in random order (default)
+    sorted_bucketed    sorted, padded to multiples of 16 tokens: what static shapes cost in padding
+    compiled_bucketed  torch.compile (inductor) on those 16-token buckets, one graph per shape
+    frozen_embeddings  sorted, the word-embedding table frozen (method_params.full.train_embeddings false)
 
 Reported per variant: the first epoch's seconds (compile warm-up included), the last epoch's
 (steady state), padded and real tokens, and MFU = 6 x non-embedding parameters x real tokens/s of
@@ -31,23 +33,28 @@ import torch
 from mfu import matmul_peak
 from throughput import RESULTS, load
 
-VARIANTS = ["eager", "eager_bucketed", "compiled_bucketed", "frozen_embeddings"]
+VARIANTS = ["grouped", "sorted", "sorted_bucketed", "compiled_bucketed", "frozen_embeddings"]
 BATCH = 32
 BUCKET = 16
 
 
-def batches(n_train: int, bucket: int | None) -> tuple[list[dict], int]:
-    """Length-grouped training batches as ftlab.train draws them, and their real (unpadded) tokens."""
+def batches(n_train: int, bucket: int | None, grouped: bool = False) -> tuple[list[dict], int]:
+    """One epoch's training batches, from ftlab's sampler or (``grouped``) transformers' length
+    grouping, and their real (unpadded) tokens."""
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
     from ftlab.config import load_config
     from ftlab.modeling import load_tokenizer
+    from ftlab.trainer import EpochSeededLengthSampler
 
     cfg = load_config()
     tok = load_tokenizer(cfg.model)
     df, _ = load(n_train)
     rows = [{**tok(t, truncation=True, max_length=128), "labels": y} for t, y in zip(df["sentence"], df["label"], strict=True)]
-    order = list(LengthGroupedSampler(BATCH, lengths=[len(r["input_ids"]) for r in rows], generator=torch.Generator().manual_seed(0)))
+    lengths = [len(r["input_ids"]) for r in rows]
+    sampler = (LengthGroupedSampler(BATCH, lengths=lengths, generator=torch.Generator().manual_seed(0)) if grouped
+               else EpochSeededLengthSampler(BATCH, lengths, seed=0))
+    order = list(sampler)
     collate = cfg.task_type().collator(tok, bucket)
     out = [collate([rows[i] for i in order[s : s + BATCH]]) for s in range(0, len(order), BATCH)]
     return out, sum(len(r["input_ids"]) for r in rows)
@@ -66,7 +73,7 @@ def run_variant(variant: str, n_train: int, epochs: int) -> dict:
     model = method.prepare(cfg.task_type().build_model(cfg.model, ["0", "1"], None), params).train()
     optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
     bf16 = use_bf16("auto")
-    data, real_tokens = batches(n_train, BUCKET if "bucketed" in variant else None)
+    data, real_tokens = batches(n_train, BUCKET if "bucketed" in variant else None, grouped=variant == "grouped")
     if variant == "compiled_bucketed":
         import torch._dynamo as dynamo
 
@@ -91,7 +98,7 @@ def run_variant(variant: str, n_train: int, epochs: int) -> dict:
 
 
 def matmul_share(n_train: int) -> float:
-    """Share of matmul kernels (mm, addmm, bmm) in the self time of eager ftlab steps."""
+    """Share of matmul kernels (mm, addmm, bmm) in the self time of ftlab's eager steps."""
     from torch.profiler import ProfilerActivity, profile
 
     from ftlab.config import load_config
@@ -127,24 +134,25 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=1024)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=VARIANTS)
     args = parser.parse_args()
     if args.variant:  # child process: one variant, printed as JSON
         print("RESULT " + json.dumps(run_variant(args.variant, args.n_train, args.epochs)))
         return
     runs = {}
-    for variant in VARIANTS:
+    for variant in args.variants:
         done = subprocess.run([sys.executable, __file__, "--variant", variant, "--n-train", str(args.n_train),
                                "--epochs", str(args.epochs)], capture_output=True, text=True, check=True)
         runs[variant] = json.loads(done.stdout.split("RESULT ", 1)[1])
         print(variant, runs[variant], flush=True)
-    precision = runs["eager"]["precision"]
+    precision = runs["sorted"]["precision"]
     peak = max(matmul_peak(torch.bfloat16 if precision == "bf16" else torch.float32).values())
     flops_per_token = 6 * non_embedding_params()
-    eager_steady = runs["eager"]["epoch_seconds"][-1]
+    eager_steady = runs["grouped"]["epoch_seconds"][-1]
     for r in runs.values():
         steady = r["epoch_seconds"][-1]
         r["mfu"] = round(flops_per_token * r["real_tokens"] / steady / 1e9 / peak, 4)
-        r["speedup_vs_eager"] = round(eager_steady / steady, 3)
+        r["speedup_vs_grouped"] = round(eager_steady / steady, 3)
         r["padding_overhead"] = round(r["padded_tokens"] / r["real_tokens"] - 1, 4)
     share = matmul_share(args.n_train)
     out = {"precision": precision, "matmul_peak_gflops": round(peak, 2), "matmul_share_of_eager_step": round(share, 4),
