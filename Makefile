@@ -28,7 +28,7 @@ run: install
 # one pytest-xdist worker per core, each test module on one worker (its module fixtures, such as a
 # DVC repo after `dvc repro`, are built once); `pytest -n 0` runs serially
 test: install
-	$(WITH_VENV) python -m pytest -q -n auto --dist loadfile
+	$(WITH_VENV) python -m pytest -q -n auto --dist loadfile --durations=15
 
 lint: install
 	$(WITH_VENV) ruff check .

@@ -6,9 +6,10 @@ Every variant trains ftlab's full fine-tuning model (MiniLM, mean pooling, fused
 1,024 SST-2 sentences in batches of 32 for `--epochs` epochs, in its own process (compilation state
 and thread pools do not leak between variants), at the precision ftlab would use here:
 
-    grouped            transformers' LengthGroupedSampler (sorts within megabatches), batches padded
-                       to their longest row: the careful Trainer script's batches, and ftlab's before
-    sorted             ftlab's sampler: the epoch sorted by length, batches in random order (default)
+    grouped            ftlab's sampler, transformers' length grouping (sorted within megabatches of
+                       up to 50 batches), batches padded to their longest row: the careful script's too
+    sorted             the whole epoch sorted by length, batches in random order: less padding, but
+                       one length per batch, which slowed learning (not kept in ftlab; see trainer.py)
     sorted_bucketed    sorted, padded to multiples of 16 tokens: what static shapes cost in padding
     compiled_bucketed  torch.compile (inductor) on those 16-token buckets, one graph per shape
     frozen_embeddings  sorted, the word-embedding table frozen (method_params.full.train_embeddings false)
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import torch
 
 from mfu import matmul_peak
@@ -38,11 +40,20 @@ BATCH = 32
 BUCKET = 16
 
 
-def batches(n_train: int, bucket: int | None, grouped: bool = False) -> tuple[list[dict], int]:
-    """One epoch's training batches, from ftlab's sampler or (``grouped``) transformers' length
-    grouping, and their real (unpadded) tokens."""
-    from transformers.trainer_pt_utils import LengthGroupedSampler
+def sorted_order(lengths: list[int], seed: int) -> list[int]:
+    """The epoch sorted by length (ties shuffled) and cut into batches, the batches in random order:
+    the longest first, the short one last (the collation below cuts the stream again)."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(lengths))
+    order = order[np.argsort(-np.asarray(lengths)[order], kind="stable")]
+    cut = [order[i : i + BATCH] for i in range(0, len(order), BATCH)]
+    middle = len(cut) - 1 if len(cut[-1]) < BATCH else len(cut)
+    return [int(i) for b in [0, *(rng.permutation(middle - 1) + 1), *range(middle, len(cut))] for i in cut[b]]
 
+
+def batches(n_train: int, bucket: int | None, grouped: bool = False) -> tuple[list[dict], int]:
+    """One epoch's training batches, from ftlab's sampler (``grouped``) or the whole epoch sorted,
+    and their real (unpadded) tokens."""
     from ftlab.config import load_config
     from ftlab.modeling import load_tokenizer
     from ftlab.trainer import EpochSeededLengthSampler
@@ -52,9 +63,7 @@ def batches(n_train: int, bucket: int | None, grouped: bool = False) -> tuple[li
     df, _ = load(n_train)
     rows = [{**tok(t, truncation=True, max_length=128), "labels": y} for t, y in zip(df["sentence"], df["label"], strict=True)]
     lengths = [len(r["input_ids"]) for r in rows]
-    sampler = (LengthGroupedSampler(BATCH, lengths=lengths, generator=torch.Generator().manual_seed(0)) if grouped
-               else EpochSeededLengthSampler(BATCH, lengths, seed=0))
-    order = list(sampler)
+    order = list(EpochSeededLengthSampler(BATCH, lengths, seed=0)) if grouped else sorted_order(lengths, 0)
     collate = cfg.task_type().collator(tok, bucket)
     out = [collate([rows[i] for i in order[s : s + BATCH]]) for s in range(0, len(order), BATCH)]
     return out, sum(len(r["input_ids"]) for r in rows)
