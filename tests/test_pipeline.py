@@ -176,23 +176,3 @@ def test_prefect_flow_run_leaves_dvc_status_clean(tmp_path, tiny_model, repo):
     out = sh(sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml", cwd=repo)
     assert {m: (repo / f"runs/{m}/{CELL}/metrics.json").stat().st_mtime_ns for m in METHODS} == finished
     assert "finished run found" in out.stdout + out.stderr
-
-
-def test_two_pipelines_at_once_in_different_directories(tmp_path, tiny_model):
-    repos = []
-    for seed in (1, 2):
-        params = smoke_params(tiny_model)
-        params.update(seed=seed, seeds=[seed], methods=["lora"])
-        params["method_params"] = {"lora": params["method_params"]["lora"]}
-        repos.append(make_repo(tmp_path / f"project{seed}", params))
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    procs = [subprocess.Popen(["dvc", "repro"], cwd=r, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for r in repos]
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
-    for seed, repo in zip((1, 2), repos, strict=True):
-        assert yaml.safe_load((repo / f"runs/lora/s{seed}-nall/config.yaml").read_text())["seed"] == seed
-        assert json.loads((repo / "reports/comparison.json").read_text())["methods"][0]["method"] == "lora"
-        assert "up to date" in sh("dvc", "status", cwd=repo).stdout
-    test_sets = [(r / "data/prepared/test.parquet").read_bytes() for r in repos]
-    assert test_sets[0] != test_sets[1]  # each prepared its own split

@@ -1,10 +1,12 @@
-"""Every task other than single-text classification through the real pipeline drivers: pair
-regression through `dvc repro`, NER through the Prefect flow, a causal LM through both. In a module of
-its own so that pytest-xdist runs it beside tests/test_pipeline.py, not after it."""
+"""Projects other than the default one through the real pipeline drivers: pair regression through
+`dvc repro`, NER through the Prefect flow, a causal LM through both, and two projects reproduced at
+once. In a module of its own so that pytest-xdist runs it beside tests/test_pipeline.py."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +14,27 @@ import pandas as pd
 import yaml
 
 from tests.test_pipeline import CELL, ROOT, make_repo, ran_stages, sh, smoke_params
+
+
+def test_two_pipelines_at_once_in_different_directories(tmp_path, tiny_model):
+    repos = []
+    for seed in (1, 2):
+        params = smoke_params(tiny_model)
+        params.update(seed=seed, seeds=[seed], methods=["lora"])
+        params["method_params"] = {"lora": params["method_params"]["lora"]}
+        repos.append(make_repo(tmp_path / f"project{seed}", params))
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    procs = [subprocess.Popen(["dvc", "repro"], cwd=r, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for r in repos]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    for seed, repo in zip((1, 2), repos, strict=True):
+        assert yaml.safe_load((repo / f"runs/lora/s{seed}-nall/config.yaml").read_text())["seed"] == seed
+        assert json.loads((repo / "reports/comparison.json").read_text())["methods"][0]["method"] == "lora"
+        assert "up to date" in sh("dvc", "status", cwd=repo).stdout
+    test_sets = [(r / "data/prepared/test.parquet").read_bytes() for r in repos]
+    assert test_sets[0] != test_sets[1]  # each prepared its own split
+
 
 SHARED = ROOT.parent / "shared" / "data"
 
