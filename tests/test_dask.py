@@ -14,7 +14,7 @@ import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ftlab.config import load_config
-from tests.test_deployment import free_port, wait_healthy
+from tests.prefect_server import free_port, wait_healthy
 from tests.test_pipeline import CELL, METHODS, ROOT, make_repo, sh, smoke_params
 
 pytest.importorskip("prefect_dask")

@@ -19,7 +19,7 @@ import yaml
 from ftlab import stages
 from ftlab.data import DataError
 from ftlab.demo import generate_demo
-from tests.test_deployment import prefect_server
+from tests.prefect_server import prefect_server
 from tests.test_pipeline import ROOT, make_repo, smoke_params
 
 # Another domain: finance news words, figures, symbols and scripts the demo reviews never use.
@@ -84,28 +84,41 @@ def flow_runs(api: str, deployment: str) -> list:
     return [r for r in runs if not r.auto_scheduled]
 
 
-def test_monitor_deployment_triggers_one_retraining_on_drift_only(project, tmp_path, tiny_model):
+def wait_final(api: str, deployment: str, count: int, timeout: float = 400) -> list:
+    """The started runs of ``deployment`` once ``count`` of them exist and all have ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = flow_runs(api, deployment)
+        if len(runs) == count and all(r.state is not None and r.state.is_final() for r in runs):
+            return runs
+        time.sleep(2)
+    raise AssertionError(f"{deployment}: {[r.state for r in flow_runs(api, deployment)]} after {timeout}s")
+
+
+def test_monitor_deployment_retrains_once_on_drift_only(project, tmp_path, tiny_model):
+    """Both deployments on a real server and process worker, on their schedules: the monitor, run on
+    undrifted and on drifted data at once, starts exactly one run of the nightly training deployment,
+    which retrains and promotes its pick in place of the model that was monitored."""
     _, root = project
     params = smoke_params(tiny_model)
+    params["methods"], params["method_params"] = ["lora"], {"lora": params["method_params"]["lora"]}
     repo = make_repo(tmp_path / "project", params)
     shutil.copytree(root / "models", repo / "models")
     for name in ("demo.csv", "finance.csv"):
         shutil.copy(root / name, repo / name)
-    assert yaml.safe_load((repo / "prefect.yaml").read_text())["deployments"][1]["schedules"][0]["cron"]
     with prefect_server(repo, tmp_path) as (run, api):
+        for deployment in yaml.safe_load((repo / "prefect.yaml").read_text())["deployments"]:
+            shown = run("deployment", "inspect", f"{deployment['entrypoint'].split(':')[1]}/{deployment['name']}")
+            assert deployment["schedules"][0]["cron"] in shown, shown
         for name in ("demo.csv", "finance.csv"):  # both at once: the worker runs them side by side
             run("deployment", "run", "monitor_data/monitor", "--param", f"input_path={name}")
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            states = [r.state for r in flow_runs(api, "monitor")]
-            if len(states) == 2 and all(s is not None and s.is_final() for s in states):
-                break
-            time.sleep(2)
-        assert len(states) == 2 and all(s is not None and s.is_completed() for s in states), states
-        retraining = flow_runs(api, "nightly")
-        assert len(retraining) == 1, retraining
-        assert retraining[0].parameters["reason"].startswith("data drift: ")
-        assert "embedding" in retraining[0].parameters["reason"]
+        monitors = wait_final(api, "monitor", 2, timeout=300)
+        assert all(r.state.is_completed() for r in monitors), [r.state for r in monitors]
+        (retraining,) = wait_final(api, "nightly", 1)
+        assert retraining.state.is_completed(), retraining.state
+    assert retraining.parameters["reason"].startswith("data drift: ") and "embedding" in retraining.parameters["reason"]
+    assert [m["method"] for m in json.loads((repo / "reports/comparison.json").read_text())["methods"]] == ["lora"]
+    assert json.loads((repo / "models/ftlab-model/ftlab.json").read_text())["method"] == "lora"  # was full
 
 
 def test_monitor_workflow_starts_the_retrain_workflow_on_drift(project, tmp_path):

@@ -1,6 +1,6 @@
 """Projects other than the default one through the real pipeline drivers: pair regression through
-`dvc repro`, NER through the Prefect flow, a causal LM through both, and two projects reproduced at
-once. In a module of its own so that pytest-xdist runs it beside tests/test_pipeline.py."""
+`dvc repro` beside another project reproducing at once, NER through the Prefect flow, a causal LM
+through both. In a module of its own so that pytest-xdist runs it beside tests/test_pipeline.py."""
 
 from __future__ import annotations
 
@@ -14,27 +14,6 @@ import pandas as pd
 import yaml
 
 from tests.test_pipeline import CELL, ROOT, make_repo, ran_stages, sh, smoke_params
-
-
-def test_two_pipelines_at_once_in_different_directories(tmp_path, tiny_model):
-    repos = []
-    for seed in (1, 2):
-        params = smoke_params(tiny_model)
-        params.update(seed=seed, seeds=[seed], methods=["lora"])
-        params["method_params"] = {"lora": params["method_params"]["lora"]}
-        repos.append(make_repo(tmp_path / f"project{seed}", params))
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    procs = [subprocess.Popen(["dvc", "repro"], cwd=r, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for r in repos]
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
-    for seed, repo in zip((1, 2), repos, strict=True):
-        assert yaml.safe_load((repo / f"runs/lora/s{seed}-nall/config.yaml").read_text())["seed"] == seed
-        assert json.loads((repo / "reports/comparison.json").read_text())["methods"][0]["method"] == "lora"
-        assert "up to date" in sh("dvc", "status", cwd=repo).stdout
-    test_sets = [(r / "data/prepared/test.parquet").read_bytes() for r in repos]
-    assert test_sets[0] != test_sets[1]  # each prepared its own split
-
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -57,17 +36,28 @@ def _head(path: Path, lines: int) -> str:
         return "".join(next(f) for _ in range(lines))
 
 
-def test_pair_regression_through_dvc_repro(tmp_path, tiny_model):
-    """STS-B pairs through every stage: Spearman is the metric everywhere, baselines included."""
+def test_pair_regression_through_dvc_repro_beside_another_project(tmp_path, tiny_model):
+    """STS-B pairs through every stage: Spearman is the metric everywhere, baselines included. A
+    classification project reproduces at the same time in another directory: neither run disturbs
+    the other (locks, caches and temporary files are per project)."""
     files = {"train.tsv": _head(SHARED / "stsb/train.tsv", 161), "test.tsv": _head(SHARED / "stsb/dev.tsv", 61)}
     task = {"type": "regression", "text_column": "sentence1", "text_pair_column": "sentence2", "label_column": "score"}
-    repo = _task_project(tmp_path, tiny_model, task, {"train": "train.tsv", "test": "test.tsv"}, files)
+    repo = _task_project(tmp_path / "stsb", tiny_model, task, {"train": "train.tsv", "test": "test.tsv"}, files)
     # STS-B repeats a few pairs ("A man is riding a motorcycle." / "... a horse." twice in these 160)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["validation"] = {"max_leaked_rows": 2, "max_duplicate_fraction": 0.05}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = sh("dvc", "repro", cwd=repo)
-    assert "train@full-42-all" in ran_stages(out.stdout)
+    other = smoke_params(tiny_model)
+    other.update(seed=2, seeds=[2], methods=["lora"])
+    other["method_params"] = {"lora": other["method_params"]["lora"]}
+    beside = make_repo(tmp_path / "demo", other)
+
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    procs = [subprocess.Popen(["dvc", "repro"], cwd=r, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for r in (repo, beside)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert "train@full-42-all" in ran_stages(outputs[0])
     comparison = json.loads((repo / "reports/comparison.json").read_text())
     assert comparison["task"] == "regression" and comparison["primary_metric"]["name"] == "spearman"
     row = comparison["methods"][0]
@@ -76,6 +66,10 @@ def test_pair_regression_through_dvc_repro(tmp_path, tiny_model):
     assert "Spearman" in (repo / "reports/comparison.md").read_text()
     history = json.loads((repo / f"runs/full/{CELL}/history.json").read_text())
     assert history[-1]["validation_primary"] == history[-1]["validation_spearman"]
+    assert yaml.safe_load((beside / "runs/lora/s2-nall/config.yaml").read_text())["seed"] == 2
+    assert json.loads((beside / "reports/comparison.json").read_text())["methods"][0]["method"] == "lora"
+    for project in (repo, beside):
+        assert "up to date" in sh("dvc", "status", cwd=project).stdout, project
 
 
 def test_ner_through_the_prefect_flow(tmp_path, tiny_model):

@@ -1,8 +1,8 @@
-"""The scheduled deployment: a real Prefect server on 127.0.0.1, `prefect deploy`, a process worker."""
+"""A real Prefect server on 127.0.0.1 for the tests that need one: the deployments (`prefect deploy`,
+a process worker) and the Dask task runner."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -12,8 +12,6 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-from tests.test_pipeline import make_repo, smoke_params
 
 
 def free_port() -> int:
@@ -69,19 +67,3 @@ def prefect_server(repo: Path, tmp_path: Path) -> Iterator[tuple[Callable[..., s
                 except subprocess.TimeoutExpired:  # a worker can take longer to wind down on a busy machine
                     proc.kill()
                     proc.wait()
-
-
-def test_deployment_runs_the_pipeline_through_a_worker(tmp_path, tiny_model):
-    params = smoke_params(tiny_model)
-    params["methods"] = ["lora"]
-    params["method_params"] = {"lora": params["method_params"]["lora"]}
-    repo = make_repo(tmp_path / "project", params)
-    with prefect_server(repo, tmp_path) as (run, _):
-        schedule = run("deployment", "inspect", "finetune_pipeline/nightly")
-        assert "0 3 * * *" in schedule
-        out = run("deployment", "run", "finetune_pipeline/nightly", "--watch", "--watch-timeout", "400",
-                  timeout=450)
-        assert "Completed" in out, out
-        comparison = json.loads((repo / "reports/comparison.json").read_text())
-        assert [m["method"] for m in comparison["methods"]] == ["lora"]
-        assert (repo / "models/ftlab-model/ftlab.json").is_file()
