@@ -44,7 +44,9 @@ def deterministic(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "cost"}
 
 
-@pytest.mark.parametrize("method", ["full", "lora", "prompt_tuning"])
+# full fine-tuning (the Trainer's own checkpoints) and a peft method (adapter checkpoints; LoRA saves and
+# resumes through the same peft calls as prompt tuning, whose virtual tokens are the odd state here)
+@pytest.mark.parametrize("method", ["full", "prompt_tuning"])
 def test_killed_runs_resume_and_finish_like_an_uninterrupted_one(tmp_path, make_config, method):
     params = params_file(tmp_path, make_config)
     cfg = load_config(params)

@@ -1,4 +1,5 @@
-"""The pipeline on real DVC and Prefect: a temporary git + DVC repo, the tiny model, real stages."""
+"""The default pipeline on real DVC: a temporary git + DVC repo, the tiny model, real stages. (The Prefect
+flow runs in test_pipeline_projects.py, test_monitor.py and test_dask.py.)"""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -144,25 +144,3 @@ def test_bad_data_stops_the_pipeline_before_training(tmp_path, tiny_model, toy_c
     assert out.returncode != 0
     assert "leak" in (out.stdout + out.stderr).lower()
     assert not (repo / "runs").exists()
-
-
-def test_prefect_flow_run_leaves_dvc_status_clean(tmp_path, tiny_model, repo):
-    dvc_repo = repo
-    params = smoke_params(tiny_model)
-    params["methods"], params["method_params"] = ["full"], {"full": params["method_params"]["full"]}
-    repo = make_repo(tmp_path / "project", params)
-    sh(sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml", cwd=repo)
-    assert json.loads((repo / "reports/comparison.json").read_text())["methods"]
-    # the same cell reports the same peak memory as under dvc repro: it trained in a process of its
-    # own, not in the flow's, which holds Prefect, Great Expectations and what earlier cells freed
-    flow, dvc = (json.loads((r / f"runs/full/{CELL}/metrics.json").read_text())["cost"]["peak_memory_mb"]
-                 for r in (repo, dvc_repo))
-    assert abs(flow - dvc) <= 0.1 * dvc, (flow, dvc)
-    status = sh("dvc", "status", cwd=repo).stdout
-    assert "up to date" in status, status
-    assert ran_stages(sh("dvc", "repro", cwd=repo).stdout) == set()
-    # a re-run (after a failure, say) skips a cell whose run is complete for the same config
-    finished = (repo / f"runs/full/{CELL}/metrics.json").stat().st_mtime_ns
-    out = sh(sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml", cwd=repo)
-    assert (repo / f"runs/full/{CELL}/metrics.json").stat().st_mtime_ns == finished
-    assert "finished run found" in out.stdout + out.stderr

@@ -88,6 +88,11 @@ def test_ner_through_the_prefect_flow(tmp_path, tiny_model):
     predictions = pd.read_parquet(repo / f"runs/full/{CELL}/predictions.parquet")
     assert (predictions["tokens"].map(len) == predictions["prediction"].map(len)).all()
     assert "up to date" in sh("dvc", "status", cwd=repo).stdout
+    # a re-run (after a failure, say) skips a cell whose run is complete for the same config
+    finished = (repo / f"runs/full/{CELL}/metrics.json").stat().st_mtime_ns
+    out = sh(sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml", cwd=repo)
+    assert (repo / f"runs/full/{CELL}/metrics.json").stat().st_mtime_ns == finished
+    assert "finished run found" in out.stdout + out.stderr
 
 
 def _causal_lm_project(path: Path, decoder: str) -> Path:
@@ -111,12 +116,14 @@ def test_causal_lm_through_dvc_repro_and_the_prefect_flow(tmp_path):
     from ftlab.tiny_decoder import build
 
     decoder = build(tmp_path / "tiny-llama", "llama")
-    reports = {}
+    reports, peaks = {}, {}
     for driver, cmd in {"dvc": ["dvc", "repro"], "prefect": [sys.executable, "-m", "ftlab.cli", "pipeline"]}.items():
         repo = _causal_lm_project(tmp_path / driver, decoder)
         sh(*cmd, cwd=repo)
         assert "up to date" in sh("dvc", "status", cwd=repo).stdout, driver
+        assert ran_stages(sh("dvc", "repro", cwd=repo).stdout) == set(), driver
         reports[driver] = json.loads((repo / "reports/comparison.json").read_text())
+        peaks[driver] = json.loads((repo / f"runs/full/{CELL}/metrics.json").read_text())["cost"]["peak_memory_mb"]
         meta = json.loads((repo / "models/ftlab-model/ftlab.json").read_text())
         assert (meta["task_type"], meta["layout"], meta["method"]) == ("causal_lm", "ftlab", "full"), driver
         card = (repo / "models/ftlab-model/README.md").read_text()
@@ -131,3 +138,6 @@ def test_causal_lm_through_dvc_repro_and_the_prefect_flow(tmp_path):
     assert baseline["best_vs_baseline"]["ci_low"] > 0 and baseline["best_vs_baseline"]["verdict"] == "better"
     # the same data, seed and steps in both: the same answers
     assert reports["prefect"]["methods"][0]["exact_match"] == row["exact_match"]
+    # and the same peak memory: the flow trains each cell in a process of its own, not in the flow's,
+    # which holds Prefect, Great Expectations and what earlier cells freed
+    assert abs(peaks["prefect"] - peaks["dvc"]) <= 0.1 * peaks["dvc"], peaks

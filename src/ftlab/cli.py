@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -58,7 +59,7 @@ def say(*parts: str | tuple[str, str]) -> None:
     console.print(Text.assemble(*parts), soft_wrap=True, highlight=False)
 
 
-def _fail(e: Exception) -> None:
+def _fail(e: Exception) -> NoReturn:
     say(("error:", "bold red"), f" {e}")
     raise typer.Exit(1)
 
@@ -155,17 +156,20 @@ def train(
     """Fine-tune a method (per seed and train size) and write its run directory (weights, metrics, history, predictions)."""
     from ftlab.config import ConfigError
     from ftlab.data import DataError
-    from ftlab.stages import StageFailed
-    from ftlab.trainer import TrainingDiverged
 
-    try:
+    try:  # a bad option or param fails here, before torch and transformers take seconds to import
         cfg = _config(params, set_)
         cells = _cells(cfg, method, seed, train_size)
         if out is not None and len(cells) != 1:
             raise ConfigError(f"--out names one run directory but this selects {len(cells)} runs: give --method, --seed and --train-size")
-        from ftlab import stages
-        from ftlab.metrics import flat
+    except (ConfigError, ValueError, OSError) as e:
+        _fail(e)
+    from ftlab import stages
+    from ftlab.metrics import flat
+    from ftlab.stages import StageFailed
+    from ftlab.trainer import TrainingDiverged
 
+    try:
         for cell in cells:
             metrics = stages.train(cfg, cell.method, cell.seed, cell.train_size, out=out)
             if not metrics:  # another rank of a DDP run (torchrun): rank 0 reports
