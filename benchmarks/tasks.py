@@ -233,6 +233,9 @@ def findings(rows: list[dict]) -> list[str]:
             beaten = [m for m in order if values[m] <= value]
             if name.startswith("baseline:") and beaten:
                 line += f"; {', '.join(beaten)} not above {name} ({value:.4f})"
+        n_test = min(r["n_test"] for r in rows if r["dataset"] == dataset and r["method"] in order)
+        if n_test < 500:  # the 95% half-width of a proportion near 0.5: the ranking's resolution
+            line += f"; only {n_test} test examples (95% interval ±{1.96 * (0.25 / n_test) ** 0.5:.3f}): within noise"
         lines.append(line + ".")
     return lines
 
