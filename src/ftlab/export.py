@@ -43,7 +43,7 @@ def export_classifier(model: nn.Module, tokenizer: Any, cfg: ModelConfig, labels
     if isinstance(model, MeanPoolClassifier):
         _save_sentence_transformers(model, tokenizer, cfg, out)
         return "sentence-transformers"
-    model.save_pretrained(str(out), safe_serialization=True)  # type: ignore[operator]
+    model.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
     return "transformers"
 
@@ -70,7 +70,7 @@ def _save_peft(model: Any, cfg: ModelConfig, labels: list[str], out: Path) -> No
     if isinstance(base, MeanPoolClassifier):
         base.encoder.save_pretrained(str(out), safe_serialization=True)
     else:
-        base.save_pretrained(str(out), safe_serialization=True)  # type: ignore[operator]
+        base.save_pretrained(str(out), safe_serialization=True)
     model.save_pretrained(str(out / "adapter"), safe_serialization=True)
     config_file = out / "adapter" / "adapter_config.json"
     config = json.loads(config_file.read_text())

@@ -84,7 +84,7 @@ def generate(model: nn.Module, tokenizer: Any, prompts: list[list[int]], max_new
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         # a PreTrainedModel or a PeftModel, both with generate()
         out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                             num_beams=1, pad_token_id=pad, eos_token_id=stops, top_p=None, top_k=None, temperature=None)  # type: ignore[operator]
+                             num_beams=1, pad_token_id=pad, eos_token_id=stops, top_p=None, top_k=None, temperature=None)
     answers = []
     for row in out[:, width:].tolist():
         end = next((i for i, t in enumerate(row) if t in stops), len(row))

@@ -87,7 +87,7 @@ class MeanPoolClassifier(nn.Module):
         if getattr(encoder, "pooler", None) is not None:
             # unused here: keep it out of the trainable-parameter counts. torch accepts None for a
             # submodule; its stub types the value as Tensor | Module.
-            encoder.pooler = None  # type: ignore[assignment]
+            encoder.pooler = None
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.config.hidden_size, num_labels)
         nn.init.normal_(self.classifier.weight, std=0.02)
@@ -149,7 +149,7 @@ class TokenClassifier(nn.Module):
         self.encoder = encoder
         self.config: Any = encoder.config
         if getattr(encoder, "pooler", None) is not None:
-            encoder.pooler = None  # type: ignore[assignment]  # unused: see MeanPoolClassifier
+            encoder.pooler = None  # unused: see MeanPoolClassifier
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.config.hidden_size, num_labels)
         nn.init.normal_(self.classifier.weight, std=0.02)

@@ -34,5 +34,5 @@ class Full(Method):
         model.requires_grad_(True)
         if not params.train_embeddings:
             # every model here has it (transformers' and ftlab's heads), though nn.Module does not declare it
-            model.get_input_embeddings().requires_grad_(False)  # type: ignore[operator]
+            model.get_input_embeddings().requires_grad_(False)
         return model
