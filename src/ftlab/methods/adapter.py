@@ -25,9 +25,11 @@ class AdapterParams(MethodParams):
     @field_validator("peft_type")
     @classmethod
     def _known_type(cls, v: str) -> str:
+        v = v.upper()
+        if v == cls.model_fields["peft_type"].default:  # every run's config.yaml holds it: importing
+            return v  # peft (5 s) to confirm it would slow every stage that reads a run
         from peft import PeftType
 
-        v = v.upper()
         if v not in PeftType.__members__:
             raise ValueError(f"unknown peft_type {v!r}; peft knows {sorted(PeftType.__members__)}")
         return v
