@@ -1,5 +1,6 @@
-"""The default pipeline on real DVC: a temporary git + DVC repo, the tiny model, real stages. (The Prefect
-flow runs in test_pipeline_projects.py, test_monitor.py and test_dask.py.)"""
+"""The default pipeline on real DVC: a temporary git + DVC repo, the tiny model, real stages. The
+helpers here build the projects of the other pipeline tests too: test_pipeline_{pairs,ner,causal_lm}.py
+(the Prefect flow runs in the last two, test_monitor.py and test_dask.py)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,27 @@ def make_repo(path: Path, params: dict) -> Path:
     sh("git", "add", "-A", cwd=path)
     sh("git", "commit", "-qm", "init", cwd=path)
     return path
+
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def task_project(tmp_path: Path, tiny_model: str, task: dict, source: dict, files: dict[str, str]) -> Path:
+    """A project on a slice of a real dataset: ``files`` maps a file name to the lines to copy."""
+    params = smoke_params(tiny_model)
+    params["methods"], params["method_params"] = ["full"], {"full": {"lr": 1e-3}}
+    params["task"] = task
+    params["data"] = {"source": source, "validation_size": 0.2, "prepared_dir": "data/prepared"}
+    params["train"].update(max_steps=4, eval_steps=2)
+    repo = make_repo(tmp_path / "project", params)
+    for name, text in files.items():
+        (repo / name).write_text(text)
+    return repo
+
+
+def head_lines(path: Path, lines: int) -> str:
+    with open(path, encoding="utf-8") as f:
+        return "".join(next(f) for _ in range(lines))
 
 
 def ran_stages(output: str) -> set[str]:

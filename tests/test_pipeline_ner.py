@@ -1,0 +1,34 @@
+"""NER (CoNLL-2003 slice) through the Prefect flow, and the flow re-run that skips finished cells."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pandas as pd
+import yaml
+
+from tests.test_pipeline import CELL, SHARED, head_lines, sh, task_project
+
+
+def test_ner_through_the_prefect_flow(tmp_path, tiny_model):
+    """CoNLL-2003 sentences through the Prefect flow: entity F1 from training to the report."""
+    files = {"train.conll": head_lines(SHARED / "conll2003/train.txt", 4000), "test.conll": head_lines(SHARED / "conll2003/dev.txt", 1500)}
+    task = {"type": "token_classification"}
+    repo = task_project(tmp_path, tiny_model, task, {"train": "train.conll", "test": "test.conll"}, files)
+    # CoNLL repeats datelines and table rows ("BEIJING 1996-08-22"), and a slice has rare tags
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["validation"] = {"max_duplicate_fraction": 0.2, "max_leaked_rows": 100, "min_examples_per_class": 1}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml", cwd=repo)
+    comparison = json.loads((repo / "reports/comparison.json").read_text())
+    assert comparison["task"] == "token_classification" and comparison["primary_metric"]["name"] == "f1"
+    assert [b["name"] for b in comparison["baselines"]] == ["all_O"] and comparison["baselines"][0]["value"] == 0.0
+    predictions = pd.read_parquet(repo / f"runs/full/{CELL}/predictions.parquet")
+    assert (predictions["tokens"].map(len) == predictions["prediction"].map(len)).all()
+    assert "up to date" in sh("dvc", "status", cwd=repo).stdout
+    # a re-run (after a failure, say) skips a cell whose run is complete for the same config
+    finished = (repo / f"runs/full/{CELL}/metrics.json").stat().st_mtime_ns
+    out = sh(sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml", cwd=repo)
+    assert (repo / f"runs/full/{CELL}/metrics.json").stat().st_mtime_ns == finished
+    assert "finished run found" in out.stdout + out.stderr
