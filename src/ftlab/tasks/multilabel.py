@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ftlab.tasks.base import DataError, F1Statistic, Metric, register
 from ftlab.tasks.sequence import SequenceOptions, SequenceTask, stack
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ftlab.config import ModelConfig
 
 # decision thresholds tried: fine at the low end, where 28 rare labels put most probabilities early in training
 THRESHOLDS = np.round(np.concatenate([np.arange(0.01, 0.05, 0.01), np.arange(0.05, 0.96, 0.05)]), 2)
@@ -106,6 +111,20 @@ class Multilabel(SequenceTask):
 
     def targets(self, df: pd.DataFrame, labels: list[str]) -> np.ndarray:
         return self._multi_hot(df, len(labels)).astype(np.float32)
+
+    def build_model(self, cfg: ModelConfig, labels: list[str], train: pd.DataFrame | None = None) -> nn.Module:
+        """The head's biases start at each label's log-odds in train: with 28 mostly rare labels, a
+        zero bias (every label at 0.5) spends the first hundreds of steps learning only the label
+        prior, and a short run ends there (GoEmotions on 3,000 rows: micro-F1 at the prior's 0.30)."""
+        import torch
+
+        model = super().build_model(cfg, labels, train)
+        output = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == len(labels)][-1]
+        if train is not None and output.bias is not None:
+            prior = self._multi_hot(train, len(labels)).mean(0).clip(1e-4, 1 - 1e-4)
+            with torch.no_grad():
+                output.bias.copy_(torch.from_numpy(np.log(prior / (1 - prior))))
+        return model
 
     def eval_metrics(self, logits: np.ndarray, label_ids: np.ndarray, labels: list[str]) -> dict[str, float]:
         """Micro- and macro-F1 at the threshold best for this evaluation, as the final model will be
