@@ -22,6 +22,8 @@ from ftlab.ci import gate
 from ftlab.config import load_config
 from tests.test_pipeline import ROOT, make_repo, sh, smoke_params
 
+pytestmark = pytest.mark.pipeline
+
 
 def ftlab_ci(repo: Path, *args: str, check: bool = True):
     return sh(sys.executable, "-m", "ftlab.cli", "ci", *args, cwd=repo, check=check)

@@ -17,6 +17,8 @@ from ftlab.config import load_config
 from tests.prefect_server import free_port, wait_healthy
 from tests.test_pipeline import CELL, METHODS, ROOT, make_repo, sh, smoke_params
 
+pytestmark = pytest.mark.pipeline
+
 pytest.importorskip("prefect_dask")
 
 

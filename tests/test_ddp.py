@@ -28,6 +28,8 @@ from ftlab.stages import prepare
 from ftlab.tiny_decoder import build as build_decoder
 from ftlab.train import subsample
 
+pytestmark = pytest.mark.pipeline
+
 PROBE = Path(__file__).with_name("ddp_probe.py")
 BATCH, SIZE, STEPS, SEED = 16, 128, 12, 42  # 8 steps an epoch: one whole epoch, then half of the next
 

@@ -16,6 +16,8 @@ import yaml
 from ftlab.config import ConfigError, load_config
 from ftlab.train import train
 
+pytestmark = pytest.mark.pipeline
+
 
 def params_file(tmp_path: Path, make_config, **overrides) -> Path:
     cfg = make_config(**{"train__max_steps": 120, "train__eval_steps": 10, "train__early_stopping_patience": 0,

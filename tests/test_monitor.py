@@ -22,6 +22,8 @@ from ftlab.demo import generate_demo
 from tests.prefect_server import prefect_server
 from tests.test_pipeline import ROOT, make_repo, smoke_params
 
+pytestmark = pytest.mark.pipeline
+
 # Another domain: finance news words, figures, symbols and scripts the demo reviews never use.
 FINANCE = ("quarterly revenue rose fell percent shares dividend index bond yield inflation €1,250 Q3 2024 "
            "±0.7% 株価 净利润 💹 📉").split()

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
+pytestmark = pytest.mark.pipeline
+
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["full", "lora"]
 CELL = "s42-nall"  # the one cell per method of the smoke params: seed 42, all training examples

@@ -6,7 +6,11 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.test_pipeline import CELL, make_repo, ran_stages, sh, smoke_params
+
+pytestmark = pytest.mark.pipeline
 
 
 def _causal_lm_project(path: Path, decoder: str) -> Path:

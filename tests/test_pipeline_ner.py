@@ -6,9 +6,12 @@ import json
 import sys
 
 import pandas as pd
+import pytest
 import yaml
 
 from tests.test_pipeline import CELL, SHARED, head_lines, sh, task_project
+
+pytestmark = pytest.mark.pipeline
 
 
 def test_ner_through_the_prefect_flow(tmp_path, tiny_model):

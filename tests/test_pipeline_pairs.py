@@ -7,9 +7,12 @@ import json
 import os
 import subprocess
 
+import pytest
 import yaml
 
 from tests.test_pipeline import CELL, SHARED, head_lines, make_repo, ran_stages, sh, smoke_params, task_project
+
+pytestmark = pytest.mark.pipeline
 
 
 def test_pair_regression_through_dvc_repro_beside_another_project(tmp_path, tiny_model):
