@@ -521,3 +521,13 @@ def test_multilabel_threshold_is_tuned_on_validation():
     tuned = task.predictions(validation, logits, labels, decision)
     assert [list(p) for p in tuned["prediction"]] == [list(r) for r in validation["label"]]
     assert task.test_metrics(tuned, labels)["micro_f1"] == 1.0
+
+
+def test_multilabel_head_starts_at_the_labels_log_odds(tiny_model):
+    """Each output's bias is its label's log-odds in train (clipped for a label that never occurs)."""
+    from ftlab.config import ModelConfig
+
+    train = pd.DataFrame({"text": ["a", "b", "c", "d"], "label": [[0], [0, 1], [], [0]]})
+    model = Multilabel().build_model(ModelConfig(name=tiny_model), ["anger", "joy", "zest"], train)
+    expected = [math.log(0.75 / 0.25), math.log(0.25 / 0.75), math.log(1e-4 / (1 - 1e-4))]
+    assert np.allclose(model.classifier.bias.detach().numpy(), expected, atol=1e-6)

@@ -85,8 +85,7 @@ class MeanPoolClassifier(nn.Module):
         self.encoder = encoder
         self.config: Any = encoder.config  # its fields (hidden_size, ...) depend on the model type
         if getattr(encoder, "pooler", None) is not None:
-            # unused here: keep it out of the trainable-parameter counts. torch accepts None for a
-            # submodule; its stub types the value as Tensor | Module.
+            # unused here: keep it out of the trainable-parameter counts (torch accepts None for a submodule)
             encoder.pooler = None
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.config.hidden_size, num_labels)
