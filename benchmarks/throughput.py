@@ -16,6 +16,7 @@ accuracy is measured on the same 500 held-out examples after each run.
              careful script at the same precision (on CPU the Trainer scripts run fp32)
     ftlab_frozen_embeddings  ftlab at its defaults with the word-embedding table frozen
              (method_params.full.train_embeddings false): its speed and what it costs in accuracy
+    ftlab_no_dropout  ftlab at its defaults with model.encoder_dropout 0: its speed and accuracy
     ftlab_compiled  ftlab at its defaults with train.compile on (16-token buckets); not run unless
              named in --variants: on a CPU its warm-up alone outlasts the epoch (compile.json)
 
@@ -39,7 +40,7 @@ import pandas as pd
 SST2 = Path(__file__).resolve().parents[2] / "shared/data/sst2"
 RESULTS = Path(__file__).parent / "results"
 BATCH = 32  # ftlab's default train.batch_size
-VARIANTS = ["plain", "careful", "ftlab", "ftlab_fp32", "ftlab_frozen_embeddings", "ftlab_compiled"]
+VARIANTS = ["plain", "careful", "ftlab", "ftlab_fp32", "ftlab_frozen_embeddings", "ftlab_no_dropout", "ftlab_compiled"]
 
 
 def load(n_train: int, n_val: int = 500) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -92,7 +93,7 @@ def run_baseline(variant: str, n_train: int) -> dict:
 
 
 def train_ftlab(n_train: int, precision: str, train_embeddings: bool = True, compile_: str = "auto",
-                model: str | None = None) -> dict:
+                model: str | None = None, encoder_dropout: float | None = None) -> dict:
     """ftlab's full fine-tuning, one epoch, no evaluation during training; its metrics.json."""
     from ftlab.config import load_config
     from ftlab.metrics import flat
@@ -108,7 +109,7 @@ def train_ftlab(n_train: int, precision: str, train_embeddings: bool = True, com
             "data.text_column": "sentence", "data.prepared_dir": str(tmp / "data"),
             "train.epochs": 1, "train.eval_steps": 10**6, "train.batch_size": BATCH, "train.output_dir": str(tmp / "runs"),
             "train.precision": precision, "method_params.full.train_embeddings": train_embeddings,
-            "train.compile": compile_, **({"model.name": model} if model else {}),
+            "train.compile": compile_, "model.encoder_dropout": encoder_dropout, **({"model.name": model} if model else {}),
         })
         return flat(ftlab_train(cfg, "full", tmp / "runs/full"))
 
@@ -116,7 +117,8 @@ def train_ftlab(n_train: int, precision: str, train_embeddings: bool = True, com
 def run_ftlab(variant: str, n_train: int) -> dict:
     metrics = train_ftlab(n_train, "fp32" if variant == "ftlab_fp32" else "auto",
                           train_embeddings=variant != "ftlab_frozen_embeddings",
-                          compile_="on" if variant == "ftlab_compiled" else "auto")
+                          compile_="on" if variant == "ftlab_compiled" else "auto",
+                          encoder_dropout=0.0 if variant == "ftlab_no_dropout" else None)
     return {"samples_per_second": metrics["train_samples_per_second"], "accuracy": metrics["accuracy"],
             "seconds": metrics["train_seconds"], "precision": metrics["precision"]}
 

@@ -312,3 +312,12 @@ def test_the_overfitting_check_judges_the_loss_gap():
     result = overfitting(history, 10, ChecksConfig(warn_gap=0.1, overfit_gap=0.25), task.gap_metric)
     assert task.gap_metric.name == "loss" and result["gap_at_best"] == pytest.approx(0.30)
     assert result["verdict"] == "overfit" and "train loss 0.500 vs validation 0.800" in result["reasons"][0]
+
+
+def test_encoder_dropout_reaches_a_decoders_residual_embedding_and_attention_dropout(tmp_path, gpt2):
+    cfg = config(tmp_path, gpt2, model__encoder_dropout=0.0)
+    model = cfg.task_type().build_model(cfg.model, [])
+    p = {name: m.p for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
+    assert any(name.endswith("attn_dropout") for name in p) and set(p.values()) == {0.0}
+    default = config(tmp_path, gpt2).task_type().build_model(config(tmp_path, gpt2).model, [])
+    assert {m.p for m in default.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}

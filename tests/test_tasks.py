@@ -531,3 +531,18 @@ def test_multilabel_head_starts_at_the_labels_log_odds(tiny_model):
     model = Multilabel().build_model(ModelConfig(name=tiny_model), ["anger", "joy", "zest"], train)
     expected = [math.log(0.75 / 0.25), math.log(0.25 / 0.75), math.log(1e-4 / (1 - 1e-4))]
     assert np.allclose(model.classifier.bias.detach().numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("encoder_dropout", [None, 0.0])
+def test_encoder_dropout_reaches_every_dropout_inside_the_network_and_leaves_the_head(tiny_model, encoder_dropout):
+    """model.encoder_dropout sets hidden and attention dropout (BERT's attention reads its module's p)
+    for the mean-pooling, cls and token models; null keeps the checkpoint's 0.1; the head keeps model.dropout."""
+    from ftlab.modeling import build_model, build_token_model
+
+    cfg = ModelConfig(name=tiny_model, dropout=0.3, encoder_dropout=encoder_dropout)
+    inside = 0.1 if encoder_dropout is None else encoder_dropout
+    for model in (build_model(cfg, ["a", "b"]), build_model(cfg.model_copy(update={"pooling": "cls"}), ["a", "b"]),
+                  build_token_model(cfg, ["O", "B-X"])):
+        p = {name: m.p for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
+        assert p.pop("dropout") == 0.3  # the head's
+        assert len(p) >= 9 and set(p.values()) == {inside}  # embeddings, and 2 per layer of 4

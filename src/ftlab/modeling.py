@@ -175,8 +175,24 @@ class TokenClassifier(nn.Module):
         return TokenClassifierOutput(loss=loss, logits=logits)
 
 
-def _text_config(cfg: ModelConfig) -> Any:
+# the dropout probabilities inside the network, by the names BERT-like encoders, DistilBERT, GPT-2
+# and LLaMA-style decoders give them in their configs (the head's own are left to model.dropout)
+ENCODER_DROPOUTS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+                    "resid_pdrop", "embd_pdrop", "attn_pdrop")
+
+
+def pretrained_config(cfg: ModelConfig) -> Any:
+    """The model's config, its dropout inside the network set to model.encoder_dropout if given."""
     config = _load("model config", AutoConfig, cfg)
+    if cfg.encoder_dropout is not None:
+        for name in ENCODER_DROPOUTS:
+            if isinstance(getattr(config, name, None), float):
+                setattr(config, name, cfg.encoder_dropout)
+    return config
+
+
+def _text_config(cfg: ModelConfig) -> Any:
+    config = pretrained_config(cfg)
     if not hasattr(config, "vocab_size") or not hasattr(config, "hidden_size"):
         raise ValueError(f"model.name {cfg.name!r}: a {config.model_type!r} model is not a text model to fine-tune")
     if hasattr(config, "classifier_dropout"):
@@ -207,7 +223,7 @@ def build_model(cfg: ModelConfig, labels: list[str], problem_type: str = "single
 
     config = _text_config(cfg)
     if cfg.pooling == "mean":
-        encoder = _load("model", AutoModel, cfg)
+        encoder = _load("model", AutoModel, cfg, config=config)
         model: nn.Module = MeanPoolClassifier(encoder, len(labels), cfg.dropout, problem_type, target)
     else:
         config.num_labels = len(labels)
@@ -225,8 +241,8 @@ def build_token_model(cfg: ModelConfig, labels: list[str]) -> nn.Module:
     """A fresh token-classification model (see TokenClassifier); model.pooling does not apply."""
     from transformers import AutoModel
 
-    _text_config(cfg)
-    return _name_labels(TokenClassifier(_load("model", AutoModel, cfg), len(labels), cfg.dropout), labels, cfg)
+    encoder = _load("model", AutoModel, cfg, config=_text_config(cfg))
+    return _name_labels(TokenClassifier(encoder, len(labels), cfg.dropout), labels, cfg)
 
 
 @dataclass

@@ -28,8 +28,8 @@ class EpochSeededLengthSampler(LengthGroupedSampler):
     """Length-grouped batches in an order that depends only on (seed, epoch).
 
     transformers' grouping: rows sorted by length within megabatches of up to 50 batches. Sorting
-    the whole epoch instead cut the padding on 1,024 SST-2 sentences from 27% to 6% (1.11x faster
-    steps, benchmarks/results/compile.json) but made every batch one length, and the causal-LM copy
+    the whole epoch instead cut the padding on 1,024 SST-2 sentences from 27% to 6% (1.19x faster
+    epochs, benchmarks/results/compile.json) but made every batch one length, and the causal-LM copy
     task then learned slower (exact match 0.12 against 0.22 in tests/test_pipeline.py's budget).
     The stock sampler draws from the global RNG when an epoch starts, so a run resumed mid-epoch
     from a checkpoint would see other batches than the uninterrupted run; seeding per epoch makes

@@ -219,10 +219,10 @@ class CausalLM(Task):
     def build_model(self, cfg: ModelConfig, labels: list[str], train: pd.DataFrame | None = None) -> nn.Module:
         from transformers import AutoModelForCausalLM
 
-        from ftlab.modeling import _load  # model.name resolution and its errors, as for every task
+        from ftlab.modeling import _load, pretrained_config  # model.name resolution and its errors, as for every task
 
         try:
-            model = _load("model", AutoModelForCausalLM, cfg)
+            model = _load("model", AutoModelForCausalLM, cfg, config=pretrained_config(cfg))
         except ValueError as e:
             raise ValueError(f"model.name {cfg.name!r} is not a causal LM ({e})") from e
         config: Any = model.config
