@@ -41,14 +41,12 @@ import json
 import statistics
 import subprocess
 import sys
-import time
-from typing import Any
 
 import numpy as np
 import torch
 
 from mfu import matmul_peak
-from throughput import RESULTS, load
+from throughput import RESULTS, epoch, load
 
 EAGER = ["grouped", "sorted", "frozen_embeddings", "no_dropout", "every_lever"]
 ON_GROUPED = ("grouped", "frozen_embeddings", "no_dropout")  # the rest train on the sorted epoch
@@ -86,23 +84,13 @@ def batches(n_train: int, bucket: int | None, grouped: bool = False) -> tuple[li
     return out, sum(len(r["input_ids"]) for r in rows)
 
 
-def epoch(forward: Any, optim: torch.optim.Optimizer, data: list[dict], bf16: bool) -> float:
-    """Seconds of one training epoch over ``data``."""
-    start = time.perf_counter()
-    for batch in data:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = forward(**batch).loss
-        loss.backward()
-        optim.step()
-        optim.zero_grad()
-    return time.perf_counter() - start
-
-
 def full_model() -> torch.nn.Module:
+    """ftlab's default model for SST-2 (MiniLM, mean pooling, a seeded head) in training mode."""
     from ftlab.config import load_config
 
     torch.manual_seed(0)
-    return load_config().task_type().build_model(load_config().model, ["0", "1"], None).train()
+    cfg = load_config()
+    return cfg.task_type().build_model(cfg.model, ["0", "1"], None).train()
 
 
 def cycle(n_train: int, cycles: int) -> dict:
@@ -159,20 +147,13 @@ def matmul_share(n_train: int) -> float:
     """Share of matmul kernels (mm, addmm, bmm) in the self time of ftlab's eager steps."""
     from torch.profiler import ProfilerActivity, profile
 
-    from ftlab.config import load_config
     from ftlab.trainer import use_bf16
 
-    cfg = load_config()
-    model = cfg.task_type().build_model(cfg.model, ["0", "1"], None).train()
+    model = full_model()
     optim = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     data, _ = batches(min(n_train, 16 * BATCH), None)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for batch in data:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16("auto")):
-                loss = model(**batch).loss
-            loss.backward()
-            optim.step()
-            optim.zero_grad()
+        epoch(model, optim, data, use_bf16("auto"))
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     return sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm", "aten::bmm")) / total

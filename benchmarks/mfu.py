@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ftlab.trainer import use_bf16
-from throughput import BATCH, RESULTS, load, train_ftlab
+from throughput import BATCH, RESULTS, epoch, load, train_ftlab
 
 
 def shapes(hidden: int) -> list[tuple[int, int, int]]:
@@ -108,12 +108,7 @@ def profile(bf16: bool, n_steps: int = 8) -> str:
                         for t, y in zip(texts[i : i + BATCH], labels[i : i + BATCH], strict=True)])
                for i in range(0, len(texts), BATCH)]
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-        for batch in batches:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = model(**batch).loss
-            loss.backward()
-            optim.step()
-            optim.zero_grad()
+        epoch(model, optim, batches, bf16)
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
 
 

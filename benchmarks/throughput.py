@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -47,6 +48,20 @@ def load(n_train: int, n_val: int = 500) -> tuple[pd.DataFrame, pd.DataFrame]:
     train = pd.read_csv(SST2 / "train.tsv", sep="\t", quoting=3).sample(n=n_train, random_state=0)
     val = pd.read_csv(SST2 / "dev.tsv", sep="\t", quoting=3).sample(n=n_val, random_state=0)
     return train, val
+
+
+def epoch(forward: Any, optim: Any, data: list[dict], bf16: bool) -> float:
+    """Seconds of one eager training epoch over ``data`` (compile.py's levers, mfu.py's profile)."""
+    import torch
+
+    start = time.perf_counter()
+    for batch in data:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = forward(**batch).loss
+        loss.backward()
+        optim.step()
+        optim.zero_grad()
+    return time.perf_counter() - start
 
 
 def run_baseline(variant: str, n_train: int) -> dict:
