@@ -44,6 +44,18 @@ def test_bad_values_name_the_field(tmp_path, text, field, problem):
     assert f"{field}:" in message and problem in message, message
 
 
+def test_bad_values_give_their_line_in_the_file_unless_overridden(tmp_path):
+    text = "seed: 1\nmodel:\n  name: x\n  encoder_dropout: 1.5\ntrain: {epochs: 1, batch_size: 0}\n"
+    with pytest.raises(ConfigError) as info:
+        load_yaml(tmp_path, text)
+    message = str(info.value)
+    assert "model.encoder_dropout: Input should be less than 1 (line 4)" in message, message
+    assert "train.batch_size: Input should be greater than 0 (line 5)" in message, message
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "params.yaml", {"model.encoder_dropout": 0.0, "train.batch_size": -1})
+    assert "train.batch_size: Input should be greater than 0\n" in str(info.value) + "\n", str(info.value)
+
+
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(ConfigError, match="params file not found"):
         load_config(tmp_path / "nope.yaml")

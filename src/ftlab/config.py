@@ -391,7 +391,7 @@ class Config(Strict):
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Load and validate a params file (None: all defaults), raising ConfigError naming the field."""
     raw: dict[str, Any] = {}
-    where = "defaults"
+    where, text = "defaults", ""
     if path is not None:
         path = Path(path)
         where = str(path)
@@ -400,7 +400,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if not path.is_file():
             raise ConfigError(f"params file not found: {path}")
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            text = path.read_text(encoding="utf-8")
+            raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path} is not valid YAML: {e}") from e
         if not isinstance(raw, dict):
@@ -411,6 +412,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         return Config.model_validate(raw)
     except ValidationError as e:
         lines = [f"invalid params ({where}):"]
+        key_lines = _key_lines(text)
         for err in e.errors():
             loc = [str(p) for p in err["loc"]]
             if loc[:1] == ["task"] and len(loc) > 2 and loc[1] in TASKS:  # the union's tag, not a key
@@ -420,8 +422,33 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             named = re.match(r"(?:Value error, )?([a-z_]+(?:\.[a-z_]+)*): (.*)", msg, re.S) if not loc else None
             if named:  # a check across sections names its key in the message
                 field, msg = named.groups()
-            lines.append(f"  {field}: {msg}")
+            overridden = any(field == k or field.startswith(k + ".") for k in overrides or {})
+            lines.append(f"  {field}: {msg}{'' if overridden else _line_of(key_lines, field)}")
         raise ConfigError("\n".join(lines)) from None
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """The 1-based line of every key in a params file, by its dotted path (flow style included)."""
+    out: dict[str, int] = {}
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                dotted = f"{path}.{key.value}" if path else str(key.value)
+                out[dotted] = key.start_mark.line + 1
+                walk(value, dotted)
+
+    walk(yaml.compose(text) if text else None, "")
+    return out
+
+
+def _line_of(key_lines: dict[str, int], field: str) -> str:
+    """`` (line N)`` of the field, or of its closest parent in the file (a missing key's section)."""
+    parts = field.split(".")
+    for end in range(len(parts), 0, -1):
+        if (line := key_lines.get(".".join(parts[:end]))) is not None:
+            return f" (line {line})"
+    return ""
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
