@@ -319,5 +319,6 @@ def test_encoder_dropout_reaches_a_decoders_residual_embedding_and_attention_dro
     model = cfg.task_type().build_model(cfg.model, [])
     p = {name: m.p for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
     assert any(name.endswith("attn_dropout") for name in p) and set(p.values()) == {0.0}
-    default = config(tmp_path, gpt2).task_type().build_model(config(tmp_path, gpt2).model, [])
+    cfg = config(tmp_path, gpt2)  # null: the checkpoint's own
+    default = cfg.task_type().build_model(cfg.model, [])
     assert {m.p for m in default.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}
