@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import random
 import shutil
@@ -63,18 +62,6 @@ def tiny_model(tmp_path_factory) -> str:
     BertModel(config).save_pretrained(str(out))
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(Path(MODEL_DIR) / name, out / name)
-    return str(out)
-
-
-@pytest.fixture(scope="session")
-def tiny_model_without_dropout(tmp_path_factory, tiny_model) -> str:
-    """The tiny BERT with dropout off, for runs that must agree up to summation order (DDP, compiled
-    steps): dropout masks differ between one process and two, and between eager and inductor."""
-    out = tmp_path_factory.mktemp("tiny-bert-no-dropout")
-    shutil.copytree(tiny_model, out, dirs_exist_ok=True)
-    config = json.loads((out / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    (out / "config.json").write_text(json.dumps(config))
     return str(out)
 
 

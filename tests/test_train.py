@@ -216,14 +216,15 @@ def test_a_cell_trains_on_its_size_and_seed_with_at_least_min_steps(make_config,
     assert other["accuracy"] != metrics["accuracy"] or other["test_loss"] != metrics["test_loss"]
 
 
-def test_compiled_steps_train_like_eager_ones(make_config, tmp_path, tiny_model_without_dropout):
+def test_compiled_steps_train_like_eager_ones(make_config, tmp_path):
     """train.compile on: inductor-compiled steps on 16-token buckets end at the eager run's losses and
     test probabilities, up to float summation order; the run records what it ran."""
     from torch._dynamo.utils import counters
 
     runs = {}
     for setting in ("off", "on"):
-        cfg = make_config(model__name=tiny_model_without_dropout, model__dropout=0.0, train__compile=setting,
+        # dropout off: eager and inductor draw different masks
+        cfg = make_config(model__dropout=0.0, model__encoder_dropout=0.0, train__compile=setting,
                           train__pad_to_multiple_of=16, train__max_steps=6, train__eval_steps=3,
                           train__precision="fp32", method_params__full=FAST["full"])
         runs[setting] = train(cfg, "full", tmp_path / setting)
