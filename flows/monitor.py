@@ -5,7 +5,8 @@
 Each run calls the same stage function as ``ftlab monitor`` on ``monitor.input`` (or the
 ``input`` parameter). On the verdict ``drift`` it starts the training deployment with a ``reason``
 parameter that says which signals drifted, and records the event as a Prefect artifact; on ``ok``
-it starts nothing.
+it starts nothing; with no new data (``monitor.input`` missing or empty) the verdict is ``no_data``
+and it starts nothing either.
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ def monitor(params: str, input_path: str | None) -> dict:
 def monitor_data(params: str = "params.yaml", input_path: str | None = None, retrain: str = RETRAIN) -> dict:
     """Monitor, and on drift start the deployment ``retrain`` (flow/deployment) without waiting for it."""
     result = monitor(params, input_path)
-    lines = [f"**Data monitor**: `{result['verdict']}` on {', '.join(result['input'])} "
-             f"({result['rows']['current']} rows); report: `{result['report']}`", "",
-             *(f"- {r}" for r in result["reasons"])]
+    if result["verdict"] == "no_data":  # nothing arrived since the last run: nothing to judge or retrain
+        lines = [f"**Data monitor**: `no_data`: {result['reasons'][0]}"]
+    else:
+        lines = [f"**Data monitor**: `{result['verdict']}` on {', '.join(result['input'])} "
+                 f"({result['rows']['current']} rows); report: `{result['report']}`", "",
+                 *(f"- {r}" for r in result["reasons"]), "", f"Next step: {result['next_step']}"]
     if result["verdict"] == "drift":
         reason = "data drift: " + "; ".join(result["reasons"])
         run = run_deployment(retrain, parameters={"params": params, "reason": reason}, timeout=0)

@@ -19,6 +19,7 @@ import yaml
 from ftlab import stages
 from ftlab.data import DataError
 from ftlab.demo import generate_demo
+from ftlab.monitor import monitor
 from tests.prefect_server import prefect_server
 from tests.test_pipeline import ROOT, make_repo, smoke_params
 
@@ -60,12 +61,108 @@ def test_monitor_verdicts(project):
     ok = stages.monitor(cfg, root / "demo.csv")
     assert ok["verdict"] == "ok", ok["reasons"]
     assert ok["signals"]["accuracy"]["drifted"] is False and ok["signals"]["embedding"]["score"] < 0.6
+    assert ok["next_step"].startswith("Nothing to do")
     drift = stages.monitor(cfg, root / "finance.csv")
     assert drift["verdict"] == "drift"
-    assert {"oov_rate", "non_letter_share", "embedding"} <= set(drift["drifted"]), drift["reasons"]
+    assert {"word_pieces", "non_letter_share", "embedding"} <= set(drift["drifted"]), drift["reasons"]
     saved = json.loads((root / "monitor/monitor.json").read_text())
     assert saved["verdict"] == "drift" and saved["signals"]["embedding"]["threshold"] == cfg.monitor.embedding_threshold
-    assert "<html" in (root / "monitor/monitor.html").read_text()[:2000].lower()
+    page = (root / "monitor/monitor.html").read_text()
+    # the verdict, every signal against its threshold (the embedding one included) and the next step,
+    # on top of Evidently's page
+    top = page[page.index("<body"):page.index("</section>")]
+    assert "Monitor verdict: drift" in top and "Next step." in top and "has no labels" in top
+    for name, signal in drift["signals"].items():
+        assert f"<code>{name}</code>" in top and f"{signal['score']:.3f}" in top
+    assert page.index("</section>") < page.index("<div id=\"root_metric_")  # Evidently's widgets below
+
+
+LABEL_FORMS = {
+    "names": lambda y: y,
+    "ids": lambda y: y.map({"negative": 0, "positive": 1}),
+    "float ids": lambda y: y.map({"negative": 0.0, "positive": 1.0}),
+    "id strings": lambda y: y.map({"negative": "0", "positive": "1"}),
+}
+
+
+@pytest.mark.parametrize("form", LABEL_FORMS)
+def test_labels_as_names_or_ids_are_read_as_training_encodes_them(form):
+    from ftlab.monitor import label_names
+
+    demo = generate_demo(60, 0.0, seed=3)
+    assert label_names(LABEL_FORMS[form](demo["label"]), ["negative", "positive"], "label", "x.csv") == demo["label"].tolist()
+
+
+@pytest.mark.parametrize(("values", "names", "message"), [
+    (["World", "Sports", "Business"], ["negative", "positive"],
+     r"x\.csv: column 'label' has label\(s\) \['Business', 'Sports', 'World'\] that are neither the model's labels "
+     r"\['negative', 'positive'\] nor their ids 0\.\.1"),
+    ([0, 1, 2], ["negative", "positive"], r"label\(s\) \['2'\]"),
+    # numeric label names are never read as ids: 0 is not the id of "1"
+    ([0, 1], ["1", "2"], r"label\(s\) \['0'\] that are neither the model's labels \['1', '2'\]: map"),
+    ([1, None], ["negative", "positive"], r"1 row\(s\) with no label \(rows 1\)"),
+])
+def test_labels_that_match_neither_names_nor_ids_are_refused(values, names, message):
+    from ftlab.monitor import label_names
+
+    with pytest.raises(DataError, match=message):
+        label_names(pd.Series(values), names, "label", "x.csv")
+
+
+def test_prepared_test_split_with_integer_labels_is_monitored_with_accuracy(project):
+    """The project's own data/prepared/test.parquet stores label ids: the monitor reads them as
+    training does and measures the accuracy (it crashed in Evidently's TPR before)."""
+    cfg, _ = project
+    result = stages.monitor(cfg, cfg.data.prepared_dir / "test.parquet")
+    run = json.loads((cfg.train.output_dir / "full" / "s42-nall" / "metrics.json").read_text())
+    assert result["signals"]["accuracy"]["current"] == pytest.approx(run["accuracy"], abs=1e-6)
+
+
+def test_unknown_labels_are_refused_before_the_model_loads(project, tmp_path):
+    """A model directory with its ftlab.json but no weights: the label error comes first."""
+    cfg, root = project
+    model = tmp_path / "model"
+    model.mkdir()
+    shutil.copy(root / "models/ftlab-model/ftlab.json", model / "ftlab.json")
+    news = other_domain(40).assign(label=["World", "Sports"] * 20)
+    news.to_csv(tmp_path / "news.csv", index=False)
+    with pytest.raises(DataError, match=r"column 'label' has label\(s\) \['Sports', 'World'\]"):
+        monitor(model, tmp_path / "news.csv", cfg.monitor, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_new_data_is_nothing_to_monitor_and_writes_nothing(project, tmp_path):
+    cfg, root = project
+    out = tmp_path / "out"
+    for missing_or_empty in (tmp_path / "incoming", tmp_path / "empty"):
+        if missing_or_empty.name == "empty":
+            missing_or_empty.mkdir()
+            (missing_or_empty / "header-only.csv").write_text("text,label\n")
+        result = monitor(root / "models/ftlab-model", missing_or_empty, cfg.monitor, out)
+        assert result["verdict"] == "no_data" and result["reasons"][0].startswith(f"nothing to monitor: {missing_or_empty}")
+    assert not out.exists()
+    with pytest.raises(DataError, match=r"input file not found: .*typo\.csv"):  # a named file is a user error
+        monitor(root / "models/ftlab-model", tmp_path / "typo.csv", cfg.monitor, out)
+
+
+def test_monitor_command_options(project, tmp_path):
+    """--model, --no-header with numbered --text-column/--label-column, --out-dir, -S: the options
+    the operations commands share; help shows what each option takes."""
+    _, root = project
+    rows = generate_demo(60, 0.0, seed=11).assign(label=lambda d: d["label"].map({"negative": 0, "positive": 1}))
+    rows[["label", "text"]].to_csv(tmp_path / "plain.csv", index=False, header=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "ftlab.cli", "monitor", "--model", str(root / "models/ftlab-model"),
+         "--input", str(tmp_path / "plain.csv"), "--no-header", "--text-column", "2", "--label-column", "1",
+         "--out-dir", str(tmp_path / "out"), "-S", "monitor.min_rows=50"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "out/monitor.json").read_text())
+    assert result["rows"]["current"] == 60 and "accuracy" in result["signals"]
+    assert "next step:" in done.stdout and str(tmp_path / "out/monitor.html") in done.stdout
+    for command in ("monitor", "predict", "promote"):
+        shown = subprocess.run([sys.executable, "-m", "ftlab.cli", command, "--help"], capture_output=True, text=True).stdout
+        assert "<bool>" not in shown and "--model DIR" in shown and "-S, --set KEY=VALUE" in shown, shown
 
 
 def test_monitor_refuses_too_few_rows(project, tmp_path):

@@ -14,11 +14,23 @@ from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
-app = typer.Typer(help="Fine-tune a transformer with several methods and measure which to pick.", no_args_is_help=True)
+# plain click help: typer's rich panels label every flag, --help included, as <bool>
+app = typer.Typer(help="Fine-tune a transformer with several methods and measure which to pick.", no_args_is_help=True,
+                  rich_markup_mode=None)
 console = Console()
 
-PARAMS = typer.Option(None, "--params", "-p", help="params file (default: params.yaml if present, else built-in defaults)")
-SET = typer.Option(None, "--set", "-S", help="override one value, e.g. -S method_params.lora.r=16 (YAML value)")
+PARAMS = typer.Option(None, "--params", "-p", metavar="FILE",
+                      help="params file (default: params.yaml if present, else built-in defaults)")
+SET = typer.Option(None, "--set", "-S", metavar="KEY=VALUE",
+                   help="override one value, e.g. -S method_params.lora.r=16 (YAML value); repeatable")
+# the operations commands (promote, predict, monitor) share these
+MODEL = typer.Option(None, "--model", metavar="DIR",
+                     help="the promoted model directory (default: <promote.dir>/<promote.name> of the params: models/ftlab-model)")
+TEXT_COLUMN = typer.Option(None, "--text-column", metavar="NAME",
+                           help="column of texts (default: the model's training text column; column 1 with --no-header)")
+HEADER = typer.Option(True, "--header/--no-header",
+                      help="CSV/TSV: the first line names the columns (default); --no-header: it is a row, and the "
+                           "columns are numbered 1, 2, ...")
 
 
 @app.callback()
@@ -34,14 +46,17 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug lo
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _config(params: Path | None, overrides: list[str] | None):
+def _config(params: Path | None, overrides: list[str] | None, model: Path | None = None, settings: dict | None = None):
+    """The config from ``params`` with the -S overrides and the ``settings`` of a command's own
+    options; ``model`` (an operations command's --model) sets promote.dir and promote.name, so that
+    promote writes and predict and monitor read there."""
     import yaml
 
     from ftlab.config import ConfigError, load_config
 
     if params is None and Path("params.yaml").is_file():
         params = Path("params.yaml")
-    parsed = {}
+    parsed: dict = {**(settings or {}), **({} if model is None else {"promote.dir": str(model.parent), "promote.name": model.name})}
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -60,6 +75,7 @@ def say(*parts: str | tuple[str, str]) -> None:
 
 
 def _fail(e: Exception) -> NoReturn:
+    logging.getLogger(__name__).debug("where it failed:", exc_info=e)  # the traceback with -v
     say(("error:", "bold red"), f" {e}")
     raise typer.Exit(1)
 
@@ -213,61 +229,98 @@ def compare(params: Path | None = PARAMS, set_: list[str] | None = SET) -> None:
 def promote(
     method: str | None = typer.Option(None, "--method", "-m", help="method to promote (default: the comparison's recommendation)"),
     seed: int | None = typer.Option(None, "--seed", help="seed (default: the one with the best validation score)"),
-    train_size: str | None = typer.Option(None, "--train-size", help="train size (default: the largest compared)"),
+    train_size: str | None = typer.Option(None, "--train-size", metavar="N|all", help="train size (default: the largest compared)"),
+    model: Path | None = typer.Option(None, "--model", metavar="DIR",
+                                      help="where to write the model (default: <promote.dir>/<promote.name> of the params: models/ftlab-model)"),
     params: Path | None = PARAMS,
     set_: list[str] | None = SET,
 ) -> None:
-    """Package the recommended cell (or the one named) as a standalone model: <promote.dir>/<promote.name>/."""
+    """Package the recommended cell (or the one named) as a standalone model directory."""
     try:
         size = _size(train_size)
     except typer.BadParameter as e:
         _fail(e)
-    meta = _stage("promote", params, set_, method, seed, size)
-    console.print(f"promoted {meta['method']} s{meta['seed']}-n{meta['train_size']} as a {meta['layout']} model")
+    meta = _stage("promote", params, set_, method, seed, size, model=model)
+    say(f"promoted {meta['method']} s{meta['seed']}-n{meta['train_size']} as a {meta['layout']} model")
 
 
 @app.command()
 def predict(
-    model: Path = typer.Option(Path("models/ftlab-model"), "--model", help="a promoted model directory"),
-    input_: Path = typer.Option(..., "--input", "-i", help="CSV, TSV, JSONL or Parquet file to score"),
-    output: Path | None = typer.Option(None, "--output", "-o", help="where to write rows + predictions (default: <input>.predictions.<ext>)"),
-    text_column: str | None = typer.Option(None, help="column to score (default: the model's training text column)"),
-    batch_size: int = typer.Option(128, min=1, help="texts per forward pass"),
-    precision: str = typer.Option("auto", help="auto (bf16 where native) | bf16 | fp32"),
+    input_: Path = typer.Option(..., "--input", "-i", metavar="FILE", help="CSV, TSV, JSONL or Parquet file to score"),
+    output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE",
+                                       help="where to write rows + predictions (default: <input>.predictions.<ext>)"),
+    model: Path | None = MODEL,
+    text_column: str | None = TEXT_COLUMN,
+    header: bool = HEADER,
+    batch_size: int = typer.Option(128, min=1, metavar="N", help="texts per forward pass"),
+    precision: str = typer.Option("auto", metavar="auto|bf16|fp32", help="bf16 autocast; auto: where the hardware has it natively"),
+    params: Path | None = PARAMS,
+    set_: list[str] | None = SET,
 ) -> None:
     """Score a file with a promoted model: each input row + prediction, confidence and per-class probabilities."""
     from ftlab.data import DataError
     from ftlab.predict import predict_file
+    from ftlab.promote import model_dir
 
     if precision not in ("auto", "bf16", "fp32"):
         _fail(typer.BadParameter(f"--precision must be auto, bf16 or fp32, got {precision!r}"))
+    cfg = _stage_config(params, set_, model)
     output = output or input_.with_name(f"{input_.stem}.predictions{input_.suffix}")
     try:
-        result = predict_file(model, input_, output, text_column, batch_size, precision)
+        result = predict_file(model_dir(cfg), input_, output, text_column, batch_size, precision, header=header)
     except (DataError, ValueError, OSError) as e:
         _fail(e)
-    console.print(f"scored {result['rows']} rows -> {output}")
+    say(f"scored {result['rows']} rows -> {output}")
 
 
 @app.command()
 def monitor(
-    input_: Path | None = typer.Option(None, "--input", "-i", help="new data: a file or a directory of files (default: monitor.input)"),
+    input_: Path | None = typer.Option(None, "--input", "-i", metavar="PATH",
+                                       help="new data: a file or a directory of files (default: monitor.input)"),
+    model: Path | None = MODEL,
+    text_column: str | None = TEXT_COLUMN,
+    label_column: str | None = typer.Option(None, "--label-column", metavar="NAME",
+                                            help="column of labels: label names or ids 0..K-1; with it, accuracy is "
+                                                 "monitored too (default: the model's training label column if present; "
+                                                 "column 2 with --no-header)"),
+    header: bool = HEADER,
+    out_dir: Path | None = typer.Option(None, "--out-dir", metavar="DIR",
+                                        help="where monitor.html and monitor.json go (default: monitor.out_dir)"),
     params: Path | None = PARAMS,
     set_: list[str] | None = SET,
-    fail_on_drift: bool = typer.Option(False, help="exit 3 on the verdict drift (for CI and cron)"),
+    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="exit 3 on the verdict drift (for CI and cron)"),
 ) -> None:
     """Drift of new data against the promoted model's training reference: HTML report + JSON verdict."""
-    result = _stage("monitor", params, set_, input_)
-    console.print(f"[bold]{result['verdict']}[/]: " + "; ".join(result["reasons"]))
+    from ftlab.monitor import InputColumns
+
+    settings = {"monitor.out_dir": str(out_dir)} if out_dir is not None else None
+    columns = InputColumns(text_column, label_column, header)
+    result = _stage("monitor", params, set_, input_, columns, model=model, settings=settings)
+    say((result["verdict"], "bold"), ": " + "; ".join(result["reasons"]))
+    if result.get("next_step"):
+        say(f"next step: {result['next_step']}")
+    if result.get("report"):
+        say(f"report: {result['report']}")
     if fail_on_drift and result["verdict"] == "drift":
         raise typer.Exit(3)
 
 
+def _override_values(overrides: list[str] | None) -> dict:
+    """The ``-S KEY=VALUE`` items as {dotted key: YAML value}, as ``_config`` applies them (call it first)."""
+    import yaml
+
+    return {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in overrides or [])}
+
+
 @app.command()
-def pipeline(params: Path = typer.Option(Path("params.yaml"), "--params", "-p", help="params file")) -> None:
+def pipeline(params: Path = typer.Option(Path("params.yaml"), "--params", "-p", help="params file"),
+             set_: list[str] | None = SET) -> None:
     """Run the whole pipeline as the Prefect flow `finetune_pipeline` (same stages as dvc.yaml)."""
     import os
 
+    # a bad param fails here, in a second, not after Prefect's temporary server has started
+    _stage_config(params, set_)
+    overrides = _override_values(set_)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # the temporary server gets 20 s to start by default: a busy machine (a CI runner beside other
     # jobs) needed more, and the flow failed before it began
@@ -277,29 +330,31 @@ def pipeline(params: Path = typer.Option(Path("params.yaml"), "--params", "-p", 
         from finetune import finetune_pipeline
     except ImportError:
         _fail(ImportError("flows/finetune.py not found: run `ftlab pipeline` from an ftlab checkout"))
-    state = finetune_pipeline(str(params), return_state=True)
+    state = finetune_pipeline(str(params), overrides=overrides or None, return_state=True)
     if not state.is_completed():
         _fail(RuntimeError(f"pipeline {state.name}: {state.message}"))
 
 
-def _stage_config(params: Path | None, overrides: list[str] | None):
+def _stage_config(params: Path | None, overrides: list[str] | None, model: Path | None = None,
+                  settings: dict | None = None):
     """The config, or exit 1 naming the bad field."""
     from ftlab.config import ConfigError
 
     try:
-        return _config(params, overrides)
+        return _config(params, overrides, model, settings)
     except ConfigError as e:
         _fail(e)
 
 
-def _stage(name: str, params: Path | None, overrides: list[str] | None, *args):
+def _stage(name: str, params: Path | None, overrides: list[str] | None, *args, model: Path | None = None,
+           settings: dict | None = None):
     """Run one stage function from ftlab.stages, turning every expected failure into exit 1."""
     from ftlab import stages
     from ftlab.config import ConfigError
     from ftlab.data import DataError
 
     try:
-        return getattr(stages, name)(_config(params, overrides), *args)
+        return getattr(stages, name)(_config(params, overrides, model, settings), *args)
     except (ConfigError, DataError, ValueError, OSError, stages.StageFailed) as e:
         _fail(e)
 

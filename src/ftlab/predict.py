@@ -33,9 +33,14 @@ HEADER_LINES = {".csv": 1, ".tsv": 1, ".jsonl": 0, ".json": 0}  # file line of r
 
 def read_meta(model_dir: Path) -> dict:
     """``ftlab.json`` of a promoted model directory, with an error that says how to make one."""
-    path = Path(model_dir) / "ftlab.json"
+    model_dir = Path(model_dir)
+    path = model_dir / "ftlab.json"
+    if not model_dir.exists():
+        raise DataError(f"model directory not found: {model_dir}. `make run` (or `dvc repro`) trains, compares and "
+                        "promotes one to models/ftlab-model; `ftlab promote` promotes after `ftlab compare`")
     if not path.is_file():
-        raise DataError(f"{model_dir}: not a promoted ftlab model (no ftlab.json); run `ftlab promote` first")
+        raise DataError(f"{model_dir}: not a promoted ftlab model (it has no ftlab.json); promote one with `make run` "
+                        "(or `dvc repro`), or `ftlab promote` after `ftlab compare`")
     meta = json.loads(path.read_text())
     if meta.get("layout") == "ftlab":
         raise DataError(f"{model_dir}: a {meta.get('task_type')} model; ftlab predict and monitor serve single-text "
@@ -43,13 +48,26 @@ def read_meta(model_dir: Path) -> dict:
     return meta
 
 
-def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
-    """The rows of a CSV/TSV/JSONL/Parquet file, ``chunk_rows`` at a time, indexed by row number."""
+def check_input(path: Path) -> None:
+    """Fail before any model is loaded when the input file cannot be read at all."""
     suffix = path.suffix.lower()
     if suffix not in READERS:
         raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {sorted(READERS)}")
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"input file not found: {path}")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file")
+
+
+def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS, header: bool = True) -> Iterator[pd.DataFrame]:
+    """The rows of a CSV/TSV/JSONL/Parquet file, ``chunk_rows`` at a time, indexed by row number.
+
+    ``header=False``: a CSV/TSV file's first line is a row, and its columns are named "1", "2", ...
+    """
+    check_input(path)
+    suffix = path.suffix.lower()
+    if not header and suffix not in DELIMITERS:
+        raise DataError(f"{path}: --no-header applies to CSV and TSV files; {suffix} files name their columns")
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -64,24 +82,33 @@ def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFra
         reader: Any = pd.read_json(path, lines=True, **options)
     else:
         delimiter = DELIMITERS[suffix]
-        reader = pd.read_csv(path, sep=delimiter, quoting=sniff_quoting(path, delimiter), **options)
+        reader = pd.read_csv(path, sep=delimiter, quoting=sniff_quoting(path, delimiter),
+                             header=0 if header else None, **options)
     try:
         with reader:
-            yield from reader
+            for chunk in reader:
+                yield chunk if header else chunk.rename(columns=lambda i: str(i + 1))
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not valid UTF-8 (byte {e.start}: {e.reason})") from None
     except (ValueError, pd.errors.ParserError) as e:
         raise DataError(f"{path}: cannot parse as {suffix} ({e})") from None
 
 
-def texts_of(df: pd.DataFrame, path: Path, column: str) -> list[str]:
+def default_text_column(meta: dict, header: bool) -> str:
+    """The column to score when none is named: the training text column, or column 1 without a header."""
+    return meta["text_column"] if header else "1"
+
+
+def texts_of(df: pd.DataFrame, path: Path, column: str, header: bool = True) -> list[str]:
     """The column to score as strings; names the file, rows and lines of texts that cannot be scored."""
     if column not in df.columns:
-        raise DataError(f"{path}: no column {column!r} (found {list(df.columns)}); pass --text-column")
+        raise DataError(f"{path}: no column {column!r} (found {list(df.columns)}); name the text column with "
+                        "--text-column" + ("" if header else " (without a header, columns are numbered 1, 2, ...)"))
     values = df[column]
     bad = df.index[values.isna() | (values.astype(str).str.strip() == "")]
     if len(bad):
         first = HEADER_LINES.get(path.suffix.lower())
+        first = None if first is None else first - (0 if header else 1)
         where = ", ".join(f"row {i}" + ("" if first is None else f" (line {i + first + 1})") for i in bad[:5])
         raise DataError(f"{path}: {len(bad)} empty or missing text(s) in column {column!r} cannot be scored: {where}")
     return values.astype(str).tolist()
@@ -171,7 +198,8 @@ def _rows(path: Path) -> int | None:
 
 
 def predict_file(model_dir: Path, input_path: Path, output: Path, text_column: str | None = None,
-                 batch_size: int = 128, precision: str = "auto", chunk_rows: int = CHUNK_ROWS) -> dict:
+                 batch_size: int = 128, precision: str = "auto", chunk_rows: int = CHUNK_ROWS,
+                 header: bool = True) -> dict:
     """Score every row of ``input_path`` with the promoted model in ``model_dir``; write ``output``."""
     from tqdm.auto import tqdm
 
@@ -182,16 +210,17 @@ def predict_file(model_dir: Path, input_path: Path, output: Path, text_column: s
     if output.resolve() == input_path.resolve():
         raise DataError(f"--output {output} is the input file: choose another path")
     meta = read_meta(model_dir)
+    check_input(input_path)  # before the model loads (seconds)
     model, tokenizer = load_exported(model_dir, meta)
     if torch.cuda.is_available():
         model = model.cuda()
     bf16 = use_bf16(precision)
-    column = text_column or meta["text_column"]
+    column = text_column or default_text_column(meta, header)
     writer, rows = ChunkWriter(output), 0
     try:
         with tqdm(total=_rows(input_path), unit="rows", desc=f"predict {input_path.name}") as bar:
-            for chunk in read_chunks(input_path, chunk_rows):
-                probs = class_probabilities(model, tokenizer, texts_of(chunk, input_path, column), batch_size,
+            for chunk in read_chunks(input_path, chunk_rows, header):
+                probs = class_probabilities(model, tokenizer, texts_of(chunk, input_path, column, header), batch_size,
                                             meta["max_length"], bf16)
                 writer.write(with_predictions(chunk, probs, meta["labels"]))
                 rows += len(chunk)

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ftlab.config import Cell, Config
 from ftlab.io import write_json
+
+if TYPE_CHECKING:
+    from ftlab.monitor import InputColumns
 
 
 class StageFailed(RuntimeError):
@@ -140,10 +143,11 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
     return run_promote(cfg, method, seed, train_size)
 
 
-def monitor(cfg: Config, input_path: Path | None = None) -> dict:
+def monitor(cfg: Config, input_path: Path | None = None, columns: InputColumns | None = None) -> dict:
     """Compare new data (default: monitor.input) with the promoted model's training reference."""
-    from ftlab.monitor import monitor as run_monitor
+    from ftlab.monitor import InputColumns, monitor as run_monitor
     from ftlab.promote import model_dir
 
-    return run_monitor(model_dir(cfg), input_path or cfg.monitor.input, cfg.monitor, cfg.monitor.out_dir)
+    return run_monitor(model_dir(cfg), input_path or cfg.monitor.input, cfg.monitor, cfg.monitor.out_dir,
+                       columns or InputColumns())
 

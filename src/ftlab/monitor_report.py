@@ -1,0 +1,70 @@
+"""The top of the monitor's HTML report: the verdict, every signal against its threshold, and
+what to do next. Evidently's page below it has per-column plots but no overall verdict, and it
+leaves out the embedding signal (the strongest one: its own metric computes a t-SNE for 80 s)."""
+
+from __future__ import annotations
+
+import html
+
+SIGNALS = {
+    "text_length": "text length in characters",
+    "word_pieces": "the tokenizer's pieces per word: new words, names, slang and other scripts split differently",
+    "non_letter_share": "share of characters that are not letters: figures, symbols, emoji",
+    "confidence": "the model's top-class probability",
+    "prediction": "the shares of the predicted classes",
+    "embedding": "the model's own sentence embeddings (what its head reads): can a classifier tell new rows from reference rows?",
+    "accuracy": "accuracy on the labelled new rows against the reference's",
+}
+
+
+def next_step(result: dict) -> str:
+    """One sentence on what to do with this verdict."""
+    if result["verdict"] != "drift":
+        return "Nothing to do: no signal reached its threshold. Keep monitoring new data as it arrives."
+    accuracy = result["signals"].get("accuracy")
+    if accuracy is not None and accuracy["drifted"]:
+        return (f"The model lost accuracy on this data ({accuracy['reference']:.3f} → {accuracy['current']:.3f}): "
+                "add these labelled rows to the training data and retrain (`dvc repro`, or the nightly deployment), "
+                "then promote the new model only if it scores better on them.")
+    if accuracy is not None:
+        return ("The data moved but accuracy on its labels held: retraining is optional. Watch the next batches, "
+                "and add labelled rows like these to the training data when you next retrain.")
+    return ("The data moved and it has no labels, so whether the model still works on it is unknown: label a sample "
+            "(a few hundred rows, the least confident first: see `confidence` in `ftlab predict`'s output), then "
+            "`ftlab monitor --input labelled.csv` measures the accuracy; add them to the training data and retrain "
+            "if it dropped.")
+
+
+def _rows(result: dict) -> str:
+    rows = []
+    for name, s in result["signals"].items():
+        state = "<b style='color:#b00'>drift</b>" if s["drifted"] else "ok"
+        rows.append(f"<tr><td><code>{name}</code></td><td>{html.escape(SIGNALS.get(name, ''))}</td>"
+                    f"<td>{html.escape(s['method'])}</td><td>{s['score']:.3f}</td><td>{s['threshold']}</td>"
+                    f"<td>{state}</td></tr>")
+    return "\n".join(rows)
+
+
+def summary(result: dict) -> str:
+    """The verdict section as HTML (plain markup, no external assets: it renders offline)."""
+    color = "#b00" if result["verdict"] == "drift" else "#070"
+    files = ", ".join(html.escape(f) for f in result["input"])
+    return f"""<section style="font-family:sans-serif;margin:16px;padding:12px 16px;border:2px solid {color};border-radius:6px">
+<h1 style="color:{color};margin-top:0">Monitor verdict: {result['verdict']}</h1>
+<p>{html.escape('; '.join(result['reasons']))}</p>
+<p>{result['rows']['current']} new rows ({files}) against {result['rows']['reference']} reference rows of
+<code>{html.escape(result['model'])}</code>; {result['min_drifted']} drifted signal(s) make the verdict <i>drift</i>.</p>
+<table style="border-collapse:collapse" border="1" cellpadding="4">
+<tr><th>signal</th><th>what it measures</th><th>method</th><th>score</th><th>threshold</th><th>state</th></tr>
+{_rows(result)}
+</table>
+<p><b>Next step.</b> {html.escape(result['next_step'])}</p>
+</section>
+"""
+
+
+def with_verdict(page: str, result: dict) -> str:
+    """Evidently's HTML page with the verdict section first in its body."""
+    at = page.find("<body")
+    at = page.find(">", at) + 1 if at >= 0 else 0
+    return page[:at] + summary(result) + page[at:]
