@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -101,8 +102,52 @@ def test_model_card_and_metadata(promoted):
     assert data["ftlab"]["method"] == "lora" and data["ftlab"]["data_fingerprint"]["train_sha256"]
     assert data["ftlab"]["verdict"].startswith("Pick ")
     assert "SentenceTransformer(" in card and "comparison.md" in card
-    assert json.loads((model / "ftlab.json").read_text())["labels"] == ["neg", "pos"]
-    assert len(pd.read_parquet(model / "reference.parquet")) == 64
+    meta = json.loads((model / "ftlab.json").read_text())
+    assert meta["labels"] == ["neg", "pos"]
+    # the monitor's reference and baseline: the run's held-out test rows and accuracy, not training rows
+    test = pd.read_parquet(Path(meta["run"]) / "predictions.parquet")
+    assert len(test) < 1000
+    pd.testing.assert_frame_equal(pd.read_parquet(model / "reference.parquet"), test)
+    run_metrics = json.loads((Path(meta["run"]) / "metrics.json").read_text())
+    assert meta["test_metrics"] == {"accuracy": run_metrics["accuracy"], "macro_f1": run_metrics["macro_f1"]}
+
+
+def test_model_card_says_what_the_test_number_was_measured_on(promoted):
+    """A user file: the test split is a held-out part of that file. The built-in demo: the card says the
+    data is synthetic template reviews and that real text will score lower."""
+    from ftlab.config import load_config
+    from ftlab.promote import model_card
+
+    cfg, meta, model, run = promoted["mean-lora"]
+    card = " ".join((model / "README.md").read_text().split())
+    n_test = json.loads((run / "metrics.json").read_text())["n_test"]
+    assert f"The test set is a held-out part ({n_test:,} examples) of `{cfg.data.source}`" in card, card
+    assert "The number holds for data like it" in card and "synthetic" not in card
+    demo = load_config(None, {"data.demo.n_samples": 1000})  # data.source: builtin:demo, the default
+    metrics = json.loads((run / "metrics.json").read_text())
+    comparison = json.loads((cfg.report.dir / "comparison.json").read_text())
+    card = " ".join(model_card(demo, meta, metrics, comparison, model).split())
+    assert "**The test data is synthetic.** `builtin:demo` is ftlab's built-in demo set: 1,000 short review-like" in card
+    assert "5% of labels flipped on purpose" in card and "expect real sentences to score lower" in card, card
+    assert "held-out part of `" not in card
+
+
+def test_promote_prints_no_load_report_for_the_unused_pooler(promoted, tmp_path):
+    """The sentence-transformers export loads the encoder with a [CLS] pooler it never had: transformers'
+    LOAD REPORT ("pooler.dense.* MISSING ... Consider training") stays out; one INFO line says why."""
+    from ftlab.config import dump_config
+
+    cfg, _, _, _ = promoted["mean-lora"]
+    params = tmp_path / "params.yaml"
+    params.write_text(dump_config(cfg))
+    out = subprocess.run([sys.executable, "-m", "ftlab.cli", "promote", "--params", str(params), "--method", "lora",
+                          "-S", "promote.name=from-cli"], capture_output=True, text=True, cwd=tmp_path)
+    output = out.stdout + out.stderr
+    assert out.returncode == 0, output
+    assert "promoted lora" in out.stdout and "sentence-transformers model" in out.stdout, output
+    assert "LOAD REPORT" not in output and "MISSING" not in output and "Consider training" not in output, output
+    assert "pooler (pooler.*) gets untrained weights; mean pooling does not use it" in " ".join(output.split()), output
+    assert (cfg.promote.dir / "from-cli" / "2_Dense" / "model.safetensors").is_file()
 
 
 def test_ftlab_predict_streams_chunks_in_input_order(promoted, tmp_path):
@@ -112,7 +157,9 @@ def test_ftlab_predict_streams_chunks_in_input_order(promoted, tmp_path):
         expected = pd.read_parquet(run / "predictions.parquet")
         src = expected[["text"]].assign(row=range(len(expected)))
         src.to_parquet(tmp_path / "in.parquet")
-        result = predict_file(model, tmp_path / "in.parquet", tmp_path / f"{key}.csv", chunk_rows=7, batch_size=5)
+        # fp32 like the runs: "auto" is bf16 on a CPU with AVX512-BF16, 1e-4 from the fp32 probabilities
+        result = predict_file(model, tmp_path / "in.parquet", tmp_path / f"{key}.csv", chunk_rows=7, batch_size=5,
+                              precision="fp32")
         out = pd.read_csv(tmp_path / f"{key}.csv")
         assert result["rows"] == len(src) and out["row"].tolist() == src["row"].tolist()
         assert out["prediction"].tolist() == [meta["labels"][i] for i in expected["prediction"]]

@@ -1,7 +1,8 @@
 """``ftlab monitor``: does new data still look like what the promoted model was trained on?
 
-The reference is the model directory's ``reference.parquet`` (the scored training subset of the
-promoted run); the current data is the new file, or every CSV/TSV/JSONL/Parquet file of a
+The reference is the model directory's ``reference.parquet`` (up to 1,000 scored test rows of the
+promoted run: held out, like new data, where training rows made the model look more confident and
+accurate than it is on anything new); the current data is the new file, or every CSV/TSV/JSONL/Parquet file of a
 directory. Both are scored by the promoted model, and one Evidently report compares them:
 
 - text descriptors: length in characters; word pieces, the tokenizer's pieces per word (new words,
@@ -191,8 +192,12 @@ def embedding_drift(reference: np.ndarray, current: np.ndarray, threshold: float
 
 
 def signals(snapshot: Any, reference: pd.DataFrame, current: pd.DataFrame, embedding_auc: float,
-            cfg: MonitorConfig) -> dict[str, dict]:
-    """Each signal's score, threshold and whether it drifted, read from the report."""
+            cfg: MonitorConfig, test_accuracy: float | None = None) -> dict[str, dict]:
+    """Each signal's score, threshold and whether it drifted, read from the report.
+
+    Accuracy on labelled new rows is compared with the promoted run's test accuracy where the model
+    records it (else the reference rows'), and drifts only beyond ``monitor.max_accuracy_drop`` and
+    beyond the sampling noise of a batch this size (2.33 standard errors: one-sided 99%)."""
     found: dict[str, float] = {}
     for m in snapshot.dict()["metrics"]:
         if m["config"]["type"].endswith(":ValueDrift"):
@@ -204,11 +209,14 @@ def signals(snapshot: Any, reference: pd.DataFrame, current: pd.DataFrame, embed
     for s in out.values():
         s["drifted"] = s["score"] >= s["threshold"]
     if "label" in current.columns:
-        ref_acc = float((reference["label"] == reference["prediction"]).mean())
+        baseline = "test accuracy" if test_accuracy is not None else "reference rows"
+        ref_acc = test_accuracy if test_accuracy is not None else float((reference["label"] == reference["prediction"]).mean())
         cur_acc = float((current["label"] == current["prediction"]).mean())
-        out["accuracy"] = {"method": "accuracy drop", "score": round(ref_acc - cur_acc, 6), "reference": ref_acc,
-                           "current": cur_acc, "threshold": cfg.max_accuracy_drop,
-                           "drifted": ref_acc - cur_acc > cfg.max_accuracy_drop}
+        noise = 2.33 * float(np.sqrt(ref_acc * (1 - ref_acc) / len(current)))
+        threshold = round(max(cfg.max_accuracy_drop, noise), 4)
+        out["accuracy"] = {"method": f"accuracy drop below the {baseline}", "score": round(ref_acc - cur_acc, 6),
+                           "reference": ref_acc, "current": cur_acc, "threshold": threshold,
+                           "drifted": ref_acc - cur_acc > threshold}
     return out
 
 
@@ -262,7 +270,8 @@ def monitor(model_dir: Path, input_path: Path, cfg: MonitorConfig, out_dir: Path
         sides.append((frame(side_texts, side_labels, probs, tokenizer, names), embeddings))
     (reference, ref_emb), (current, cur_emb) = sides
     snapshot = evidently_report(reference, current, cfg, names)
-    found = signals(snapshot, reference, current, embedding_drift(ref_emb, cur_emb, cfg.embedding_threshold), cfg)
+    found = signals(snapshot, reference, current, embedding_drift(ref_emb, cur_emb, cfg.embedding_threshold), cfg,
+                    meta.get("test_metrics", {}).get("accuracy"))
     drifted = [k for k, s in found.items() if s["drifted"]]
     verdict = "drift" if len(drifted) >= cfg.min_drifted else "ok"
     reasons = [f"{k}: {s['method']} {s['score']:.3f} ≥ {s['threshold']}" for k, s in found.items() if s["drifted"]]
