@@ -239,3 +239,18 @@ def test_monitor_workflow_starts_the_retrain_workflow_on_drift(project, tmp_path
     assert args[6].startswith("reason=data drift: ") and "embedding" in args[6]
     retrain = yaml.safe_load((ROOT / ".github/workflows/retrain.yml").read_text())[True]  # YAML 1.1: `on` is true
     assert "reason" in retrain["workflow_dispatch"]["inputs"] and retrain["repository_dispatch"]["types"] == ["data-drift"]
+
+
+def test_predict_names_what_is_missing_before_loading_anything(project, tmp_path):
+    """No model yet: what makes one. A missing input: named before the model loads (a model
+    directory with ftlab.json but no weights would fail to load)."""
+    _, root = project
+    ftlab = [sys.executable, "-m", "ftlab.cli", "predict"]
+    done = subprocess.run([*ftlab, "--input", "new.csv"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 1 and "model directory not found: models/ftlab-model" in done.stdout, done.stdout
+    assert "`make run` (or `dvc repro`)" in " ".join(done.stdout.split())
+    (tmp_path / "weightless").mkdir()
+    shutil.copy(root / "models/ftlab-model/ftlab.json", tmp_path / "weightless/ftlab.json")
+    done = subprocess.run([*ftlab, "--model", "weightless", "--input", "typo.csv"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 1 and "input file not found: typo.csv" in done.stdout, done.stdout + done.stderr
