@@ -12,7 +12,22 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ftlab-installed
 WITH_VENV := PATH="$(abspath $(BIN)):$$PATH" VIRTUAL_ENV="$(abspath $(VENV))"
 
-.PHONY: install run test lint
+.PHONY: install run test lint server worker
+
+# Prefect's server and a process worker for the deployments in prefect.yaml (README: Prefect).
+# PREFECT_SERVER_ANALYTICS_ENABLED=false: the server's telemetry heartbeat otherwise printed
+# "sqlite3.OperationalError: database is locked" tracebacks into its log. PREFECT: Prefect's own CLI,
+# started with Python's Ctrl-C handling restored: a shell that runs a command in the background
+# (`make worker &` in a script, nohup) starts it with SIGINT ignored, and then `prefect worker start`
+# swallowed the first SIGINT and SIGTERM (its handler re-sends the signal to the ignored disposition)
+# and only the second stopped it, with SIGKILL. Restored, one SIGINT or SIGTERM stops it in about a second.
+PREFECT_HOST ?= 127.0.0.1
+PREFECT_PORT ?= 4200
+PREFECT_POOL ?= ftlab
+PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
+PREFECT := PREFECT_SERVER_ANALYTICS_ENABLED=false python -c 'import signal, sys; \
+	signal.signal(signal.SIGINT, signal.default_int_handler); sys.argv[0] = "prefect"; \
+	from prefect.cli import app; sys.exit(app())'
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -36,3 +51,12 @@ test: install
 lint: install
 	$(WITH_VENV) ruff check .
 	$(WITH_VENV) mypy src/
+
+# a Prefect server on $(PREFECT_HOST):$(PREFECT_PORT) (PREFECT_HOST=0.0.0.0 for cluster workers); Ctrl-C stops it
+server: install
+	$(WITH_VENV) $(PREFECT) server start --host $(PREFECT_HOST) --port $(PREFECT_PORT)
+
+# a process worker of the pool $(PREFECT_POOL) against $(PREFECT_API_URL), with the venv's Python: it runs the
+# deployed flows in this directory; Ctrl-C (or SIGTERM) stops it
+worker: install
+	$(WITH_VENV) PREFECT_API_URL=$(PREFECT_API_URL) $(PREFECT) worker start --pool $(PREFECT_POOL)

@@ -11,7 +11,9 @@ peak memory (and random state) is its own whichever driver ran it: in one long-l
 allocator keeps what earlier cells freed, and each later cell's peak included it. Cells whose
 run directory is already complete for the same config are skipped, so a failed flow run can be
 re-run and continues where it stopped. When the params file is the DVC project's params.yaml,
-the outputs are recorded in dvc.lock afterwards (``dvc commit``), so ``dvc status`` stays clean.
+the outputs are recorded in dvc.lock afterwards (``dvc commit``), so ``dvc status`` stays clean;
+not with ``overrides`` (``ftlab pipeline -S key=value``): those outputs were not built from
+params.yaml, and recording them would make dvc.lock claim they were.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.settings import PREFECT_API_URL
@@ -43,8 +47,11 @@ from transformers import (  # noqa: F401  isort: skip
 import ftlab.train  # noqa: F401  isort: skip
 
 
-def _config(params: str) -> Config:
-    return load_config(Path(params))
+Overrides = dict[str, Any] | None  # {dotted key: value}, applied over the params file (ftlab -S)
+
+
+def _config(params: str, overrides: Overrides) -> Config:
+    return load_config(Path(params), overrides)
 
 
 def _threads(cfg: Config, width: int) -> int:
@@ -54,13 +61,13 @@ def _threads(cfg: Config, width: int) -> int:
 
 
 @task(name="prepare")
-def prepare(params: str) -> str:
-    return str(stages.prepare(_config(params)))
+def prepare(params: str, overrides: Overrides) -> str:
+    return str(stages.prepare(_config(params, overrides)))
 
 
 @task(name="validate")
-def validate(params: str) -> dict:
-    result = stages.validate(_config(params))
+def validate(params: str, overrides: Overrides) -> dict:
+    result = stages.validate(_config(params, overrides))
     failed = sum(not c["success"] for c in result["checks"])
     create_markdown_artifact(
         f"**Data validation**: {len(result['checks'])} expectations, {failed} failed.",
@@ -70,8 +77,8 @@ def validate(params: str) -> dict:
 
 
 @task(name="search")
-def search(params: str, method: str, width: int) -> dict:
-    cfg = _config(params)
+def search(params: str, overrides: Overrides, method: str, width: int) -> dict:
+    cfg = _config(params, overrides)
     return stages.search(stages.with_threads(cfg, _threads(cfg, width)), method)
 
 
@@ -83,21 +90,30 @@ def _finished(cfg: Config, cell: Cell) -> bool:
 
 
 @task(name="train", task_run_name="train {cell.method} {cell.name}")
-def train(params: str, cell: Cell, width: int) -> dict:
-    cfg = _config(params)
+def train(params: str, overrides: Overrides, cell: Cell, width: int) -> dict:
+    cfg = _config(params, overrides)
     cfg = stages.with_threads(cfg, _threads(cfg, width))
     if _finished(cfg, cell):
         get_run_logger().info("%s %s: finished run found, skipping", cell.method, cell.name)
         return json.loads((stages.run_dir(cfg, cell) / "metrics.json").read_text())
     get_run_logger().info("%s %s: %d torch threads, process %d on %s", cell.method, cell.name,
                           cfg.train.threads, os.getpid(), socket.gethostname())
-    return train_cell(params, cell, cfg.train.threads)
+    return train_cell(params, overrides, cell, cfg.train.threads)
 
 
-def train_cell(params: str, cell: Cell, threads: int | None) -> dict:
+def set_options(overrides: Overrides) -> list[str]:
+    """``overrides`` as ``ftlab`` options: ``--set key=value``, the value in YAML (read back equal)."""
+    options = []
+    for key, value in (overrides or {}).items():
+        text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip()
+        options += ["--set", f"{key}={text.removesuffix('...').strip()}"]  # a scalar ends its document with ...
+    return options
+
+
+def train_cell(params: str, overrides: Overrides, cell: Cell, threads: int | None) -> dict:
     """Train one cell in a process of its own with ``ftlab train`` (what dvc.yaml runs); its metrics."""
     cmd = [sys.executable, "-m", "ftlab.cli", "train", "--params", params, "--method", cell.method,
-           "--seed", str(cell.seed), "--train-size", str(cell.train_size)]
+           "--seed", str(cell.seed), "--train-size", str(cell.train_size), *set_options(overrides)]
     if threads:
         cmd += ["--set", f"train.threads={threads}"]
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -105,17 +121,17 @@ def train_cell(params: str, cell: Cell, threads: int | None) -> dict:
         output = (done.stdout + done.stderr).strip()
         raise RuntimeError(f"train {cell.method} {cell.name} failed (exit {done.returncode}): {output[-4000:]}")
     get_run_logger().info("%s", done.stdout.strip())
-    return json.loads((stages.run_dir(_config(params), cell) / "metrics.json").read_text())
+    return json.loads((stages.run_dir(_config(params, overrides), cell) / "metrics.json").read_text())
 
 
 @task(name="check", task_run_name="check {cell.method} {cell.name}")
-def check(params: str, cell: Cell) -> dict:
-    return stages.check(_config(params), cell.method, cell.seed, cell.train_size)
+def check(params: str, overrides: Overrides, cell: Cell) -> dict:
+    return stages.check(_config(params, overrides), cell.method, cell.seed, cell.train_size)
 
 
 @task(name="compare")
-def compare(params: str) -> dict:
-    cfg = _config(params)
+def compare(params: str, overrides: Overrides) -> dict:
+    cfg = _config(params, overrides)
     result = stages.compare(cfg)
     create_table_artifact(result["methods"], key="method-comparison", description="ftlab method comparison")
     report = (cfg.report.dir / "comparison.md").read_text()
@@ -124,8 +140,8 @@ def compare(params: str) -> dict:
 
 
 @task(name="promote")
-def promote(params: str) -> dict:
-    meta = stages.promote(_config(params))
+def promote(params: str, overrides: Overrides) -> dict:
+    meta = stages.promote(_config(params, overrides))
     create_markdown_artifact(
         f"**Promoted** {meta['method']} (seed {meta['seed']}, train size {meta['train_size']}) as a "
         f"{meta['layout']} model.", key="promoted-model")
@@ -180,36 +196,44 @@ def task_runner(cfg: Config, width: int) -> TaskRunner:
 
 
 @flow(name="finetune_pipeline")
-def finetune_pipeline(params: str = "params.yaml", reason: str | None = None) -> dict:
+def finetune_pipeline(params: str = "params.yaml", reason: str | None = None, overrides: Overrides = None) -> dict:
     """The stages under the task runner of pipeline.task_runner: a flow's runner is fixed when it
     starts, so this flow picks it from the params and runs the stages as a subflow with it.
-    ``reason``: why this run was started (the monitor deployment passes its drift verdict)."""
+    ``reason``: why this run was started (the monitor deployment passes its drift verdict).
+    ``overrides``: {dotted key: value} over the params file, as ``ftlab pipeline -S key=value``."""
     if reason:
         get_run_logger().info("retraining: %s", reason)
-    cfg = _config(params)
+    cfg = _config(params, overrides)
     width = _width(cfg)
-    return finetune_stages.with_options(task_runner=task_runner(cfg, width))(params, width)
+    return finetune_stages.with_options(task_runner=task_runner(cfg, width))(params, width, overrides)
 
 
 @flow(name="finetune_stages")
-def finetune_stages(params: str, width: int) -> dict:
+def finetune_stages(params: str, width: int, overrides: Overrides = None) -> dict:
     """prepare → validate → search each method → train each cell → check each cell → compare → promote."""
-    cfg = _config(params)
+    cfg = _config(params, overrides)
     retry = {"retries": cfg.pipeline.retries, "retry_delay_seconds": cfg.pipeline.retry_delay_s}
-    prepare.with_options(**retry)(params)
-    validate(params)
+    prepare.with_options(**retry)(params, overrides)
+    validate(params, overrides)
     # at most `width` trainings share the machines at any time
     for i in range(0, len(cfg.methods), width):
-        search.with_options(**retry).map(unmapped(params), cfg.methods[i : i + width], unmapped(width)).result()
+        search.with_options(**retry).map(unmapped(params), unmapped(overrides), cfg.methods[i : i + width],
+                                         unmapped(width)).result()
     cells = cfg.cells()
     for i in range(0, len(cells), width):
-        train.with_options(**retry).map(unmapped(params), cells[i : i + width], unmapped(width)).result()
+        train.with_options(**retry).map(unmapped(params), unmapped(overrides), cells[i : i + width],
+                                        unmapped(width)).result()
     for cell in cells:  # seconds each; Evidently and GX are not made for threads
-        check(params, cell)
-    result = compare(params)
-    promote(params)
+        check(params, overrides, cell)
+    result = compare(params, overrides)
+    promote(params, overrides)
     if Path(params).resolve() == Path("params.yaml").resolve() and Path("dvc.yaml").is_file():
-        dvc_commit()
+        if overrides:
+            get_run_logger().warning(
+                "not recording the outputs in dvc.lock (dvc commit): they were built with %s over params.yaml, "
+                "not from params.yaml alone; dvc.lock keeps its earlier record", " ".join(set_options(overrides)))
+        else:
+            dvc_commit()
     return result
 
 

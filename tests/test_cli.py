@@ -74,6 +74,21 @@ def test_errors_are_printed_verbatim_brackets_and_carets_included(tmp_path):
     assert out.returncode == 1 and "--set data.source=[bold]x[/bold]: the value is not valid YAML" in out.stdout, out
 
 
+def test_pipeline_reports_a_bad_param_before_starting_prefect(tmp_path):
+    """A typo in `methods`, from a -S override or from the params file, fails with the field's name
+    before Prefect starts its temporary server or a flow run (neither logs a line)."""
+    params = tmp_path / "params.yaml"
+    params.write_text("seed: 1\nmethods: [full, lorra]\n")
+    for args in (["-S", "methods=[lorra]"], ["--params", str(params)]):
+        out = ftlab("pipeline", *args, cwd=tmp_path)
+        output = out.stdout + out.stderr
+        assert out.returncode == 1, output
+        assert "methods: Value error, unknown method(s) ['lorra']" in out.stdout, output
+        assert "Traceback" not in output and "flow run" not in output and "temporary server" not in output, output
+    assert "(line 2)" in out.stdout, out.stdout  # the params file's line of the bad key
+    assert "--set" in ftlab("pipeline", "--help").stdout
+
+
 def test_a_directory_as_params_file_is_named_as_such(tmp_path):
     out = ftlab("prepare", "--params", str(tmp_path))
     assert out.returncode == 1 and "is a directory" in out.stdout, out.stdout

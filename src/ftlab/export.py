@@ -17,7 +17,10 @@ Everything here is classification-specific: another task needs its own head expo
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -27,6 +30,8 @@ from ftlab.config import ModelConfig
 from ftlab.modeling import MeanPoolClassifier, build_model, load_tokenizer
 
 Layout = Literal["transformers", "sentence-transformers", "peft", "ftlab"]
+
+log = logging.getLogger(__name__)
 
 
 def export_classifier(model: nn.Module, tokenizer: Any, cfg: ModelConfig, labels: list[str], out: Path) -> Layout:
@@ -59,9 +64,44 @@ def _save_sentence_transformers(model: MeanPoolClassifier, tokenizer: Any, cfg: 
     hidden = model.config.hidden_size
     dense = Dense(hidden, model.classifier.out_features, bias=True, activation_function=nn.Identity())
     dense.linear.load_state_dict(model.classifier.state_dict())
-    modules = [Transformer(str(encoder_dir), max_seq_length=cfg.max_length), Pooling(hidden, pooling_mode="mean"), dense]
+    with _no_load_report():
+        transformer = Transformer(str(encoder_dir), max_seq_length=cfg.max_length)
+    _check_loaded(model.encoder, transformer.auto_model, encoder_dir)
+    modules = [transformer, Pooling(hidden, pooling_mode="mean"), dense]
     SentenceTransformer(modules=modules, device="cpu").save(str(out), create_model_card=False)
     shutil.rmtree(encoder_dir)
+
+
+@contextmanager
+def _no_load_report() -> Iterator[None]:
+    """Keep transformers' LOAD REPORT out of one load. sentence-transformers loads the encoder as an
+    ``AutoModel`` with a [CLS] pooler, which the trained encoder does not have (``MeanPoolClassifier``
+    drops it): the report lists ``pooler.dense.*`` as MISSING and suggests training, which reads as an
+    error. ``_check_loaded`` checks the load instead."""
+    logger = logging.getLogger("transformers.modeling_utils")  # logs the report as a warning
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _check_loaded(trained: nn.Module, loaded: nn.Module, where: Path) -> None:
+    """What the silenced load report would have said: every trained encoder weight must arrive
+    unchanged; weights the loaded model adds are new (a warning names them, unless they are the pooler's)."""
+    import torch
+
+    ours, theirs = trained.state_dict(), loaded.state_dict()
+    wrong = [k for k, v in ours.items() if k not in theirs or not torch.equal(v.cpu(), theirs[k].cpu())]
+    if wrong:
+        raise RuntimeError(f"sentence-transformers did not load the trained encoder from {where} as saved: "
+                           f"{len(wrong)} weights missing or changed, e.g. {wrong[:5]}")
+    added = sorted(theirs.keys() - ours.keys())
+    if any(k.startswith("pooler.") for k in added):
+        log.info("export: the [CLS] pooler (pooler.*) gets untrained weights; mean pooling does not use it")
+    if others := [k for k in added if not k.startswith("pooler.")]:
+        log.warning("export: sentence-transformers' %s adds untrained weights: %s", type(loaded).__name__, others)
 
 
 def _save_peft(model: Any, cfg: ModelConfig, labels: list[str], out: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Literal
 
 import yaml
 
-from ftlab.config import BUILTIN_MODEL, Cell, Config
+from ftlab.config import BUILTIN_DEMO, BUILTIN_MODEL, Cell, Config
 from ftlab.io import atomic_dir, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -189,6 +189,33 @@ ftlab's own, so loading it needs ftlab (`ftlab predict` and `ftlab monitor` serv
 }
 
 
+def data_note(cfg: Config, n_test: int | None) -> str:
+    """What the test number was measured on, and so what it does and does not promise."""
+    source = cfg.data.source
+    examples = f" ({n_test:,} examples)" if n_test else ""
+    if source == BUILTIN_DEMO:
+        demo = cfg.data.demo
+        return (f"**The test data is synthetic.** `{BUILTIN_DEMO}` is ftlab's built-in demo set: {demo.n_samples:,} "
+                "short review-like sentences (products, films, restaurants, hotels) composed from templates, with "
+                f"{demo.label_noise:.0%} of labels flipped on purpose; the test split{examples} is a held-out part "
+                "of it. The number shows how well the model learned that template grammar, not how it will do on "
+                "real text: expect real sentences to score lower, possibly much lower. Before using this model, "
+                "measure it on labelled held-out data of your own (`ftlab predict` on it, then compare labels).")
+    if isinstance(source, str) and source.startswith("builtin:"):
+        return (f"**The test data is synthetic**: a held-out part{examples} of the built-in generated set `{source}`. "
+                "The number promises nothing on real data: measure the model on held-out data of your own.")
+    if isinstance(source, dict) and "test" in source:
+        where = f"the file `{source['test']}`{examples}, given as the test split"
+    elif isinstance(source, dict) or not source.startswith("hub:"):
+        file = source["train"] if isinstance(source, dict) else source
+        where = (f"a held-out part{examples} of `{file}` (data.test_size {cfg.data.test_size:g}, drawn at random, "
+                 "never trained or tuned on)")
+    else:
+        where = f"the test split{examples} of `{source}` (its own, or a held-out part of its training split)"
+    return (f"The test set is {where}. The number holds for data like it; text from another source, domain or "
+            "period can score lower: measure on held-out data of that kind before relying on it.")
+
+
 def model_card(cfg: Config, meta: dict, metrics: dict, comparison: dict, out: Path) -> str:
     """The model card: YAML metadata, the verdict, the numbers and how to load it without ftlab."""
     front = yaml.safe_dump(_card_metadata(cfg, meta, metrics, comparison), sort_keys=False, allow_unicode=True)
@@ -199,6 +226,7 @@ def model_card(cfg: Config, meta: dict, metrics: dict, comparison: dict, out: Pa
             f"`{meta['method']}` (seed {meta['seed']}, train size {meta['train_size']}), promoted by ftlab.\n\n"
             + "Test-set " + ", ".join(f"{m.label} {metrics[m.name]:.4f}" for m in cfg.task_type().metrics)
             + f" (evaluated in {meta['precision']}).\n\n"
+            + data_note(cfg, metrics.get("n_test")) + "\n\n"
             f"> {comparison['recommendation']['text']}\n\nFull comparison: [{report}]({report}).\n\n"
             f"## Load it without ftlab\n\n{LOADERS[meta['layout']].format(dir='path/to/' + cfg.promote.name)}\n\n"
             "## Use it with ftlab\n\n```bash\nftlab predict --model " + str(out) + " --input new.csv --output scored.csv\n"
