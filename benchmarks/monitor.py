@@ -44,7 +44,7 @@ from ftlab import stages  # noqa: E402
 from ftlab.config import load_config  # noqa: E402
 from ftlab.demo import generate_demo  # noqa: E402
 from ftlab.export import load_exported  # noqa: E402
-from ftlab.monitor import embedding_drift, evidently_report, frame, label_names, score, signals  # noqa: E402
+from ftlab.monitor import frame, judge, label_names, score  # noqa: E402
 from ftlab.predict import read_meta  # noqa: E402
 
 log = logging.getLogger("monitor")
@@ -112,10 +112,7 @@ class Scored:
 def monitor_batch(reference: Scored, current: tuple[pd.DataFrame, np.ndarray], cfg: Any, meta: dict) -> dict:
     """The monitor's signals for one batch, as ``ftlab monitor`` computes them: scores, and whether
     each drifted at the current defaults (the accuracy threshold depends on the batch size)."""
-    frame_, embeddings = current
-    snapshot = evidently_report(reference.frame, frame_, cfg.monitor, meta["labels"])
-    auc = embedding_drift(reference.embeddings, embeddings, cfg.monitor.embedding_threshold)
-    found = signals(snapshot, reference.frame, frame_, auc, cfg.monitor, meta.get("test_metrics", {}).get("accuracy"))
+    _, found = judge(reference.frame, reference.embeddings, *current, cfg.monitor, meta)
     return {k: s["score"] for k, s in found.items()} | {"drifted": [k for k, s in found.items() if s["drifted"]]}
 
 

@@ -46,17 +46,13 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug lo
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _config(params: Path | None, overrides: list[str] | None, model: Path | None = None, settings: dict | None = None):
-    """The config from ``params`` with the -S overrides and the ``settings`` of a command's own
-    options; ``model`` (an operations command's --model) sets promote.dir and promote.name, so that
-    promote writes and predict and monitor read there."""
+def _set_values(overrides: list[str] | None) -> dict:
+    """The ``-S KEY=VALUE`` items as {dotted key: YAML value}."""
     import yaml
 
-    from ftlab.config import ConfigError, load_config
+    from ftlab.config import ConfigError
 
-    if params is None and Path("params.yaml").is_file():
-        params = Path("params.yaml")
-    parsed: dict = {**(settings or {}), **({} if model is None else {"promote.dir": str(model.parent), "promote.name": model.name})}
+    parsed = {}
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -65,7 +61,19 @@ def _config(params: Path | None, overrides: list[str] | None, model: Path | None
             parsed[key] = yaml.safe_load(value)
         except yaml.YAMLError as e:
             raise ConfigError(f"--set {item}: the value is not valid YAML ({e}); quote it: {key}='\"...\"'") from None
-    return load_config(params, parsed)
+    return parsed
+
+
+def _config(params: Path | None, overrides: list[str] | None, model: Path | None = None, settings: dict | None = None):
+    """The config from ``params`` with the -S overrides and the ``settings`` of a command's own
+    options; ``model`` (an operations command's --model) sets promote.dir and promote.name, so that
+    promote writes and predict and monitor read there."""
+    from ftlab.config import load_config
+
+    if params is None and Path("params.yaml").is_file():
+        params = Path("params.yaml")
+    model_dir = {} if model is None else {"promote.dir": str(model.parent), "promote.name": model.name}
+    return load_config(params, {**(settings or {}), **model_dir, **_set_values(overrides)})
 
 
 def say(*parts: str | tuple[str, str]) -> None:
@@ -305,13 +313,6 @@ def monitor(
         raise typer.Exit(3)
 
 
-def _override_values(overrides: list[str] | None) -> dict:
-    """The ``-S KEY=VALUE`` items as {dotted key: YAML value}, as ``_config`` applies them (call it first)."""
-    import yaml
-
-    return {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in overrides or [])}
-
-
 @app.command()
 def pipeline(params: Path = typer.Option(Path("params.yaml"), "--params", "-p", help="params file"),
              set_: list[str] | None = SET) -> None:
@@ -320,7 +321,7 @@ def pipeline(params: Path = typer.Option(Path("params.yaml"), "--params", "-p", 
 
     # a bad param fails here, in a second, not after Prefect's temporary server has started
     _stage_config(params, set_)
-    overrides = _override_values(set_)
+    overrides = _set_values(set_)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # the temporary server gets 20 s to start by default: a busy machine (a CI runner beside other
     # jobs) needed more, and the flow failed before it began

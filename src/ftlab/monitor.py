@@ -14,7 +14,7 @@ directory. Both are scored by the promoted model, and one Evidently report compa
   (in the JSON verdict; the HTML report leaves out Evidently's slow t-SNE plot of them);
 - predictions: the predicted-class shares and the confidence (top probability);
 - with labels in the new data (label names, or the label ids the prepared data stores), the
-  accuracy against the reference's.
+  accuracy against the promoted run's test accuracy.
 
 Each signal drifts above its threshold in the ``monitor:`` params section; ``monitor.min_drifted``
 drifted signals make the verdict ``drift``. Written: ``monitor.html`` (the verdict, every signal
@@ -220,6 +220,15 @@ def signals(snapshot: Any, reference: pd.DataFrame, current: pd.DataFrame, embed
     return out
 
 
+def judge(reference: pd.DataFrame, ref_emb: np.ndarray, current: pd.DataFrame, cur_emb: np.ndarray,
+          cfg: MonitorConfig, meta: dict) -> tuple[Any, dict[str, dict]]:
+    """The Evidently snapshot and every signal of one batch of scored rows against the reference
+    (``benchmarks/monitor.py`` calibrates the thresholds through this same function)."""
+    snapshot = evidently_report(reference, current, cfg, meta["labels"])
+    auc = embedding_drift(ref_emb, cur_emb, cfg.embedding_threshold)
+    return snapshot, signals(snapshot, reference, current, auc, cfg, meta.get("test_metrics", {}).get("accuracy"))
+
+
 def no_data(model_dir: Path, input_path: Path) -> dict:
     """The result when nothing has arrived: no verdict on drift, nothing written, nothing to retrain."""
     why = "does not exist yet" if not Path(input_path).exists() else f"holds no rows in {'/'.join(READERS)} files"
@@ -269,9 +278,7 @@ def monitor(model_dir: Path, input_path: Path, cfg: MonitorConfig, out_dir: Path
         probs, embeddings = score(model, tokenizer, side_texts, meta)
         sides.append((frame(side_texts, side_labels, probs, tokenizer, names), embeddings))
     (reference, ref_emb), (current, cur_emb) = sides
-    snapshot = evidently_report(reference, current, cfg, names)
-    found = signals(snapshot, reference, current, embedding_drift(ref_emb, cur_emb, cfg.embedding_threshold), cfg,
-                    meta.get("test_metrics", {}).get("accuracy"))
+    snapshot, found = judge(reference, ref_emb, current, cur_emb, cfg, meta)
     drifted = [k for k, s in found.items() if s["drifted"]]
     verdict = "drift" if len(drifted) >= cfg.min_drifted else "ok"
     reasons = [f"{k}: {s['method']} {s['score']:.3f} ≥ {s['threshold']}" for k, s in found.items() if s["drifted"]]

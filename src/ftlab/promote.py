@@ -95,8 +95,7 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
             "train_size": cell.train_size, "run": str(run), "precision": metrics["cost"]["precision"],
             "base_model": run_cfg.model.name, "pooling": run_cfg.model.pooling, "max_length": run_cfg.model.max_length,
             "data_fingerprint": data_fingerprint(cfg),
-            # held-out quality: the monitor's baseline for labelled new data (the reference rows are
-            # training rows, on which the model scores higher than on anything new)
+            # held-out quality on the whole test split: the monitor's accuracy baseline for labelled new data
             "test_metrics": {m.name: metrics[m.name] for m in run_cfg.task_type().metrics}, "n_test": metrics.get("n_test"),
         }
         write_json(tmp / "ftlab.json", meta)
