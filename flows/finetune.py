@@ -9,7 +9,7 @@ of a Dask or Ray cluster (``pipeline.task_runner``); tasks pass file paths, neve
 trains in a process of its own, the same ``ftlab train`` command that ``dvc repro`` runs, so its
 peak memory (and random state) is its own whichever driver ran it: in one long-lived process the
 allocator keeps what earlier cells freed, and each later cell's peak included it. Cells whose
-run directory is already complete for the same config are skipped, so a failed flow run can be
+run directory records the cell's current identity (``ftlab.identity``: data, code, params) are skipped, so a failed flow run can be
 re-run and continues where it stopped. When the params file is the DVC project's params.yaml,
 the outputs are recorded in dvc.lock afterwards (``dvc commit``), so ``dvc status`` stays clean;
 not with ``overrides`` (``ftlab pipeline -S key=value``): those outputs were not built from
@@ -35,7 +35,8 @@ from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from ftlab import stages
-from ftlab.config import Cell, Config, dump_config, load_config
+from ftlab.config import Cell, Config, load_config
+from ftlab.identity import cell_identity, cell_key, recorded_key
 from ftlab.parallel import dask_slots_on_this_host, threads_per_process
 
 # Resolve transformers' lazy attributes here, in the main thread: first imports of them from
@@ -83,10 +84,10 @@ def search(params: str, overrides: Overrides, method: str, width: int) -> dict:
 
 
 def _finished(cfg: Config, cell: Cell) -> bool:
-    """A complete run directory trained with exactly this config (written last, atomically)."""
-    run = stages.run_dir(cfg, cell)
-    return (run / "metrics.json").is_file() and (run / "config.yaml").read_text() == dump_config(
-        stages.tuned(cfg, cell.method).for_cell(cell))
+    """A complete run directory whose recorded identity is the cell's current one: the same data,
+    code, result-changing settings and params (ftlab.identity); not threads, paths or report edits."""
+    recorded = recorded_key(stages.run_dir(cfg, cell))
+    return recorded is not None and recorded == cell_key(cell_identity(stages.tuned(cfg, cell.method), cell))
 
 
 @task(name="train", task_run_name="train {cell.method} {cell.name}")

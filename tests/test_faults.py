@@ -61,8 +61,9 @@ def test_killed_runs_resume_and_finish_like_an_uninterrupted_one(tmp_path, make_
         proc.send_signal(sig)
         assert proc.wait(timeout=60) != 0
         assert not out.exists()  # nothing half-written where a later stage would read it
-    done = subprocess.run([sys.executable, "-m", "ftlab.cli", "train", "-m", method, "-p", str(params), "--out", str(out)],
-                          capture_output=True, text=True)
+    # resumed after edits that do not change what the cell learns (its identity keys the checkpoints)
+    done = subprocess.run([sys.executable, "-m", "ftlab.cli", "train", "-m", method, "-p", str(params), "--out", str(out),
+                           "-S", "report.tolerance=0.05", "-S", "monitor.min_rows=10"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resuming from" in done.stderr
     resumed = json.loads((out / "metrics.json").read_text())

@@ -10,7 +10,6 @@ overfitting checks), ``config.yaml`` (the resolved config), ``labels.json``, ``t
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -27,6 +26,7 @@ from torch import nn
 
 from ftlab.config import Cell, Config, dump_config
 from ftlab.data import DataError, load_prepared
+from ftlab.identity import cell_identity, cell_key
 from ftlab.io import atomic_dir, write_json, write_text
 from ftlab.methods import get_method
 from ftlab.metrics import PeakMemory, dir_bytes
@@ -111,12 +111,13 @@ def scored(task: Task, model: nn.Module, trainer: Any, df: pd.DataFrame, dataset
     return task.predictions(df, rows, labels, decision)
 
 
-def checkpoint_dir(cfg: Config, cell: Cell) -> Path | None:
-    """Where an unfinished run of exactly this cell and config keeps its checkpoints (None: no checkpoints)."""
+def checkpoint_dir(cfg: Config, cell: Cell, identity: dict) -> Path | None:
+    """Where an unfinished run of this cell keeps its checkpoints (None: no checkpoints), keyed by the
+    cell's identity: a killed run resumes after an edit that does not change its result, never on
+    other data, params or code."""
     if cfg.train.checkpoint_dir is None:
         return None
-    digest = hashlib.sha256(dump_config(cfg.for_cell(cell)).encode()).hexdigest()[:12]
-    return cfg.train.checkpoint_dir / f"{cell.method}-{cell.name}-{digest}"
+    return cfg.train.checkpoint_dir / f"{cell.method}-{cell.name}-{cell_key(identity)}"
 
 
 def subsample(train: pd.DataFrame, size: int | Literal["all"], seed: int) -> pd.DataFrame:
@@ -255,7 +256,8 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
     if use_compile(cfg.train.compile):
         static_graphs(cfg, bucket(cfg) or 1)
 
-    ckpt_root = checkpoint_dir(cfg, cell)
+    identity = cell_identity(cfg, cell, data_dir)
+    ckpt_root = checkpoint_dir(cfg, cell, identity)
     resume = _last_checkpoint(ckpt_root)
     metric = best_metric(cfg)
     best = BestState(metric.name, metric.higher_is_better, cfg.train.early_stopping_patience)
@@ -291,6 +293,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
             {"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups
         ])
         write_text(tmp / "config.yaml", dump_config(cfg.for_cell(cell)))
+        write_json(tmp / "identity.json", identity)  # what the flow compares to skip this cell
         shutil.rmtree(work, ignore_errors=True)  # a finished run needs no checkpoints
     log.info("%s: %s %.4f in %.1fs -> %s", method_name, task.primary.label, metrics[task.primary.name], train_seconds, out_dir)
     return metrics
