@@ -150,8 +150,13 @@ def promote(params: str, overrides: Overrides) -> dict:
 
 
 @task(name="dvc-commit")
-def dvc_commit() -> None:
-    """Record the outputs in dvc.lock so the next ``dvc repro`` has nothing to do."""
+def dvc_commit(cfg: Config, cells: list[Cell]) -> None:
+    """Record the outputs in dvc.lock so the next ``dvc repro`` has nothing to do; only when every
+    cell's run is current by its identity (the data or code could have changed under the flow)."""
+    stale = [f"{c.method} {c.name}" for c in cells if not _finished(cfg, c)]
+    if stale:
+        raise RuntimeError(f"not recording the outputs in dvc.lock: the run(s) {', '.join(stale)} do not match "
+                           "their current identity (data, code or params changed during the flow); run it again")
     subprocess.run(["dvc", "commit", "--force", "--quiet"], check=True)
 
 
@@ -234,7 +239,7 @@ def finetune_stages(params: str, width: int, overrides: Overrides = None) -> dic
                 "not recording the outputs in dvc.lock (dvc commit): they were built with %s over params.yaml, "
                 "not from params.yaml alone; dvc.lock keeps its earlier record", " ".join(set_options(overrides)))
         else:
-            dvc_commit()
+            dvc_commit(cfg, cells)
     return result
 
 

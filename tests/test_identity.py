@@ -65,3 +65,20 @@ def test_the_training_code_is_what_dvc_yaml_lists_for_the_train_stage():
     assert all(any(f == d or f.startswith(d + "/") for d in listed) for f in files), sorted(files)
     assert {"src/ftlab/train.py", "src/ftlab/trainer.py", "src/ftlab/identity.py", "src/ftlab/data.py"} <= files
     assert not files & {"src/ftlab/cli.py", "src/ftlab/monitor.py", "src/ftlab/report.py", "src/ftlab/promote.py"}
+
+
+def test_the_flow_records_nothing_in_dvc_lock_when_a_run_is_not_current(prepared, tmp_path, monkeypatch):
+    """A run trained on the prepared data, then new data prepared under it: the flow's dvc commit
+    refuses, naming the cell, before calling DVC (there is no DVC project here to call)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "flows"))
+    from finetune import dvc_commit
+
+    cfg = prepared(train__max_steps=2, train__eval_steps=1)
+    stages.train(cfg, "lora")
+    monkeypatch.chdir(tmp_path)
+    train = cfg.data.prepared_dir / "train.parquet"
+    pd.read_parquet(train).iloc[:-1].to_parquet(train, index=False)
+    with pytest.raises(RuntimeError, match=r"not recording the outputs in dvc.lock: the run\(s\) lora s42-nall do not match"):
+        dvc_commit(cfg, [CELL])
