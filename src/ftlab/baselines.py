@@ -49,8 +49,9 @@ def zero_shot_cosine(cfg: Config, a: list[str], b: list[str], batch_size: int = 
     """Cosine similarity of the pretrained encoder's mean-pooled embeddings of ``a[i]`` and ``b[i]``.
 
     Correlations do not depend on scale, so the Spearman of this is comparable with a trained
-    regressor's; its squared error is not (the report's paired test is on squared error), which is
-    why :func:`baselines` maps similarities in [0, 1] linearly onto the train targets' range.
+    regressor's, and Spearman is what the report's paired tests compare; its squared error is not,
+    and :func:`baselines` maps similarities in [0, 1] linearly onto the train targets' range only so
+    that the predictions frame holds scores in the targets' units (its RMSE stays uncalibrated).
     """
     import torch
     from transformers import AutoModel

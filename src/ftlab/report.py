@@ -11,7 +11,9 @@ Per train size: a paired bootstrap test (same seeds, same test examples) of the 
 against each other method. Where curves of two methods cross between two sizes is listed.
 
 Every number is the task's primary metric (accuracy, Spearman, micro-F1, entity F1; ``metrics.json``
-names it) in its own direction; the paired tests resample the task's per-example scores.
+names it) in its own direction, and so is every paired test: each resample of the test examples
+recomputes that metric for both sides (:class:`ftlab.tasks.base.Statistic`), so a verdict can neither
+test another metric than the table shows nor disagree in sign with the difference it reports.
 
 Recommendation rules, at the largest train size (quality is the mean primary test metric over seeds):
 
@@ -46,7 +48,6 @@ from ftlab.metrics import flat
 from ftlab.render import count, html, markdown, mib, p_value, plots
 from ftlab.stats import mean_ci, paired_bootstrap
 from ftlab.tasks import TASKS, Task
-from ftlab.tasks.base import Statistic
 
 RUN_KEYS = ("method", "seed", "train_size", "n_train", "trainable_params", "total_params", "trainable_percent")
 COST_KEYS = ("train_seconds", "train_samples_per_second", "peak_memory_mb", "artifact_bytes",
@@ -125,7 +126,13 @@ def _best(rows: list[dict]) -> dict:
     return max(rows, key=lambda r: (r["score"], -r["trainable_params"], -r["train_seconds"]))
 
 
-def _test_against_best(rows: list[dict], runs: dict[str, list[dict]], level: float, statistic: Statistic) -> dict:
+def _paired(a: np.ndarray, b: np.ndarray, level: float, task: Task) -> dict:
+    """The paired bootstrap of A against B on the task's primary metric, which the result names."""
+    test = paired_bootstrap(a, b, level, statistic=task.statistic, higher_is_better=task.primary.higher_is_better)
+    return {"metric": task.statistic.metric, **test}
+
+
+def _test_against_best(rows: list[dict], runs: dict[str, list[dict]], level: float, task: Task) -> dict:
     """Set ``vs_best`` on every row: a paired bootstrap of it against the best, on their common seeds."""
     best = _best(rows)
     best_by_seed = {r["seed"]: r["scores"] for r in runs[best["method"]]}
@@ -135,8 +142,8 @@ def _test_against_best(rows: list[dict], runs: dict[str, list[dict]], level: flo
             continue
         own = {r["seed"]: r["scores"] for r in runs[row["method"]]}
         common = sorted(own.keys() & best_by_seed.keys())
-        row["vs_best"] = paired_bootstrap(np.stack([own[s] for s in common]), np.stack([best_by_seed[s] for s in common]),
-                                          level, statistic=statistic) if common else None
+        row["vs_best"] = _paired(np.stack([own[s] for s in common]), np.stack([best_by_seed[s] for s in common]),
+                                 level, task) if common else None
     return best
 
 
@@ -254,11 +261,11 @@ def _search(paths: list[Path]) -> dict[str, dict]:
     return {s["method"]: s for s in map(_read_json, paths) if s.get("enabled")}
 
 
-def _against_baselines(baselines: list[dict], best: dict, runs: list[dict], level: float, statistic: Statistic) -> list[dict]:
+def _against_baselines(baselines: list[dict], best: dict, runs: list[dict], level: float, task: Task) -> list[dict]:
     """Each baseline's value and a paired bootstrap of the best method (its seeds) against it."""
     own = np.stack([r["scores"] for r in runs if r["method"] == best["method"] and r["train_size"] == best["train_size"]])
     return [{"name": b["name"], "value": b["value"],
-             "best_vs_baseline": paired_bootstrap(own, np.broadcast_to(b["scores"], own.shape), level, statistic=statistic)}
+             "best_vs_baseline": _paired(own, np.broadcast_to(b["scores"], own.shape), level, task)}
             for b in baselines]
 
 
@@ -276,7 +283,7 @@ def compare(run_dirs: list[Path], checks_dirs: list[Path | None], cfg: ReportCon
     sizes = []
     for size, by_method in groups.items():
         rows = [_summarize(method_runs, cfg.confidence) for method_runs in by_method.values()]
-        best = _test_against_best(rows, by_method, cfg.confidence, task.statistic)
+        best = _test_against_best(rows, by_method, cfg.confidence, task)
         sizes.append({"train_size": size, "n_train": best["n_train"], "best": best,
                       "rows": sorted(rows, key=lambda r: -r["score"])})
     sizes.sort(key=lambda s: s["n_train"])
@@ -293,7 +300,7 @@ def compare(run_dirs: list[Path], checks_dirs: list[Path | None], cfg: ReportCon
         "metrics": [{"name": m.name, "label": m.label, "higher_is_better": m.higher_is_better} for m in task.metrics],
         "methods": rows,
         "recommendation": recommend(rows, cfg, task.primary.label),
-        "baselines": _against_baselines(list(baselines), main["best"], runs, cfg.confidence, task.statistic),
+        "baselines": _against_baselines(list(baselines), main["best"], runs, cfg.confidence, task),
         "confidence": cfg.confidence,
         "seeds": sorted({r["seed"] for r in runs}),
         "train_sizes": [s["train_size"] for s in sizes],

@@ -4,8 +4,8 @@ A task is the problem being learned, orthogonal to the fine-tuning method (as pe
 ``TaskType`` apart from its tuners). It owns everything that depends on the shape of the labels:
 the columns it reads, how labels are encoded, tokenisation and the collator, the head and the
 loss, the peft task type, the metrics with the primary one and its direction, how outputs are
-decoded and written, the per-example scores the paired bootstrap resamples, and its trivial
-baseline. Everything downstream asks the task instead of assuming single-label classification.
+decoded and written, the per-example columns from which the paired tests recompute the primary
+metric on every resample, and its trivial baseline. Everything downstream asks the task instead of assuming single-label classification.
 """
 
 from __future__ import annotations
@@ -52,28 +52,88 @@ class Metric:
 
 @dataclass(frozen=True)
 class Statistic:
-    """What the paired bootstrap resamples: per-example score columns, summed over the drawn
-    examples, and the function of those sums that is compared (e.g. micro-F1 from tp/fp/fn)."""
+    """The task's primary metric as every paired test recomputes it on a resample of the test examples.
 
-    label: str  # e.g. "accuracy", "micro-F1", "negative MSE"
+    ``counts`` (resamples, examples) says how often each test example was drawn; ``scores``
+    (examples, k) are the task's :meth:`Task.example_scores`. ``statistic(counts, scores)`` is the
+    metric of each resample: what :meth:`Task.test_metrics` gives on the drawn rows, duplicates
+    included (tests/test_verdicts.py checks it for every task), so a verdict is always about the
+    metric the table and the recommendation name. :func:`register` refuses a task whose statistic
+    computes another metric than its primary one.
+    """
+
+    metric: str  # the Metric.name it computes: the task's primary metric
+    label: str  # e.g. "accuracy", "micro-F1", "Spearman"
     points: bool = True  # a share in [0, 1], differences printed in percentage points
 
-    def __call__(self, sums: np.ndarray, n: int) -> np.ndarray:
+    def __call__(self, counts: np.ndarray, scores: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
 
-class MeanStatistic(Statistic):
-    def __call__(self, sums: np.ndarray, n: int) -> np.ndarray:
+class SumStatistic(Statistic):
+    """A metric that is a function of per-example score columns summed over the drawn examples (the
+    fast path: one matrix product per block of resamples); ``of_sums(sums, n)`` is that function."""
+
+    def __call__(self, counts: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        return self.of_sums(counts @ scores, counts.sum(-1))
+
+    def of_sums(self, sums: np.ndarray, n: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class MeanStatistic(SumStatistic):
+    """The mean of one per-example score: accuracy from 1/0 for right/wrong, exact match."""
+
+    def of_sums(self, sums: np.ndarray, n: np.ndarray) -> np.ndarray:
         return sums[..., 0] / n
 
 
-class F1Statistic(Statistic):
-    """Micro-F1 from summed (true positive, false positive, false negative) counts."""
+class F1Statistic(SumStatistic):
+    """Micro-F1 from summed (true positive, false positive, false negative) counts; 0 when there is
+    nothing to count (no entity or label predicted or true), as seqeval and multilabel's micro-F1 say."""
 
-    def __call__(self, sums: np.ndarray, n: int) -> np.ndarray:
+    def of_sums(self, sums: np.ndarray, n: np.ndarray) -> np.ndarray:
         tp, fp, fn = sums[..., 0], sums[..., 1], sums[..., 2]
         denominator = 2 * tp + fp + fn
-        return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1e-12), 1.0)
+        return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1e-12), 0.0)
+
+
+class SpearmanStatistic(Statistic):
+    """Spearman's rank correlation of (target, prediction), the two score columns, on each resample.
+
+    Not a function of per-example sums: each resample is ranked again. An example drawn c times is c
+    tied rows of the resample, so its rank is the average rank of its value among the drawn rows and
+    the correlation is the count-weighted Pearson correlation of those ranks: exactly
+    ``scipy.stats.spearmanr`` of the drawn rows, without materialising them. A constant side
+    correlates with nothing: 0, as the task's test metric says.
+    """
+
+    def __call__(self, counts: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        counts = np.asarray(counts, dtype=float)
+        ry, rp = (_resampled_ranks(counts, scores[:, j]) for j in (0, 1))
+        n = counts.sum(-1, keepdims=True)
+        dy, dp = ry - (counts * ry).sum(-1, keepdims=True) / n, rp - (counts * rp).sum(-1, keepdims=True) / n
+        vy, vp = (counts * dy * dy).sum(-1), (counts * dp * dp).sum(-1)
+        cov = (counts * dy * dp).sum(-1)
+        ok = (vy > 1e-9) & (vp > 1e-9)  # doubled ranks are whole numbers: a non-constant side has vy >= 1
+        return np.where(ok, cov / np.sqrt(np.where(ok, vy * vp, 1.0)), 0.0)
+
+
+def _resampled_ranks(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(resamples, examples): twice the average rank, among the drawn rows of each resample, of each
+    example's value (twice: whole numbers; a correlation does not depend on the scale)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    new = np.r_[True, ordered[1:] != ordered[:-1]]  # the first of each run of equal values
+    if new.all():  # no ties: each example is its own run (the fast, common case of predictions)
+        drawn = counts[:, order]
+        twice = np.empty_like(drawn)
+        twice[:, order] = 2 * np.cumsum(drawn, axis=1) - drawn + 1
+        return twice
+    group = np.empty(len(values), dtype=int)
+    group[order] = np.cumsum(new) - 1
+    drawn = np.add.reduceat(counts[:, order], np.flatnonzero(new), axis=1)  # rows per distinct value
+    return (2 * np.cumsum(drawn, axis=1) - drawn + 1)[:, group]
 
 
 class Task:
@@ -200,7 +260,8 @@ class Task:
         raise NotImplementedError
 
     def example_scores(self, predictions: pd.DataFrame, labels: list[str]) -> np.ndarray:
-        """(examples, k) per-example score columns that :attr:`statistic` turns into one number."""
+        """(examples, k) per-example columns from which :attr:`statistic` recomputes the primary metric
+        on any resample of the examples (e.g. 1/0 for right/wrong; tp, fp, fn; target and prediction)."""
         raise NotImplementedError
 
     def drift_columns(self, predictions: pd.DataFrame, labels: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -223,8 +284,12 @@ def where(df: pd.DataFrame, mask: pd.Series) -> str:
 
 
 def register(cls: type[Task]) -> type[Task]:
-    """Class decorator: add ``cls`` to the registry under ``cls.name``."""
+    """Class decorator: add ``cls`` to the registry under ``cls.name``. Its paired tests must test its
+    primary metric: the one its table, recommendation and CI gate name."""
     if cls.name in TASKS:
         raise ValueError(f"task {cls.name!r} registered twice")
+    if cls.statistic.metric != cls.metrics[0].name:
+        raise ValueError(f"task {cls.name!r}: its paired tests compute {cls.statistic.metric!r}, "
+                         f"not its primary metric {cls.metrics[0].name!r}")
     TASKS[cls.name] = cls
     return cls

@@ -116,7 +116,7 @@ class CausalLM(Task):
     metrics = (Metric("exact_match", "exact match"), Metric("token_f1", "token F1"),
                Metric("token_accuracy", "response token accuracy"),
                Metric("perplexity", "perplexity", higher_is_better=False))
-    statistic = MeanStatistic("exact match")
+    statistic = MeanStatistic("exact_match", "exact match")
     unsupported_methods: ClassVar[dict[str, str]] = {"probe": "a causal LM has no new head: its output layer is pretrained, so training "
                                     "it alone is no linear probe"}
     builtin_sources = ("copy", "reverse", "sort")

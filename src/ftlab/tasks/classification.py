@@ -23,7 +23,7 @@ class Classification(SequenceTask):
     name = "classification"
     summary = "one label per text or text pair (text_pair_column): softmax + cross-entropy, accuracy"
     metrics = (Metric("accuracy", "accuracy"), Metric("macro_f1", "macro-F1"))
-    statistic = MeanStatistic("accuracy")
+    statistic = MeanStatistic("accuracy", "accuracy")
 
     def stratify(self, df: pd.DataFrame) -> pd.Series | None:
         return df["label"] if df["label"].value_counts().min() >= 2 else None

@@ -77,7 +77,7 @@ class Multilabel(SequenceTask):
     Options = MultilabelOptions
     problem_type = "multi_label_classification"
     metrics = (Metric("micro_f1", "micro-F1"), Metric("macro_f1", "macro-F1"))
-    statistic = F1Statistic("micro-F1")
+    statistic = F1Statistic("micro_f1", "micro-F1")
     calibrated = True
 
     def check_rows(self, df: pd.DataFrame, split: str) -> None:

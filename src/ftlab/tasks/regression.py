@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ftlab.tasks.base import DataError, MeanStatistic, Metric, register, where
+from ftlab.tasks.base import DataError, Metric, SpearmanStatistic, register, where
 from ftlab.tasks.sequence import SequenceOptions, SequenceTask, stack
 
 if TYPE_CHECKING:
@@ -22,10 +22,6 @@ class RegressionOptions(SequenceOptions):
     scale_target: bool = True
 
 
-class NegativeMSE(MeanStatistic):
-    """Mean of the per-example negative squared error: higher is better, like every bootstrap statistic."""
-
-
 @register
 class Regression(SequenceTask):
     name = "regression"
@@ -34,7 +30,9 @@ class Regression(SequenceTask):
     problem_type = "regression"
     metrics = (Metric("spearman", "Spearman"), Metric("pearson", "Pearson"),
                Metric("rmse", "RMSE", higher_is_better=False))
-    statistic = NegativeMSE("negative MSE", points=False)
+    # the paired tests rank every resample again: Spearman, not squared error, which would favour a
+    # calibrated regressor over a better-ranking but unscaled cosine (issue 29)
+    statistic = SpearmanStatistic("spearman", "Spearman", points=False)
 
     def encode(self, splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[str]]:
         out = {}
@@ -71,8 +69,7 @@ class Regression(SequenceTask):
         return {**_scores(y, p), "mse": float(np.mean((y - p) ** 2))}
 
     def example_scores(self, predictions: pd.DataFrame, labels: list[str]) -> np.ndarray:
-        error = predictions["prediction"].to_numpy(dtype=float) - predictions["label"].to_numpy(dtype=float)
-        return -(error**2)[:, None]
+        return predictions[["label", "prediction"]].to_numpy(dtype=float)
 
     def drift_columns(self, predictions: pd.DataFrame, labels: list[str]) -> tuple[dict, list[str]]:
         return {c: predictions[c].to_numpy(dtype=float) for c in ("label", "prediction")}, []

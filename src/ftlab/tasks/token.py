@@ -73,7 +73,7 @@ class TokenClassification(Task):
     file_suffixes = CONLL_SUFFIXES
     metrics = (Metric("f1", "entity micro-F1"), Metric("precision", "entity precision"),
                Metric("recall", "entity recall"))
-    statistic = F1Statistic("entity micro-F1")
+    statistic = F1Statistic("f1", "entity micro-F1")
 
     def source_columns(self) -> dict[str, str]:
         return {"tokens": self.opts.text_column, "label": self.opts.label_column}
