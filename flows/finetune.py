@@ -11,9 +11,11 @@ peak memory (and random state) is its own whichever driver ran it: in one long-l
 allocator keeps what earlier cells freed, and each later cell's peak included it. Cells whose
 run directory records the cell's current identity (``ftlab.identity``: data, code, params) are skipped, so a failed flow run can be
 re-run and continues where it stopped. When the params file is the DVC project's params.yaml,
-the outputs are recorded in dvc.lock afterwards (``dvc commit``), so ``dvc status`` stays clean;
-not with ``overrides`` (``ftlab pipeline -S key=value``): those outputs were not built from
-params.yaml, and recording them would make dvc.lock claim they were.
+the outputs are recorded in dvc.lock afterwards (``dvc commit``), so ``dvc status`` stays clean,
+and only when every cell's run matches its current identity; not with ``overrides`` (``ftlab pipeline -S key=value``): those outputs were not built from
+params.yaml, and recording them would make dvc.lock claim they were. In a DVC project the flow
+holds DVC's repository lock from start to end: `dvc repro` or a second flow started meanwhile
+refuses at once, naming the holder, instead of training the same cells into the same files.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -150,14 +154,47 @@ def promote(params: str, overrides: Overrides) -> dict:
 
 
 @task(name="dvc-commit")
-def dvc_commit(cfg: Config, cells: list[Cell]) -> None:
+def dvc_commit(repo: Any, cfg: Config, cells: list[Cell]) -> None:
     """Record the outputs in dvc.lock so the next ``dvc repro`` has nothing to do; only when every
     cell's run is current by its identity (the data or code could have changed under the flow)."""
     stale = [f"{c.method} {c.name}" for c in cells if not _finished(cfg, c)]
     if stale:
         raise RuntimeError(f"not recording the outputs in dvc.lock: the run(s) {', '.join(stale)} do not match "
                            "their current identity (data, code or params changed during the flow); run it again")
-    subprocess.run(["dvc", "commit", "--force", "--quiet"], check=True)
+    repo.commit(None, force=True)  # `dvc commit --force`, under the lock this flow holds
+
+
+@contextmanager
+def project_lock() -> Iterator[Any]:
+    """In a DVC project, DVC's own repository lock for the whole flow: `dvc repro` (which takes the
+    same lock) or a second flow cannot run beside it and train the same cells into the same files;
+    each refuses at once, naming the holder. Yields the locked ``dvc.repo.Repo`` (None outside a
+    DVC project)."""
+    if not (Path("dvc.yaml").is_file() and Path(".dvc").is_dir()):
+        yield None
+        return
+    from dvc.lock import LockError
+    from dvc.repo import Repo, lock_repo
+
+    repo = Repo(".")
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(lock_repo(repo))
+        except LockError:
+            raise RuntimeError(f"another run holds this project: {_holder(Path(repo.tmp_dir) / 'lock')}; wait until "
+                               "it ends (a second run would train the same cells into the same files)") from None
+        yield repo
+
+
+def _holder(lockfile: Path) -> str:
+    """The process that holds DVC's lock file (zc.lockfile writes its pid there)."""
+    import psutil
+
+    try:
+        pid = int(lockfile.read_text().split()[0])
+        return f"process {pid} ({' '.join(psutil.Process(pid).cmdline())[:200]})"
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return f"the process holding {lockfile}"
 
 
 def _width(cfg: Config) -> int:
@@ -211,7 +248,16 @@ def finetune_pipeline(params: str = "params.yaml", reason: str | None = None, ov
         get_run_logger().info("retraining: %s", reason)
     cfg = _config(params, overrides)
     width = _width(cfg)
-    return finetune_stages.with_options(task_runner=task_runner(cfg, width))(params, width, overrides)
+    with project_lock() as repo:
+        result = finetune_stages.with_options(task_runner=task_runner(cfg, width))(params, width, overrides)
+        if repo is not None and Path(params).resolve() == Path("params.yaml").resolve():
+            if overrides:
+                get_run_logger().warning(
+                    "not recording the outputs in dvc.lock (dvc commit): they were built with %s over params.yaml, "
+                    "not from params.yaml alone; dvc.lock keeps its earlier record", " ".join(set_options(overrides)))
+            else:
+                dvc_commit(repo, cfg, cfg.cells())
+    return result
 
 
 @flow(name="finetune_stages")
@@ -233,13 +279,6 @@ def finetune_stages(params: str, width: int, overrides: Overrides = None) -> dic
         check(params, overrides, cell)
     result = compare(params, overrides)
     promote(params, overrides)
-    if Path(params).resolve() == Path("params.yaml").resolve() and Path("dvc.yaml").is_file():
-        if overrides:
-            get_run_logger().warning(
-                "not recording the outputs in dvc.lock (dvc commit): they were built with %s over params.yaml, "
-                "not from params.yaml alone; dvc.lock keeps its earlier record", " ".join(set_options(overrides)))
-        else:
-            dvc_commit(cfg, cells)
     return result
 
 
