@@ -14,18 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ftlab.identity import module_file
+
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 STAGE_FUNCTIONS = {"prepare", "validate", "search", "train", "check", "compare", "promote", "monitor"}  # in ftlab.stages
-
-
-def module_file(name: str) -> Path | None:
-    """The source file of module ``name`` (a package's __init__.py), or None outside ftlab."""
-    base = SRC / Path(*name.split("."))
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
 
 
 def _is_type_checking(node: ast.AST) -> bool:

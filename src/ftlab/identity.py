@@ -28,7 +28,8 @@ SRC = Path(__file__).resolve().parent
 TRAINING_MODULE = "ftlab.train"
 
 
-def _module_file(name: str) -> Path | None:
+def module_file(name: str) -> Path | None:
+    """The source file of ftlab module ``name`` (a package's __init__.py), or None outside ftlab."""
     base = SRC.parent / Path(*name.split("."))
     for path in (base.with_suffix(".py"), base / "__init__.py"):
         if path.is_file():
@@ -43,7 +44,7 @@ def code_files(module: str = TRAINING_MODULE) -> list[Path]:
     todo = [module]
     while todo:
         name = todo.pop()
-        path = _module_file(name)
+        path = module_file(name)
         if path is None or name in seen:
             continue
         seen[name] = path
