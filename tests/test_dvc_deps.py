@@ -17,7 +17,6 @@ import yaml
 from ftlab.identity import module_file
 
 ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "src"
 STAGE_FUNCTIONS = {"prepare", "validate", "search", "train", "check", "compare", "promote", "monitor"}  # in ftlab.stages
 
 
