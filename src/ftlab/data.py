@@ -21,8 +21,10 @@ import pandas as pd
 
 from ftlab.config import BUILTIN_DEMO, SPLITS, Config, DataConfig
 from ftlab.io import atomic_dir
+from ftlab.labels import clean_labels, is_blank, order_key
 from ftlab.readers import read_table
 from ftlab.tasks import DataError, Task
+from ftlab.tasks.base import where
 
 __all__ = ["DataError", "fingerprint", "load_prepared", "prepare", "read_table", "split"]
 
@@ -91,7 +93,14 @@ def _draw(df: pd.DataFrame, n: int, seed: int, stratify: pd.Series | None) -> tu
             pass
     exact = counts * n / len(df)
     quota = exact.astype(int)
-    for name in (exact - quota).sort_values(ascending=False, kind="stable").index[: n - int(quota.sum())]:
+    if n >= len(counts):  # every class keeps a row on the drawn side (train, or the sample)
+        quota = quota.clip(lower=1)
+        excess = int(quota.sum()) - n
+        for name in quota.sort_values(ascending=False, kind="stable").index:  # paid by the largest classes
+            take = min(max(excess, 0), int(quota[name]) - 1)
+            quota[name] -= take
+            excess -= take
+    for name in (exact - quota).sort_values(ascending=False, kind="stable").index[: max(0, n - int(quota.sum()))]:
         quota[name] += 1
     rng = np.random.default_rng(seed)
     positions = np.arange(len(df))
@@ -102,11 +111,18 @@ def _draw(df: pd.DataFrame, n: int, seed: int, stratify: pd.Series | None) -> tu
     return df.iloc[chosen], df.iloc[np.flatnonzero(~mask)]
 
 
+def _strata(df: pd.DataFrame, task: Task) -> pd.Series | None:
+    """What to stratify on: the task's choice; for classification always the class, also when a class
+    has a single row (the split is then by largest remainder, which keeps it in train under every seed)."""
+    strata = task.stratify(df)
+    return df["label"] if strata is None and task.name == "classification" else strata
+
+
 def _sample(df: pd.DataFrame, n: int | None, seed: int, task: Task) -> pd.DataFrame:
     """A seeded subsample of ``n`` rows, stratified where the task has classes (all rows when ``n`` is None or larger)."""
     if n is None or n >= len(df):
         return df
-    return _draw(df, n, seed, task.stratify(df))[0]
+    return _draw(df, n, seed, _strata(df, task))[0]
 
 
 def _split_off(df: pd.DataFrame, size: float, seed: int, task: Task, target: str, key: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -116,12 +132,15 @@ def _split_off(df: pd.DataFrame, size: float, seed: int, task: Task, target: str
         raise DataError(
             f"train: {len(df)} row(s) cannot give {key}={size:g} of them to {target} ({n_off} row(s)) and keep "
             f"any to train; add rows, or give {target} a file of its own (data.source: {{train: FILE, {target}: FILE}})")
-    return _draw(df, len(df) - n_off, seed, task.stratify(df))
+    return _draw(df, len(df) - n_off, seed, _strata(df, task))
 
 
 def split(raw: dict[str, pd.DataFrame], cfg: DataConfig, task: Task, seed: int) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Train/validation/test with the task's encoded labels (and ``origin`` where known), and the label names."""
+    if task.name == "classification":
+        raw = clean_labels(raw)
     for name, df in raw.items():
+        _check_blank(df, name)
         task.check_rows(df, name)
     splits = dict(raw)
     if "test" not in splits:
@@ -135,6 +154,8 @@ def split(raw: dict[str, pd.DataFrame], cfg: DataConfig, task: Task, seed: int) 
     for name, df in sampled.items():
         sampled[name] = df.assign(**{c: df[c].astype(str) for c in ("text", "text_pair") if c in df})
     encoded, names = task.encode(sampled)
+    if task.name == "classification":
+        encoded, names = _in_label_order(encoded, names)
     out = {}
     for name, df in encoded.items():
         df = df.reset_index(drop=True)
@@ -143,6 +164,23 @@ def split(raw: dict[str, pd.DataFrame], cfg: DataConfig, task: Task, seed: int) 
             df["origin"] = origin.to_numpy()
         out[name] = df
     return out, names
+
+
+def _check_blank(df: pd.DataFrame, split: str) -> None:
+    """Texts that show no visible character (spaces, zero-width characters, ...) are blank."""
+    for column in ("text", "text_pair"):
+        if column in df:
+            blank = df[column].map(is_blank).astype(bool)
+            if blank.any():
+                what = "text(s)" if column == "text" else "text pair(s)"  # blank: no visible character
+                raise DataError(f"{split}: {int(blank.sum())} null or blank {what}, e.g. {where(df, blank)}")
+
+
+def _in_label_order(encoded: dict[str, pd.DataFrame], names: list[str]) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Label ids in number order where labels are numbers (2 before 10), else text order."""
+    order = sorted(names, key=order_key)
+    new_id = np.array([order.index(n) for n in names])
+    return {s: df.assign(label=new_id[df["label"].to_numpy()]) for s, df in encoded.items()}, order
 
 
 def fingerprint(cfg: Config) -> str:

@@ -9,11 +9,13 @@ error can name the line of the user's file.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import logging
 import numbers
 import re
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -37,10 +39,7 @@ def read_table(path: Path, task: Task, quoting: str = "auto") -> pd.DataFrame:
     if path.is_dir():
         raise DataError(f"{path}: is a directory, not a data file (data.source names one file, or one per split: "
                         "{train: FILE, validation: FILE, test: FILE})")
-    if not path.exists():
-        raise DataError(f"data file not found: {path}")
-    if not path.is_file():
-        raise DataError(f"{path}: not a regular file")
+    _check_regular(path)
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -56,11 +55,29 @@ def read_table(path: Path, task: Task, quoting: str = "auto") -> pd.DataFrame:
         elif suffix in DELIMITERS:
             df = _read_delimited(path, _decode(path, raw), DELIMITERS[suffix], quoting, task.opts.label_column)
         else:
-            df = _read_json(path, _decode(path, raw))
+            literal = {c for k, c in columns.items() if k != "label" or task.name == "classification"}
+            df = _read_json(path, _decode(path, raw), literal)
         df = _canonical(df, columns, path)
     if df.empty:
         raise DataError(f"{path}: no rows")
     return df
+
+
+def _check_regular(path: Path) -> None:
+    """A missing file, a symbolic link loop, a FIFO, a socket or a device, each called what it is."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DataError(f"{path}: a loop of symbolic links (it never reaches a file)") from None
+        if e.errno == errno.ENOENT:
+            dangling = " (a symbolic link to a missing file)" if path.is_symlink() else ""
+            raise DataError(f"data file not found: {path}{dangling}") from None
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise DataError(f"{path}: {kind}, not a data file; give a regular file")
 
 
 def _canonical(df: pd.DataFrame, columns: dict[str, str], path: Path) -> pd.DataFrame:
@@ -93,13 +110,22 @@ class _Unparsable(Exception):
         super().__init__(f"line {line}: {message}")
 
 
+class _Refused(Exception):
+    """A file that parses but cannot be right whatever the quoting: ``line``, ``message``."""
+
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line = line
+
+
 def _parse_delimited(text: str, delimiter: str, quoted: bool) -> tuple[list[str], list[tuple[int, list[str]]]]:
     r"""Header and (first line, fields) of every record; blank lines are skipped. ``quoted``: fields
     in double quotes, quotes inside them doubled (Python's csv and pandas' default); otherwise a quote
     is an ordinary character and no field can hold the delimiter or a line break.
 
     Lines end at \n (or \r\n). A lone \r is text: pandas and csv.writer(lineterminator="\n") write
-    it unquoted, and a reader that ended the line there would silently cut the text in two.
+    it unquoted, and a reader that ended the line there would silently cut the text in two. A
+    header repeated further down (two exports concatenated) is refused with its line.
     """
     lone_cr = None
     if "\r" in text:
@@ -119,7 +145,11 @@ def _parse_delimited(text: str, delimiter: str, quoted: bool) -> tuple[list[str]
                 fields = [f.replace(lone_cr, "\r") for f in fields]
             if header is None:
                 header = fields
+                _check_header(header, start)
                 continue
+            if fields == header or [fields[0].removeprefix("\ufeff"), *fields[1:]] == header:
+                raise _Refused(start, f"repeats the header {delimiter.join(header)!r} (two files joined?); "
+                                      "remove the line, or the rows below it if they are a copy")
             if len(fields) != len(header):
                 raise _Unparsable(start, f"{len(fields)} field(s) where the header has {len(header)}")
             records.append((start, fields))
@@ -128,53 +158,111 @@ def _parse_delimited(text: str, delimiter: str, quoted: bool) -> tuple[list[str]
     return header or [], records
 
 
+def _check_header(header: list[str], line: int) -> None:
+    twice = [c for c in dict.fromkeys(header) if header.count(c) > 1]
+    if twice:
+        raise _Refused(line, f"column {twice[0]!r} appears twice in the header {header}; "
+                             "give every column its own name")
+
+
+def _other_delimiter(header: list[str], delimiter: str) -> str | None:
+    """A delimiter the one-field header seems to use instead of the file type's (``;`` in a .csv)."""
+    if len(header) != 1:
+        return None
+    return next((d for d in (";", "\t", "|", ",") if d != delimiter and d in header[0]), None)
+
+
 def _read_delimited(path: Path, text: str, delimiter: str, quoting: str, label: str) -> pd.DataFrame:
     """A CSV or TSV file. ``quoting``: "csv", "none", or "auto": CSV quoting when some field starts
     with a quote and the whole file parses that way (a file written by csv.writer or pandas), else
     quotes as plain text (GLUE-style raw TSV, where a text may start with a lone quote)."""
     name = "TSV" if delimiter == "\t" else "CSV"
-    if quoting == "auto" and not re.search(f'(?:^|{re.escape(delimiter)})"', text, re.MULTILINE):
-        quoting = "none"  # no field starts with a quote: both ways read the same
-    tries = ["csv", "none"] if quoting == "auto" else [quoting]
+    quotes = bool(re.search(f'(?:^|{re.escape(delimiter)})"', text, re.MULTILINE))
+    tries = ([quoting] if quoting != "auto" else ["csv", "none"] if quotes else ["none"])
     errors = []
-    for how in tries:
-        try:
-            header, records = _parse_delimited(text, delimiter, quoted=how == "csv")
-            break
-        except _Unparsable as e:
-            errors.append(f"{'with CSV quoting' if how == 'csv' else 'with quotes as plain text'}: {e}")
-    else:
-        hint = ("set data.quoting: csv for a file with quoted fields, none for a raw file" if quoting == "auto"
-                else f"data.quoting is {quoting}; the other setting may read it")
-        raise DataError(f"{path}: cannot parse as {name} ({'; '.join(errors)}); {hint}")
-    if quoting == "auto":
+    try:
+        for how in tries:
+            try:
+                header, records = _parse_delimited(text, delimiter, quoted=how == "csv")
+                break
+            except _Unparsable as e:
+                errors.append(f"{'with CSV quoting' if how == 'csv' else 'with quotes as plain text'}: {e}")
+        else:
+            first_line = text.split("\n", 1)[0].split(delimiter)
+            hint = _parse_hint(text, delimiter, quoting, first_line)
+            raise DataError(f"{path}: cannot parse as {name} ({'; '.join(errors)}){hint}")
+    except _Refused as e:
+        raise DataError(f"{path}:{e.line}: {e}") from None
+    other = _other_delimiter(header, delimiter)
+    if other:
+        raise DataError(f"{path}: the header {header[0]!r} is one column: the file looks delimited by {other!r}; "
+                        f"ftlab reads {path.suffix} files as {name} ({delimiter!r}): save it with {delimiter!r}")
+    if quoting == "auto" and quotes:
         log.info("%s: read %s", path, "with CSV quoting (fields in double quotes)" if how == "csv"
                  else "with quotes as plain text (no CSV quoting); set data.quoting to choose")
     values: dict[str, object] = {}  # every column: a missing one is named by _canonical, with its params key
-    for column in dict.fromkeys(header):
-        at = header.index(column)
-        if column == label:
-            values[column] = _labels(pd.Series([fields[at] or None for _, fields in records], dtype=object))
-        else:
-            values[column] = [fields[at] for _, fields in records]
+    for at, column in enumerate(header):
+        values[column] = [fields[at] or None if column == label else fields[at] for _, fields in records]
     return pd.DataFrame({**values, "origin": [f"{path}:{line}" for line, _ in records]})
 
 
-def _labels(values: pd.Series) -> pd.Series:
-    """Label strings as numbers when every one is a plain number (so 2 sorts before 10), else as read."""
-    present = values.dropna()
-    if not len(present) or not present.str.fullmatch(r"[-+]?\d+(?:\.\d+)?").all():
-        return values
-    return pd.to_numeric(present).reindex(values.index)
+def _parse_hint(text: str, delimiter: str, quoting: str, first_line: list[str]) -> str:
+    """What to try when no quoting reads the file: another delimiter, or the other data.quoting
+    setting, only when it would read the file."""
+    other = _other_delimiter(first_line, delimiter)
+    if other:
+        return f"; the header is one column and looks delimited by {other!r}: save the file with {delimiter!r}"
+    if quoting in ("csv", "none"):
+        alternative = "none" if quoting == "csv" else "csv"
+        try:
+            _parse_delimited(text, delimiter, quoted=alternative == "csv")
+            return f"; data.quoting is {quoting}: data.quoting: {alternative} reads it"
+        except (_Unparsable, _Refused):
+            return ""
+    return ""
 
 
-def _read_json(path: Path, text: str) -> pd.DataFrame:
-    """JSON Lines (one object per line), or for ``.json`` a JSON array of objects."""
+class _Number(str):
+    """A JSON number as written (``1e5``, ``1.10``), until _settle decides what it becomes."""
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) < len(keys):
+        raise _DuplicateKey(next(k for k in keys if keys.count(k) > 1))
+    return dict(pairs)
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_float=_Number, parse_int=_Number)
+
+
+def _settle(value: object, literal: bool) -> object:
+    """JSON numbers as their text where ``literal`` (a text or class label column: ``1e5`` stays
+    ``1e5``), else as numbers (scores, ids in lists, ...)."""
+    if isinstance(value, _Number):
+        return str(value) if literal else (int(value) if re.fullmatch(r"-?\d+", value) else float(value))
+    if isinstance(value, list):
+        return [_settle(v, False) for v in value]
+    if isinstance(value, dict):
+        return {k: _settle(v, False) for k, v in value.items()}
+    return value
+
+
+def _read_json(path: Path, text: str, literal: set[str]) -> pd.DataFrame:
+    """JSON Lines (one object per line), or for ``.json`` a JSON array of objects. The columns in
+    ``literal`` keep a number as the text it was written with; a key twice in one object is an error."""
     if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
         try:
-            items = json.loads(text)
+            items = _DECODER.decode(text)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}: line {e.lineno}, column {e.colno}: not valid JSON ({e.msg})") from None
+        except _DuplicateKey as e:
+            raise DataError(f"{path}: an object holds the key {e.args[0]!r} twice (JSON would keep only the "
+                            "last); give each field once") from None
         where = [f"{path} record {i}" for i in range(1, len(items) + 1)]
         bad = next((w for w, item in zip(where, items, strict=True) if not isinstance(item, dict)), None)
         if bad:
@@ -185,14 +273,18 @@ def _read_json(path: Path, text: str) -> pd.DataFrame:
             if not line.strip():
                 continue
             try:
-                item = json.loads(line)
+                item = _DECODER.decode(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}: line {number}, column {e.colno}: not valid JSON ({e.msg}); "
                                 "JSON Lines needs one object per line") from None
+            except _DuplicateKey as e:
+                raise DataError(f"{path}:{number}: the key {e.args[0]!r} twice in one object (JSON would keep "
+                                "only the last); give each field once") from None
             if not isinstance(item, dict):
-                raise DataError(f"{path}: line {number}: expected a JSON object, got {type(item).__name__}")
+                raise DataError(f"{path}: line {number}: expected a JSON object, got {type(_settle(item, False)).__name__}")
             items.append(item)
             where.append(f"{path}:{number}")
+    items = [{k: _settle(v, k in literal) for k, v in item.items()} for item in items]
     df = pd.DataFrame.from_records(items) if items else pd.DataFrame()
     df["origin"] = where
     return df

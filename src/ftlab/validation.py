@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftlab.config import SPLITS
 from ftlab.io import atomic_dir, write_json
+from ftlab.labels import INVISIBLE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -109,9 +110,16 @@ def raise_on_failure(result: dict) -> None:
                 where = f"{ex['origin']} ({c['split']} row {ex['row']})" if ex.get("origin") else f"row {ex['row']}"
             else:
                 where = f"label {ex['label']} ({ex['name']})"
-            what = f"label {ex['label']!r}, text {ex['text']!r}" if "row" in ex else f"{ex['count']} rows"
+            what = f"label {ex['label']!r}, {_texts(ex)}" if "row" in ex else f"{ex['count']} rows"
             lines.append(f"      {where}: {what}")
     raise ValidationFailed("\n".join(lines))
+
+
+def _texts(example: dict) -> str:
+    """An offending row's text, or both texts of a pair."""
+    if "text_pair" in example:
+        return f"texts {example['text']!r} / {example['text_pair']!r}"
+    return f"text {example['text']!r}"
 
 
 def _context(docs_dir: Path) -> tuple[Any, Any]:
@@ -168,10 +176,11 @@ def _example_key(df: pd.DataFrame) -> pd.Series:
 def _row_frame(df: pd.DataFrame, train_texts: set[str] | None, validation_texts: set[str] | None = None) -> pd.DataFrame:
     """Text, label and origin (source file and line) plus derived columns: stripped text, repeated
     example, and in_train (validation, test) and in_validation (test) for leakage between splits."""
-    rows = df[[c for c in ("text", "label", "origin") if c in df]].copy()
+    rows = df[[c for c in ("text", "text_pair", "label", "origin") if c in df]].copy()
     if "text" in rows:
         text, key = rows["text"], _example_key(df)
-        rows["text_stripped"] = text.map(lambda v: v.strip() if isinstance(v, str) else None)
+        edges = re.compile(f"^{INVISIBLE}+|{INVISIBLE}+$")  # what shows: no spaces, zero-width characters, ...
+        rows["text_stripped"] = text.map(lambda v: edges.sub("", v) if isinstance(v, str) else None)
         rows["repeated"] = key.duplicated(keep="first") & key.notna()
         if train_texts is not None:
             rows["in_train"] = key.isin(train_texts)
@@ -182,12 +191,12 @@ def _row_frame(df: pd.DataFrame, train_texts: set[str] | None, validation_texts:
 
 def _class_frame(label: pd.Series, labels: list[str]) -> pd.DataFrame:
     """One row per declared label id: its name, row count, and largest class count / its count."""
+    import numpy as np
     import pandas as pd
 
     counts = label.value_counts().reindex(range(len(labels)), fill_value=0).astype(int).to_numpy()
-    return pd.DataFrame(
-        {"label": range(len(labels)), "name": labels, "count": counts, "largest_over_count": counts.max() / counts}
-    )
+    ratio = np.divide(counts.max(), counts, out=np.full(len(counts), np.inf), where=counts > 0)  # inf: no rows
+    return pd.DataFrame({"label": range(len(labels)), "name": labels, "count": counts, "largest_over_count": ratio})
 
 
 def _suite(name: str, split: str, frame: pd.DataFrame, cfg: ValidationConfig, n_labels: int, balance: bool = True) -> Any:
@@ -211,7 +220,7 @@ def _suite(name: str, split: str, frame: pd.DataFrame, cfg: ValidationConfig, n_
             rules += [
                 ("text is string", gxe.ExpectColumnValuesToBeOfType(column="text", type_="str")),
                 ("no null text", gxe.ExpectColumnValuesToNotBeNull(column="text")),
-                ("no blank text", gxe.ExpectColumnValuesToNotMatchRegex(column="text", regex=r"^\s*$")),
+                ("no blank text", gxe.ExpectColumnValuesToNotMatchRegex(column="text", regex=f"^{INVISIBLE}*$")),
                 ("text is not numbers", gxe.ExpectColumnValuesToNotMatchRegex(
                     column="text", regex=NUMBER, mostly=1 - cfg.max_numeric_text_fraction)),
                 ("no CSV-escaped quotes", gxe.ExpectColumnValuesToNotMatchRegex(column="text", regex=ESCAPED_QUOTES)),
@@ -289,6 +298,9 @@ def _example(frame: pd.DataFrame, i: Any) -> dict:
         return {"label": _plain(row["label"]), "name": row["name"], "count": _plain(row["count"])}
     text = row.get("text")
     example = {"row": _plain(i), "text": None if pd.isna(text) else str(text)[:80], "label": _plain(row.get("label"))}
+    if "text_pair" in frame:  # a pair is both its texts: the first alone recurs in many pairs
+        pair = row.get("text_pair")
+        example["text_pair"] = None if pd.isna(pair) else str(pair)[:80]
     if isinstance(row.get("origin"), str):
         example["origin"] = row["origin"]
     return example
