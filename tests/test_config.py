@@ -68,3 +68,54 @@ def test_missing_and_malformed_files(tmp_path):
 def test_overrides_use_dotted_keys():
     cfg = load_config(None, {"method_params.lora.r": 16, "train.epochs": 1})
     assert cfg.params_for("lora").r == 16 and cfg.train.epochs == 1
+
+
+# ---- issue 26: a params file is read strictly, and every error names the file and line ------------
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
+def test_an_empty_params_file_is_an_error_not_the_demo(tmp_path, text):
+    with pytest.raises(ConfigError, match=r"params\.yaml.*empty"):
+        load_yaml(tmp_path, text)
+
+
+@pytest.mark.parametrize(("text", "key", "line"), [
+    ("seed: 1\nmethods: [full]\nseed: 2\n", "seed", 3),
+    ("data:\n  source: a.csv\n  test_size: 0.2\n  source: b.csv\n", "data.source", 4),
+    ("train: {epochs: 1, epochs: 2}\n", "train.epochs", 1),
+])
+def test_a_duplicated_key_is_an_error_naming_it_and_its_lines(tmp_path, text, key, line):
+    with pytest.raises(ConfigError) as info:
+        load_yaml(tmp_path, text)
+    message = str(info.value)
+    assert "params.yaml" in message and f"{key!r}" in message and f"line {line}" in message, message
+
+
+def test_a_fifo_or_symlink_loop_as_params_file_says_what_it_is(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.yaml")
+    with pytest.raises(ConfigError, match="FIFO") as info:
+        load_config(tmp_path / "fifo.yaml")
+    assert "not found" not in str(info.value)
+    (tmp_path / "a.yaml").symlink_to(tmp_path / "b.yaml")
+    (tmp_path / "b.yaml").symlink_to(tmp_path / "a.yaml")
+    with pytest.raises(ConfigError, match="symbolic link") as info:
+        load_config(tmp_path / "a.yaml")
+    assert "not found" not in str(info.value)
+
+
+def test_a_non_utf8_params_file_names_the_line_and_column(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes("seed: 1\ndata:\n  source: caf\u00e9.csv\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message and "line 3, column 14" in message and "UTF-8" in message, message
+
+
+@pytest.mark.parametrize("value", ["null", "[a.csv, b.csv]", "3"])
+def test_a_wrong_type_of_data_source_is_explained_plainly(tmp_path, value):
+    with pytest.raises(ConfigError) as info:
+        load_yaml(tmp_path, f"data:\n  source: {value}\n")
+    message = str(info.value)
+    assert "data.source:" in message and "(line 2)" in message and "{train: FILE" in message, message
+    assert "lax-or-strict" not in message and "literal[" not in message.lower(), message

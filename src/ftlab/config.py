@@ -72,6 +72,20 @@ class DataConfig(Strict):
     demo: DemoConfig = DemoConfig()
     prepared_dir: Path = Path("data/prepared")
 
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source_type(cls, v: Any) -> Any:
+        shapes = "a file path, builtin:demo, hub:NAME, or one file per split {train: FILE, validation: FILE, test: FILE}"
+        if isinstance(v, dict):
+            for split, file in v.items():
+                if split not in SPLITS:
+                    raise ValueError(f"unknown split {split!r} (the splits are train, validation, test); give {shapes}")
+                if not isinstance(file, (str, Path)):
+                    raise ValueError(f"{split}: {file!r} is not a file path; give {shapes}")
+        elif not isinstance(v, (str, Path)):
+            raise ValueError(f"{'null' if v is None else f'a {type(v).__name__}'} is not a data source; give {shapes}")
+        return str(v) if isinstance(v, Path) else v
+
     @field_validator("source")
     @classmethod
     def _source_has_train(cls, v: Any) -> Any:
@@ -395,17 +409,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if path is not None:
         path = Path(path)
         where = str(path)
-        if path.is_dir():
-            raise ConfigError(f"params file {path} is a directory; give a YAML file")
-        if not path.is_file():
-            raise ConfigError(f"params file not found: {path}")
-        try:
-            text = path.read_text(encoding="utf-8")
-            raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML: {e}") from e
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+        text = _read_params(path)
+        raw = _parse_params(path, text)
     for dotted, value in (overrides or {}).items():
         _set_dotted(raw, dotted, value)
     try:
@@ -418,13 +423,73 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             if loc[:1] == ["task"] and len(loc) > 2 and loc[1] in TASKS:  # the union's tag, not a key
                 del loc[1]
             field = ".".join(loc) or "<root>"
-            msg = "unknown key (misspelled?)" if err["type"] == "extra_forbidden" else err["msg"]
+            msg = "unknown key (misspelled?)" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
             named = re.match(r"(?:Value error, )?([a-z_]+(?:\.[a-z_]+)*): (.*)", msg, re.S) if not loc else None
             if named:  # a check across sections names its key in the message
                 field, msg = named.groups()
             overridden = any(field == k or field.startswith(k + ".") for k in overrides or {})
             lines.append(f"  {field}: {msg}{'' if overridden else _line_of(key_lines, field)}")
         raise ConfigError("\n".join(lines)) from None
+
+
+def _read_params(path: Path) -> str:
+    """The params file's text (UTF-8), or an error saying what the path is or where a bad byte is."""
+    import errno
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ConfigError(f"params file {path} is a loop of symbolic links (it never reaches a file)") from None
+        if e.errno == errno.ENOENT:
+            raise ConfigError(f"params file not found: {path}") from None
+        raise ConfigError(f"params file {path} cannot be read ({e.strerror or e})") from None
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"params file {path} is a directory; give a YAML file")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise ConfigError(f"params file {path} is {kind}; give a YAML file")
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ConfigError(f"{path}: line {line}, column {column}: not valid UTF-8 ({raw[e.start:e.end]!r}); "
+                          "save the file as UTF-8") from None
+
+
+def _parse_params(path: Path, text: str) -> dict[str, Any]:
+    """The params file's mapping; an empty file and a key given twice are errors, not defaults."""
+    try:
+        raw = yaml.safe_load(text)
+        _check_unique_keys(yaml.compose(text), path, "")
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+    if raw is None:
+        raise ConfigError(f"params file {path} is empty; write the settings to change (data.source, methods, ...), "
+                          "or {} for every default (the built-in demo)")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def _check_unique_keys(node: Any, path: Path, parent: str) -> None:
+    """A key given twice in one mapping (YAML keeps the last silently) is an error naming both lines."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            dotted = f"{parent}.{key.value}" if parent else str(key.value)
+            line = key.start_mark.line + 1
+            if dotted in seen:
+                raise ConfigError(f"{path}: key {dotted!r} is given twice (line {seen[dotted]} and line {line}); "
+                                  "YAML would keep only the last: keep one")
+            seen[dotted] = line
+            _check_unique_keys(value, path, dotted)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_unique_keys(item, path, parent)
 
 
 def _key_lines(text: str) -> dict[str, int]:
