@@ -223,7 +223,10 @@ def task_runner(cfg: Config, width: int) -> TaskRunner:
     if p.task_runner == "ray":
         from prefect_ray import RayTaskRunner
 
-        return RayTaskRunner(address=p.ray_address)
+        # Ray's workers do not inherit the flow's sys.path, and unpickle the tasks by importing this
+        # module (`finetune`, from flows/): without it on their PYTHONPATH every task failed
+        path = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH")]))
+        return RayTaskRunner(address=p.ray_address, init_kwargs={"runtime_env": {"env_vars": {"PYTHONPATH": path}}})
     from prefect_dask import DaskTaskRunner
 
     if p.dask_address:

@@ -1,0 +1,76 @@
+"""Many runs on a cluster, the Ray way: the flow with ``pipeline.task_runner: ray`` on a real local Ray
+instance (started by prefect-ray's runner, 2 CPUs) against a real Prefect server on a loopback port,
+compared with the same cells trained serially. The same checks as tests/test_dask.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime
+
+import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from ftlab.config import load_config
+from tests.prefect_server import free_port, wait_healthy
+from tests.test_dask import api_post
+from tests.test_pipeline import CELL, METHODS, ROOT, make_repo, sh, smoke_params
+
+pytestmark = pytest.mark.pipeline
+
+pytest.importorskip("prefect_ray")
+
+
+def test_ray_workers_are_refused_without_a_prefect_server(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "flows"))
+    from finetune import task_runner
+
+    cfg = load_config(None, {"pipeline.task_runner": "ray"})
+    with temporary_settings(restore_defaults={PREFECT_API_URL}), pytest.raises(
+            RuntimeError, match=r"PREFECT_API_URL is not set.*prefect server start"):
+        task_runner(cfg, 2)
+
+
+def test_ray_workers_train_two_methods_in_parallel_like_a_serial_run(tmp_path, tiny_model):
+    params = smoke_params(tiny_model)
+    del params["train"]["threads"]  # each run picks its share of the machine's cores
+    params["pipeline"].update(task_runner="ray", max_parallel=2)
+    repo = make_repo(tmp_path / "project", params)
+    api = f"http://127.0.0.1:{free_port()}/api"
+    # RAY_USAGE_STATS_ENABLED=0: no usage report (it would try the network)
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-home"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+    port = api.split(":")[2].split("/")[0]
+    with open(tmp_path / "server.log", "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", port],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(api)
+        flow = subprocess.Popen([sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml"], cwd=repo, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = flow.communicate(timeout=600)[0]
+        assert flow.returncode == 0, out[-6000:]
+        logs = [e["message"] for e in api_post(api, "logs/filter", {"limit": 200}) if "torch threads, process" in e["message"]]
+        runs = {r["name"]: r for r in api_post(api, "task_runs/filter", {}) if r["name"].startswith("train ")}
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+    assert "Started a local Ray instance" in out, out[-3000:]  # the runner started Ray; it did not fall back
+    threads = max(1, (os.cpu_count() or 1) // 2)  # Ray's runs sharing this machine: max_parallel
+    assert len(logs) == 2 and all(f": {threads} torch threads" in m for m in logs), logs
+    pids = {int(m.split("process ")[1].split()[0]) for m in logs}
+    assert len(pids) == 2 and flow.pid not in pids, logs  # two Ray worker processes, not the flow's
+    spans = [(datetime.fromisoformat(r["start_time"]), datetime.fromisoformat(r["end_time"])) for r in runs.values()]
+    assert len(spans) == 2 and spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], runs  # they overlapped
+    assert json.loads((repo / "reports/comparison.json").read_text())["methods"]
+
+    # the same cells, one after the other in one process, on the prepared data of the flow run
+    sh(sys.executable, "-m", "ftlab.cli", "train", "-S", "train.output_dir=serial", "-S", f"train.threads={threads}", cwd=repo)
+    for method in METHODS:
+        parallel, serial = (json.loads((repo / d / method / CELL / "metrics.json").read_text()) for d in ("runs", "serial"))
+        assert parallel.pop("cost")["threads"] == serial.pop("cost")["threads"] == threads
+        assert parallel == serial, method
+        assert (repo / "runs" / method / CELL / "history.json").read_text() == (repo / "serial" / method / CELL / "history.json").read_text()
