@@ -217,7 +217,9 @@ def test_pair_leakage_examples_show_both_texts_and_class_counts_warn_nothing(tmp
         return pd.DataFrame({"text": ["A man is playing."] * n, "text_pair": [f"{split} pair {i}" for i in range(n)],
                              "label": [labels[i % len(labels)] for i in range(n)],
                              "origin": [f"{split}.tsv:{i + 2}" for i in range(n)]})
-    splits = {"train": pairs("train", 40, [0, 1]), "validation": pairs("validation", 10, [0]),
+    train = pairs("train", 40, [0, 1])
+    train.loc[39, "text"] = "\u200b\u00a0"  # blank to the eye: validate's blank rule says so too
+    splits = {"train": train, "validation": pairs("validation", 10, [0]),
               "test": pd.concat([pairs("train", 2, [0]), pairs("test", 8, [0, 1])], ignore_index=True)}
     for name, df in splits.items():
         df.to_parquet(prepared_dir / f"{name}.parquet", index=False)
@@ -225,6 +227,8 @@ def test_pair_leakage_examples_show_both_texts_and_class_counts_warn_nothing(tmp
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         result = validate(prepared_dir, ValidationConfig(), tmp_path / "validation")
+    blank = next(c for c in result["checks"] if c["split"] == "train" and c["rule"] == "no blank text")
+    assert not blank["success"] and blank["examples"][0]["origin"] == "train.tsv:41"
     leak = next(c for c in result["checks"] if c["split"] == "test" and c["rule"] == "no leakage from train")
     assert not leak["success"]
     assert leak["examples"][0]["text_pair"] == "train pair 0"
