@@ -358,6 +358,7 @@ class Config(Strict):
     @model_validator(mode="after")
     def _task_fits(self) -> Config:
         task = self.task_type()
+        task.check(self)  # options that depend on the rest of the config (task.pair_encoding: bi)
         for method in self.methods:
             if method in task.unsupported_methods:
                 raise ValueError(f"methods: method {method!r} cannot train task {task.name!r}: {task.unsupported_methods[method]}")

@@ -1,12 +1,15 @@
 """A trained classifier as a model directory that standard libraries load without ftlab.
 
-Three layouts, chosen by the model's pooling and whether peft can fold the method into the weights:
+Four layouts, chosen by the model's pooling, the pair encoding and whether peft can fold the method into the weights:
 
 - ``transformers`` (``model.pooling: cls``): an ``AutoModelForSequenceClassification`` directory
   with the tokenizer and ``id2label``; ``transformers.pipeline("text-classification", model=dir)``.
 - ``sentence-transformers`` (``model.pooling: mean``, which no ``transformers`` class has): Transformer +
   Pooling(mean) + Dense(identity) modules, so ``SentenceTransformer(dir).encode(texts)`` returns the
   logits; label names are in ``config.json``'s ``id2label``.
+- ``bi-encoder`` (``task.pair_encoding: bi``): Transformer + Pooling(mean) + Normalize, the layout of
+  all-MiniLM-L6-v2 itself: ``encode`` each text, the cosine of two embeddings is the trained
+  similarity; a pair classifier's head on ``(u, v, |u - v|)`` is ``pair_classifier.safetensors``.
 - ``peft``: prompt, prefix and p-tuning cannot be merged; the base model sits in the directory and
   the adapter (with the trained head) in ``adapter/``, loaded with ``PeftModel.from_pretrained``.
 
@@ -28,8 +31,10 @@ from torch import nn
 
 from ftlab.config import ModelConfig
 from ftlab.modeling import MeanPoolClassifier, build_model, load_tokenizer
+from ftlab.tasks.biencoder import BiEncoder
 
-Layout = Literal["transformers", "sentence-transformers", "peft", "ftlab"]
+Layout = Literal["transformers", "sentence-transformers", "bi-encoder", "peft", "ftlab"]
+PAIR_HEAD = "pair_classifier.safetensors"  # a bi-encoded pair classifier's head, beside the encoder
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,9 @@ def export_classifier(model: nn.Module, tokenizer: Any, cfg: ModelConfig, labels
     if isinstance(model, MeanPoolClassifier):
         _save_sentence_transformers(model, tokenizer, cfg, out)
         return "sentence-transformers"
+    if isinstance(model, BiEncoder):
+        _save_bi_encoder(model, tokenizer, cfg, out)
+        return "bi-encoder"
     model.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
     return "transformers"
@@ -55,19 +63,36 @@ def export_classifier(model: nn.Module, tokenizer: Any, cfg: ModelConfig, labels
 
 def _save_sentence_transformers(model: MeanPoolClassifier, tokenizer: Any, cfg: ModelConfig, out: Path) -> None:
     """Transformer + mean Pooling + a Dense layer holding the classifier, identity activation."""
+    from sentence_transformers.sentence_transformer.modules import Dense
+
+    dense = Dense(model.config.hidden_size, model.classifier.out_features, bias=True, activation_function=nn.Identity())
+    dense.linear.load_state_dict(model.classifier.state_dict())
+    _save_mean_pooled(model.encoder, tokenizer, cfg, out, dense)
+
+
+def _save_bi_encoder(model: BiEncoder, tokenizer: Any, cfg: ModelConfig, out: Path) -> None:
+    """Transformer + mean Pooling + Normalize (what the bi-encoder's ``embed`` computes), and the head of
+    a pair classifier, if any, as plain tensors ``weight`` (labels, 3 x hidden) and ``bias``."""
+    from safetensors.torch import save_file
+    from sentence_transformers.sentence_transformer.modules import Normalize
+
+    _save_mean_pooled(model.encoder, tokenizer, cfg, out, Normalize())
+    if model.classifier is not None:
+        save_file({k: v.detach().contiguous().cpu() for k, v in model.classifier.state_dict().items()}, str(out / PAIR_HEAD))
+
+
+def _save_mean_pooled(encoder: nn.Module, tokenizer: Any, cfg: ModelConfig, out: Path, last: nn.Module) -> None:
+    """A sentence-transformers directory: the trained encoder, mean pooling, then ``last``."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
     encoder_dir = out / ".encoder"
-    model.encoder.save_pretrained(str(encoder_dir), safe_serialization=True)
+    cast(Any, encoder).save_pretrained(str(encoder_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(encoder_dir))
-    hidden = model.config.hidden_size
-    dense = Dense(hidden, model.classifier.out_features, bias=True, activation_function=nn.Identity())
-    dense.linear.load_state_dict(model.classifier.state_dict())
     with _no_load_report():
         transformer = Transformer(str(encoder_dir), max_seq_length=cfg.max_length)
-    _check_loaded(model.encoder, transformer.auto_model, encoder_dir)
-    modules = [transformer, Pooling(hidden, pooling_mode="mean"), dense]
+    _check_loaded(encoder, transformer.auto_model, encoder_dir)
+    modules = [transformer, Pooling(cast(Any, encoder).config.hidden_size, pooling_mode="mean"), last]
     SentenceTransformer(modules=modules, device="cpu").save(str(out), create_model_card=False)
     shutil.rmtree(encoder_dir)
 
@@ -128,6 +153,12 @@ def load_exported(model_dir: Path, meta: dict) -> tuple[nn.Module, Any]:
 
     cfg = ModelConfig(name=str(model_dir), pooling=meta["pooling"], max_length=meta["max_length"])
     labels = meta["labels"]
+    if meta["layout"] == "bi-encoder":
+        from ftlab.tasks import DataError
+
+        raise DataError(f"{model_dir}: a bi-encoded pair model; ftlab predict and monitor serve single-text "
+                        "classification models so far: load it with sentence_transformers.SentenceTransformer "
+                        "(its README.md says how)")
     model = build_model(cfg, labels)
     if meta["layout"] == "peft":
         from peft import PeftModel

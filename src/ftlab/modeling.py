@@ -288,13 +288,24 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
+BUFFERS = "head_buffers.safetensors"  # an adapter run's head buffers (a regressor's target scale)
+
+
 def save_weights(model: nn.Module, out: Path, saves_adapter: bool) -> None:
-    """Safetensors only: the adapter (+ head) for peft methods, else the whole classifier."""
-    from safetensors.torch import save_model
+    """Safetensors only: the adapter (+ head) for peft methods, else the whole classifier.
+
+    peft saves trainable weights only: the buffers of the head module itself (a regressor's target
+    mean and std, a bi-encoder's score range) go beside the adapter, or a reloaded run would predict
+    on the wrong scale."""
+    from safetensors.torch import save_file, save_model
 
     out.mkdir(parents=True, exist_ok=True)
     if saves_adapter:
-        cast("PeftModel", model).save_pretrained(str(out), safe_serialization=True)
+        peft_model = cast("PeftModel", model)
+        peft_model.save_pretrained(str(out), safe_serialization=True)
+        buffers = {n: b.detach().contiguous().cpu() for n, b in peft_model.get_base_model().named_buffers(recurse=False)}
+        if buffers:
+            save_file(buffers, str(out / BUFFERS))
     else:
         save_model(model, str(out / "model.safetensors"))
         cast("PreTrainedConfig", model.config).save_pretrained(str(out))
@@ -307,7 +318,11 @@ def load_trained(cfg: ModelConfig, labels: list[str], weights: Path, adapter: bo
     model = task.build_model(cfg, labels, None) if task is not None else build_model(cfg, labels)
     if adapter:
         from peft import PeftModel
+        from safetensors.torch import load_file
 
+        if (weights / BUFFERS).is_file():
+            for name, value in load_file(str(weights / BUFFERS)).items():
+                getattr(model, name).copy_(value)
         model = PeftModel.from_pretrained(model, str(weights))
     else:
         load_model(model, str(weights / "model.safetensors"))

@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -83,14 +83,15 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
         if standalone(run_cfg):
             layout = export_classifier(model, tokenizer, run_cfg.model, labels, tmp)
         else:  # no standard library class reads these heads yet: the run's own files, loaded by ftlab
-            layout = "ftlab"
+            bi = bi_meta(model)
+            layout, bi = "ftlab", {}
             for name in ("model", "tokenizer"):
                 shutil.copytree(run / name, tmp / name)
             shutil.copy(run / "config.yaml", tmp / "config.yaml")
             write_json(tmp / "labels.json", labels)
             write_json(tmp / "metrics.json", metrics)
         reference(run, tmp / "reference.parquet")
-        meta = task_meta(run_cfg, labels) | {
+        meta = task_meta(run_cfg, labels) | bi | {
             "format": FORMAT, "layout": layout, "method": cell.method, "seed": cell.seed,
             "train_size": cell.train_size, "run": str(run), "precision": metrics["cost"]["precision"],
             "base_model": run_cfg.model.name, "pooling": run_cfg.model.pooling, "max_length": run_cfg.model.max_length,
@@ -122,19 +123,35 @@ def reference(run: Path, out: Path) -> None:
 
 def standalone(cfg: Config) -> bool:
     """Whether the run exports to a standard library's format: single-text classification does (a
-    transformers or sentence-transformers directory); pairs, regression, multi-label, NER and causal
-    LMs are promoted as ftlab run files for now (``layout: ftlab``, loaded with ``ftlab.runs.load_run``)."""
+    transformers or sentence-transformers directory), and so do bi-encoded pairs (a sentence-transformers
+    encoder); cross-encoded pairs, regression, multi-label, NER and causal LMs are promoted as ftlab run
+    files for now (``layout: ftlab``, loaded with ``ftlab.runs.load_run``)."""
+    if getattr(cfg.task, "pair_encoding", "cross") == "bi":
+        return True
     return cfg.task.type == "classification" and getattr(cfg.task, "text_pair_column", None) is None
 
 
 def task_meta(cfg: Config, labels: list[str]) -> dict:
     """The task's part of ``ftlab.json``: what the model reads and what it predicts."""
-    kind = "text-classification" if cfg.task.type == "classification" else cfg.task.type
-    return {"task": kind, "task_type": cfg.task.type, "text_column": cfg.task.text_column,
+    bi = getattr(cfg.task, "pair_encoding", "cross") == "bi"
+    kind = "text-classification" if cfg.task.type == "classification" else "sentence-similarity" if bi else cfg.task.type
+    opts: Any = cfg.task
+    pair = {"text_pair_column": opts.text_pair_column, "pair_encoding": opts.pair_encoding} if bi else {}
+    return {"task": kind, "task_type": cfg.task.type, "text_column": cfg.task.text_column, **pair,
             "label_column": cfg.task.label_column, "labels": labels}
 
 
 def data_fingerprint(cfg: Config) -> dict:
+def bi_meta(model: object) -> dict:
+    """A bi-encoded regressor's score range: its prediction is ``low + (1 + cos) / 2 * (high - low)``."""
+    from ftlab.tasks.biencoder import BiEncoder
+
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft-wrapped one
+    if not isinstance(model, BiEncoder) or model.classifier is not None:
+        return {}
+    return {"score_range": list(model.score_range())}
+
+
     """The data config's hash and a hash of the prepared training split's bytes."""
     from ftlab.data import fingerprint
 
@@ -159,7 +176,8 @@ def _card_metadata(cfg: Config, meta: dict, metrics: dict, comparison: dict) -> 
                         "value": row["mean"]})
     params = {"method_params": cfg.params_for(meta["method"]).model_dump(mode="json"),
               "model": cfg.model.model_dump(mode="json"), "train": cfg.train.model_dump(mode="json")}
-    library = {"sentence-transformers": "sentence-transformers", "ftlab": "ftlab"}.get(meta["layout"], "transformers")
+    library = {"sentence-transformers": "sentence-transformers", "bi-encoder": "sentence-transformers",
+               "ftlab": "ftlab"}.get(meta["layout"], "transformers")
     return {
         "library_name": library, "pipeline_tag": meta["task"], "tags": ["ftlab", meta["method"], meta["task_type"]],
         "base_model": HUB_NAMES.get(meta["base_model"], meta["base_model"]),
@@ -188,6 +206,18 @@ labels = model[0].auto_model.config.id2label          # class id -> name
 No `transformers` class does mean pooling + a linear head; sentence-transformers' standard modules do,
 with no remote code.""",
     "peft": """```python
+    "bi-encoder": """```python
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer("{dir}")                    # Transformer + mean Pooling + Normalize
+u = model.encode(["first texts"], convert_to_tensor=True)
+v = model.encode(["second texts"], convert_to_tensor=True)
+cosine = model.similarity_pairwise(u, v)                # the trained similarity (regression)
+```
+Each text is encoded alone (a bi-encoder): embed a corpus once, then search or deduplicate by cosine.
+A regressor's score on the targets' scale is `low + (1 + cosine) / 2 * (high - low)` (`score_range` in
+`ftlab.json`); Spearman and Pearson are those of the cosine. A pair classifier adds its head:
+`logits = torch.cat([u, v, (u - v).abs()], -1) @ W.T + b`, with `W`, `b` = `weight`, `bias` of
+`pair_classifier.safetensors` (`safetensors.torch.load_file`); `labels` in `ftlab.json`.""",
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification
 base = AutoModelForSequenceClassification.from_pretrained("{dir}")   # model.pooling: cls

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ftlab.config import ModelConfig
+    from ftlab.config import Config, ModelConfig
 
 TASKS: dict[str, type[Task]] = {}
 
@@ -180,6 +180,11 @@ class Task:
             if m.name == name:
                 return m
         raise KeyError(f"task {self.name!r} has no metric {name!r}; it has {[m.name for m in self.metrics]} and loss")
+
+    def check(self, cfg: Config) -> None:
+        """Raise ValueError for options the rest of ``cfg`` cannot serve (at config load; e.g. a method
+        that cannot train a bi-encoded pair). Per-task refusals that hold for any options are
+        :attr:`unsupported_methods`."""
 
     # ---- data -------------------------------------------------------------------------------
     def source_columns(self) -> dict[str, str]:

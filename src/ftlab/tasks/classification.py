@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from ftlab.tasks.base import DataError, MeanStatistic, Metric, register
-from ftlab.tasks.sequence import SequenceTask, stack
+from ftlab.tasks.pairs import PairTask
+from ftlab.tasks.sequence import stack
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -19,9 +20,10 @@ def _numeric(values: np.ndarray) -> bool:
 
 
 @register
-class Classification(SequenceTask):
+class Classification(PairTask):
     name = "classification"
-    summary = "one label per text or text pair (text_pair_column): softmax + cross-entropy, accuracy"
+    summary = ("one label per text or text pair (text_pair_column; pair_encoding cross or bi): softmax + "
+               "cross-entropy, accuracy")
     metrics = (Metric("accuracy", "accuracy"), Metric("macro_f1", "macro-F1"))
     statistic = MeanStatistic("accuracy", "accuracy")
 

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from ftlab.tasks.base import DataError, Metric, SpearmanStatistic, register, where
-from ftlab.tasks.sequence import SequenceOptions, SequenceTask, stack
+from ftlab.tasks.pairs import PairOptions, PairTask
+from ftlab.tasks.sequence import stack
 
 if TYPE_CHECKING:
     from torch import nn
@@ -16,14 +17,14 @@ if TYPE_CHECKING:
     from ftlab.config import ModelConfig
 
 
-class RegressionOptions(SequenceOptions):
+class RegressionOptions(PairOptions):
     # standardise the target with the train split's mean and std inside the head (mean pooling): the
     # loss is then in units of std whatever the scale, and the model still outputs the original scale
     scale_target: bool = True
 
 
 @register
-class Regression(SequenceTask):
+class Regression(PairTask):
     name = "regression"
     summary = "a real-valued score per text or text pair: MSE loss, Spearman (primary), Pearson, RMSE"
     Options = RegressionOptions
@@ -54,6 +55,12 @@ class Regression(SequenceTask):
         from ftlab.modeling import build_model
 
         target = (0.0, 1.0)
+        if self.bi:  # the cosine is reported on the train targets' range (ftlab.tasks.biencoder.cosine_to_score)
+            from ftlab.tasks.biencoder import build_bi_model
+
+            if train is not None:
+                target = (float(train["label"].min()), float(train["label"].max()))
+            return build_bi_model(cfg, labels, self.problem_type, target=target)
         if train is not None and self.opts.scale_target:
             target = (float(train["label"].mean()), float(train["label"].std()) or 1.0)
         return build_model(cfg, labels, self.problem_type, target=target)
