@@ -82,8 +82,8 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
     with atomic_dir(out) as tmp:
         if standalone(run_cfg):
             layout = export_classifier(model, tokenizer, run_cfg.model, labels, tmp)
-        else:  # no standard library class reads these heads yet: the run's own files, loaded by ftlab
             bi = bi_meta(model)
+        else:  # no standard library class reads these heads yet: the run's own files, loaded by ftlab
             layout, bi = "ftlab", {}
             for name in ("model", "tokenizer"):
                 shutil.copytree(run / name, tmp / name)
@@ -141,7 +141,6 @@ def task_meta(cfg: Config, labels: list[str]) -> dict:
             "label_column": cfg.task.label_column, "labels": labels}
 
 
-def data_fingerprint(cfg: Config) -> dict:
 def bi_meta(model: object) -> dict:
     """A bi-encoded regressor's score range: its prediction is ``low + (1 + cos) / 2 * (high - low)``."""
     from ftlab.tasks.biencoder import BiEncoder
@@ -152,6 +151,7 @@ def bi_meta(model: object) -> dict:
     return {"score_range": list(model.score_range())}
 
 
+def data_fingerprint(cfg: Config) -> dict:
     """The data config's hash and a hash of the prepared training split's bytes."""
     from ftlab.data import fingerprint
 
@@ -205,7 +205,6 @@ labels = model[0].auto_model.config.id2label          # class id -> name
 ```
 No `transformers` class does mean pooling + a linear head; sentence-transformers' standard modules do,
 with no remote code.""",
-    "peft": """```python
     "bi-encoder": """```python
 from sentence_transformers import SentenceTransformer
 model = SentenceTransformer("{dir}")                    # Transformer + mean Pooling + Normalize
@@ -218,6 +217,7 @@ A regressor's score on the targets' scale is `low + (1 + cosine) / 2 * (high - l
 `ftlab.json`); Spearman and Pearson are those of the cosine. A pair classifier adds its head:
 `logits = torch.cat([u, v, (u - v).abs()], -1) @ W.T + b`, with `W`, `b` = `weight`, `bias` of
 `pair_classifier.safetensors` (`safetensors.torch.load_file`); `labels` in `ftlab.json`.""",
+    "peft": """```python
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification
 base = AutoModelForSequenceClassification.from_pretrained("{dir}")   # model.pooling: cls
