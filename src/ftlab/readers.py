@@ -3,35 +3,98 @@
 
 Every reader returns the exact strings in the file (nothing stripped, unquoted or converted) and an
 ``origin`` column, where each row starts (``path:line``, or ``path record n``), so that every later
-error can name the line of the user's file.
+error can name the line of the user's file. CSV, TSV and JSON Lines are read as a stream of chunks
+(:meth:`Table.chunks`), so a large file is never held whole; :func:`read_table` joins the chunks.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
-import io
-import json
+import itertools
 import logging
 import numbers
 import re
 import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from ftlab import delimited
+from ftlab.jsonfiles import json_array, json_lines
 from ftlab.tasks import DataError, Task
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 DELIMITERS = {".csv": ",", ".tsv": "\t"}
+CHUNK_ROWS = 100_000
 csv.field_size_limit(2**24)  # 16 MiB: long documents are fine; a runaway quote still fails, with its line
 
 
-def read_table(path: Path, task: Task, quoting: str = "auto") -> pd.DataFrame:
-    """One file as a DataFrame of the task's canonical columns (``text``, ``label``, ...) and
-    ``origin``. ``quoting`` applies to CSV and TSV files (see ``DataConfig.quoting``)."""
+@dataclass
+class Table:
+    """One data file, opened: what kind it is and how it parses. ``chunks`` reads it again each time."""
+
+    path: Path
+    task: Task
+    kind: str  # "delimited", "jsonl" (both streamed), "whole" (Parquet, JSON arrays, task formats)
+    survey: delimited.Survey | None = None
+    quoted: bool = False  # delimited: the quoting chosen
+    quoting: str = "auto"  # as configured
+
+    @property
+    def streamed(self) -> bool:
+        return self.kind != "whole"
+
+    def chunks(self, rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+        """The file in frames of up to ``rows`` rows: the task's canonical columns and ``origin``."""
+        columns = self.task.source_columns()
+        if self.kind == "whole":
+            yield _canonical(_read_whole(self.path, self.task), columns, self.path, self.task)
+            return
+        assert self.survey is not None
+        if self.kind == "jsonl":
+            literal = _literal(self.task)
+            items = json_lines(self.path, delimited.lines(self.path, self.survey), literal)
+            for batch in _batched(items, rows):
+                df = pd.DataFrame.from_records([item for _, item in batch])
+                yield _canonical(df.assign(origin=[f"{self.path}:{n}" for n, _ in batch]), columns, self.path, self.task)
+            return
+        yield from self._delimited_chunks(rows, columns)
+
+    def _delimited_chunks(self, rows: int, columns: dict[str, str]) -> Iterator[pd.DataFrame]:
+        assert self.survey is not None
+        delimiter = DELIMITERS[self.path.suffix.lower()]
+        try:
+            found = delimited.records(self.path, self.survey, delimiter, self.quoted)
+            start, header = next(found, (0, []))
+            other = delimited.other_delimiter(header, delimiter)
+            if other:
+                raise DataError(f"{self.path}: the header {header[0]!r} is one column: the file looks delimited by "
+                                f"{other!r}; ftlab reads {self.path.suffix} files as delimited by {delimiter!r}: save it so")
+            label, empty = self.task.opts.label_column, True
+            for batch in _batched(found, rows):
+                values = {c: [f[at] or None if c == label else f[at] for _, f in batch] for at, c in enumerate(header)}
+                df = pd.DataFrame({**values, "origin": [f"{self.path}:{line}" for line, _ in batch]})
+                empty = False
+                yield _canonical(df, columns, self.path, self.task)
+            if empty and start:  # a header alone: its columns are still checked
+                yield _canonical(pd.DataFrame(columns=[*header, "origin"]), columns, self.path, self.task)
+        except delimited.Refused as e:
+            raise DataError(f"{self.path}:{e.line}: {e}") from None
+        except delimited.Unparsable as e:
+            how = "with CSV quoting" if self.quoted else "with quotes as plain text"
+            hint = delimited.parse_hint(self.path, self.survey, delimiter, self.quoting,
+                                        delimited.first_line(self.path, delimiter))
+            raise DataError(f"{self.path}: cannot parse as {_name(delimiter)} ({how}: {e}){hint}") from None
+
+
+def open_table(path: Path, task: Task, quoting: str = "auto") -> Table:
+    """Check the file and decide how it parses (``quoting`` for CSV/TSV, see ``DataConfig.quoting``)."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES and suffix not in task.file_suffixes:
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of "
@@ -40,27 +103,91 @@ def read_table(path: Path, task: Task, quoting: str = "auto") -> pd.DataFrame:
         raise DataError(f"{path}: is a directory, not a data file (data.source names one file, or one per split: "
                         "{train: FILE, validation: FILE, test: FILE})")
     _check_regular(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
-    if not raw.strip():
+    survey = delimited.survey(path, DELIMITERS.get(suffix, ","))
+    if survey.empty:
         raise DataError(f"{path}: file is empty")
-    if suffix in task.file_suffixes:
-        df = task.read_file(path)
-    else:
-        columns = task.source_columns()
-        if suffix == ".parquet":
-            df = _read_parquet(path)
-        elif suffix in DELIMITERS:
-            df = _read_delimited(path, _decode(path, raw), DELIMITERS[suffix], quoting, task.opts.label_column)
-        else:
-            literal = {c for k, c in columns.items() if k != "label" or task.name == "classification"}
-            df = _read_json(path, _decode(path, raw), literal)
-        df = _canonical(df, columns, path)
+    if suffix in task.file_suffixes or suffix == ".parquet" or (suffix == ".json" and _is_array(path)):
+        return Table(path, task, "whole")
+    if suffix not in DELIMITERS:
+        return Table(path, task, "jsonl", dataclasses.replace(survey, lone_cr=None))  # \r is whitespace in JSON
+    return Table(path, task, "delimited", survey, _choose_quoting(path, survey, quoting), quoting)
+
+
+def read_table(path: Path, task: Task, quoting: str = "auto") -> pd.DataFrame:
+    """One file as a DataFrame of the task's canonical columns (``text``, ``label``, ...) and ``origin``."""
+    frames = list(open_table(path, task, quoting).chunks())
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else pd.DataFrame()
     if df.empty:
         raise DataError(f"{path}: no rows")
     return df
+
+
+def _choose_quoting(path: Path, survey: delimited.Survey, quoting: str) -> bool:
+    """Whether to read with CSV quoting. ``auto``: when some field starts with a quote and the whole
+    file parses that way (one more pass over it), else quotes as plain text; logged."""
+    if quoting != "auto":
+        return quoting == "csv"
+    if not survey.quote_starts:
+        return False  # no field starts with a quote: both ways read the same
+    delimiter = DELIMITERS[path.suffix.lower()]
+    errors = []
+    for quoted in (True, False):
+        try:
+            for _ in delimited.records(path, survey, delimiter, quoted):
+                pass
+        except delimited.Unparsable as e:
+            errors.append(f"{'with CSV quoting' if quoted else 'with quotes as plain text'}: {e}")
+            continue
+        except delimited.Refused as e:
+            raise DataError(f"{path}:{e.line}: {e}") from None
+        log.info("%s: read %s", path, "with CSV quoting (fields in double quotes)" if quoted
+                 else "with quotes as plain text (no CSV quoting); set data.quoting to choose")
+        return quoted
+    hint = delimited.parse_hint(path, survey, delimiter, quoting, delimited.first_line(path, delimiter))
+    raise DataError(f"{path}: cannot parse as {_name(delimiter)} ({'; '.join(errors)}){hint}")
+
+
+def _name(delimiter: str) -> str:
+    return "TSV" if delimiter == "\t" else "CSV"
+
+
+def _batched(items: Iterator, n: int) -> Iterator[list]:
+    while batch := list(itertools.islice(items, n)):
+        yield batch
+
+
+def _literal(task: Task) -> set[str]:
+    """Columns whose JSON numbers stay the text written: the texts, and class labels."""
+    return {c for k, c in task.source_columns().items() if k != "label" or task.name == "classification"}
+
+
+def _is_array(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(1 << 16).removeprefix(b"\xef\xbb\xbf").lstrip()
+    return head.startswith(b"[")
+
+
+def _read_whole(path: Path, task: Task) -> pd.DataFrame:
+    """Files read whole: the task's own formats, Parquet, JSON arrays."""
+    if path.suffix.lower() in task.file_suffixes:
+        return task.read_file(path)
+    if path.suffix.lower() == ".parquet":
+        try:
+            df = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises its own ArrowInvalid, OSError, ...
+            raise DataError(f"{path}: not a readable Parquet file ({e})") from None
+        return df.assign(origin=[f"{path} record {i}" for i in range(1, len(df) + 1)])
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise DataError(f"{path}: line {line}, column {column}: not valid UTF-8 ({e.reason}: "
+                        f"{raw[e.start:e.end]!r} at byte {e.start}); save the file as UTF-8") from None
+    items = json_array(path, text, _literal(task))
+    df = pd.DataFrame.from_records(items) if items else pd.DataFrame()
+    return df.assign(origin=[f"{path} record {i}" for i in range(1, len(items) + 1)])
 
 
 def _check_regular(path: Path) -> None:
@@ -80,8 +207,10 @@ def _check_regular(path: Path) -> None:
         raise DataError(f"{path}: {kind}, not a data file; give a regular file")
 
 
-def _canonical(df: pd.DataFrame, columns: dict[str, str], path: Path) -> pd.DataFrame:
+def _canonical(df: pd.DataFrame, columns: dict[str, str], path: Path, task: Task) -> pd.DataFrame:
     """The task's source columns renamed to canonical names, ``origin`` kept; texts checked."""
+    if path.suffix.lower() in task.file_suffixes:
+        return df  # the task's reader gives canonical columns itself
     missing = [c for c in columns.values() if c not in df.columns]
     if missing:
         keys = " / ".join(f"task.{'text' if k == 'tokens' else k}_column" for k in columns)
@@ -92,211 +221,6 @@ def _canonical(df: pd.DataFrame, columns: dict[str, str], path: Path) -> pd.Data
         if name in out:
             _check_text_values(out, path, name, columns[name])
     return out
-
-
-def _decode(path: Path, raw: bytes) -> str:
-    """The file's text (UTF-8, a byte-order mark dropped), or an error naming the line and column."""
-    try:
-        return raw.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise DataError(f"{path}: line {line}, column {column}: not valid UTF-8 ({e.reason}: "
-                        f"{raw[e.start:e.end]!r} at byte {e.start}); save the file as UTF-8") from None
-
-
-class _Unparsable(Exception):
-    def __init__(self, line: int, message: str):
-        super().__init__(f"line {line}: {message}")
-
-
-class _Refused(Exception):
-    """A file that parses but cannot be right whatever the quoting: ``line``, ``message``."""
-
-    def __init__(self, line: int, message: str):
-        super().__init__(message)
-        self.line = line
-
-
-def _parse_delimited(text: str, delimiter: str, quoted: bool) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    r"""Header and (first line, fields) of every record; blank lines are skipped. ``quoted``: fields
-    in double quotes, quotes inside them doubled (Python's csv and pandas' default); otherwise a quote
-    is an ordinary character and no field can hold the delimiter or a line break.
-
-    Lines end at \n (or \r\n). A lone \r is text: pandas and csv.writer(lineterminator="\n") write
-    it unquoted, and a reader that ended the line there would silently cut the text in two. A
-    header repeated further down (two exports concatenated) is refused with its line.
-    """
-    lone_cr = None
-    if "\r" in text:
-        lone_cr = next(c for c in map(chr, range(0xE000, 0xF900)) if c not in text)  # a private-use stand-in
-        text = re.sub(r"\r(?!\n)", lone_cr, text)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True,
-                        quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
-    header: list[str] | None = None
-    records: list[tuple[int, list[str]]] = []
-    end = 0
-    try:
-        for fields in reader:
-            start, end = end + 1, reader.line_num
-            if not fields:
-                continue
-            if lone_cr:
-                fields = [f.replace(lone_cr, "\r") for f in fields]
-            if header is None:
-                header = fields
-                _check_header(header, start)
-                continue
-            if fields == header or [fields[0].removeprefix("\ufeff"), *fields[1:]] == header:
-                raise _Refused(start, f"repeats the header {delimiter.join(header)!r} (two files joined?); "
-                                      "remove the line, or the rows below it if they are a copy")
-            if len(fields) != len(header):
-                raise _Unparsable(start, f"{len(fields)} field(s) where the header has {len(header)}")
-            records.append((start, fields))
-    except csv.Error as e:
-        raise _Unparsable(end + 1, str(e)) from None
-    return header or [], records
-
-
-def _check_header(header: list[str], line: int) -> None:
-    twice = [c for c in dict.fromkeys(header) if header.count(c) > 1]
-    if twice:
-        raise _Refused(line, f"column {twice[0]!r} appears twice in the header {header}; "
-                             "give every column its own name")
-
-
-def _other_delimiter(header: list[str], delimiter: str) -> str | None:
-    """A delimiter the one-field header seems to use instead of the file type's (``;`` in a .csv)."""
-    if len(header) != 1:
-        return None
-    return next((d for d in (";", "\t", "|", ",") if d != delimiter and d in header[0]), None)
-
-
-def _read_delimited(path: Path, text: str, delimiter: str, quoting: str, label: str) -> pd.DataFrame:
-    """A CSV or TSV file. ``quoting``: "csv", "none", or "auto": CSV quoting when some field starts
-    with a quote and the whole file parses that way (a file written by csv.writer or pandas), else
-    quotes as plain text (GLUE-style raw TSV, where a text may start with a lone quote)."""
-    name = "TSV" if delimiter == "\t" else "CSV"
-    quotes = bool(re.search(f'(?:^|{re.escape(delimiter)})"', text, re.MULTILINE))
-    tries = ([quoting] if quoting != "auto" else ["csv", "none"] if quotes else ["none"])
-    errors = []
-    try:
-        for how in tries:
-            try:
-                header, records = _parse_delimited(text, delimiter, quoted=how == "csv")
-                break
-            except _Unparsable as e:
-                errors.append(f"{'with CSV quoting' if how == 'csv' else 'with quotes as plain text'}: {e}")
-        else:
-            first_line = text.split("\n", 1)[0].split(delimiter)
-            hint = _parse_hint(text, delimiter, quoting, first_line)
-            raise DataError(f"{path}: cannot parse as {name} ({'; '.join(errors)}){hint}")
-    except _Refused as e:
-        raise DataError(f"{path}:{e.line}: {e}") from None
-    other = _other_delimiter(header, delimiter)
-    if other:
-        raise DataError(f"{path}: the header {header[0]!r} is one column: the file looks delimited by {other!r}; "
-                        f"ftlab reads {path.suffix} files as {name} ({delimiter!r}): save it with {delimiter!r}")
-    if quoting == "auto" and quotes:
-        log.info("%s: read %s", path, "with CSV quoting (fields in double quotes)" if how == "csv"
-                 else "with quotes as plain text (no CSV quoting); set data.quoting to choose")
-    values: dict[str, object] = {}  # every column: a missing one is named by _canonical, with its params key
-    for at, column in enumerate(header):
-        values[column] = [fields[at] or None if column == label else fields[at] for _, fields in records]
-    return pd.DataFrame({**values, "origin": [f"{path}:{line}" for line, _ in records]})
-
-
-def _parse_hint(text: str, delimiter: str, quoting: str, first_line: list[str]) -> str:
-    """What to try when no quoting reads the file: another delimiter, or the other data.quoting
-    setting, only when it would read the file."""
-    other = _other_delimiter(first_line, delimiter)
-    if other:
-        return f"; the header is one column and looks delimited by {other!r}: save the file with {delimiter!r}"
-    if quoting in ("csv", "none"):
-        alternative = "none" if quoting == "csv" else "csv"
-        try:
-            _parse_delimited(text, delimiter, quoted=alternative == "csv")
-            return f"; data.quoting is {quoting}: data.quoting: {alternative} reads it"
-        except (_Unparsable, _Refused):
-            return ""
-    return ""
-
-
-class _Number(str):
-    """A JSON number as written (``1e5``, ``1.10``), until _settle decides what it becomes."""
-
-
-class _DuplicateKey(Exception):
-    pass
-
-
-def _pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) < len(keys):
-        raise _DuplicateKey(next(k for k in keys if keys.count(k) > 1))
-    return dict(pairs)
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_float=_Number, parse_int=_Number)
-
-
-def _settle(value: object, literal: bool) -> object:
-    """JSON numbers as their text where ``literal`` (a text or class label column: ``1e5`` stays
-    ``1e5``), else as numbers (scores, ids in lists, ...)."""
-    if isinstance(value, _Number):
-        return str(value) if literal else (int(value) if re.fullmatch(r"-?\d+", value) else float(value))
-    if isinstance(value, list):
-        return [_settle(v, False) for v in value]
-    if isinstance(value, dict):
-        return {k: _settle(v, False) for k, v in value.items()}
-    return value
-
-
-def _read_json(path: Path, text: str, literal: set[str]) -> pd.DataFrame:
-    """JSON Lines (one object per line), or for ``.json`` a JSON array of objects. The columns in
-    ``literal`` keep a number as the text it was written with; a key twice in one object is an error."""
-    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
-        try:
-            items = _DECODER.decode(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: line {e.lineno}, column {e.colno}: not valid JSON ({e.msg})") from None
-        except _DuplicateKey as e:
-            raise DataError(f"{path}: an object holds the key {e.args[0]!r} twice (JSON would keep only the "
-                            "last); give each field once") from None
-        where = [f"{path} record {i}" for i in range(1, len(items) + 1)]
-        bad = next((w for w, item in zip(where, items, strict=True) if not isinstance(item, dict)), None)
-        if bad:
-            raise DataError(f"{bad}: expected a JSON object with the text and label fields")
-    else:
-        items, where = [], []
-        for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 is valid inside JSON
-            if not line.strip():
-                continue
-            try:
-                item = _DECODER.decode(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: line {number}, column {e.colno}: not valid JSON ({e.msg}); "
-                                "JSON Lines needs one object per line") from None
-            except _DuplicateKey as e:
-                raise DataError(f"{path}:{number}: the key {e.args[0]!r} twice in one object (JSON would keep "
-                                "only the last); give each field once") from None
-            if not isinstance(item, dict):
-                raise DataError(f"{path}: line {number}: expected a JSON object, got {type(_settle(item, False)).__name__}")
-            items.append(item)
-            where.append(f"{path}:{number}")
-    items = [{k: _settle(v, k in literal) for k, v in item.items()} for item in items]
-    df = pd.DataFrame.from_records(items) if items else pd.DataFrame()
-    df["origin"] = where
-    return df
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    try:
-        df = pd.read_parquet(path)
-    except Exception as e:  # pyarrow raises its own ArrowInvalid, OSError, ...
-        raise DataError(f"{path}: not a readable Parquet file ({e})") from None
-    df["origin"] = [f"{path} record {i}" for i in range(1, len(df) + 1)]
-    return df
 
 
 def _check_text_values(df: pd.DataFrame, path: Path, name: str, column: str) -> None:
