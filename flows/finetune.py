@@ -42,6 +42,7 @@ from ftlab import stages
 from ftlab.config import Cell, Config, load_config
 from ftlab.identity import cell_identity, cell_key, recorded_key
 from ftlab.parallel import dask_slots_on_this_host, threads_per_process
+from ftlab.record import read_record
 
 # Resolve transformers' lazy attributes here, in the main thread: first imports of them from
 # concurrent task threads race ("cannot import name 'AutoTokenizer' from 'transformers'").
@@ -94,13 +95,25 @@ def _finished(cfg: Config, cell: Cell) -> bool:
     return recorded is not None and recorded == cell_key(cell_identity(stages.tuned(cfg, cell.method), cell))
 
 
+def _planned(cfg: Config, cell: Cell) -> bool:
+    """The cell's identity file (the dep of its dvc.yaml train stage) holds its current identity."""
+    path = stages.plan_file(cfg, cell)
+    current = cell_identity(stages.tuned(cfg, cell.method), cell)
+    return path.is_file() and cell_key(json.loads(path.read_text())) == cell_key(current)
+
+
+@task(name="plan")
+def plan(params: str, overrides: Overrides) -> None:
+    stages.plan(_config(params, overrides))
+
+
 @task(name="train", task_run_name="train {cell.method} {cell.name}")
 def train(params: str, overrides: Overrides, cell: Cell, width: int) -> dict:
     cfg = _config(params, overrides)
     cfg = stages.with_threads(cfg, _threads(cfg, width))
     if _finished(cfg, cell):
         get_run_logger().info("%s %s: finished run found, skipping", cell.method, cell.name)
-        return json.loads((stages.run_dir(cfg, cell) / "metrics.json").read_text())
+        return read_record(stages.run_dir(cfg, cell)).model_dump(mode="json")
     get_run_logger().info("%s %s: %d torch threads, process %d on %s", cell.method, cell.name,
                           cfg.train.threads, os.getpid(), socket.gethostname())
     return train_cell(params, overrides, cell, cfg.train.threads)
@@ -126,7 +139,7 @@ def train_cell(params: str, overrides: Overrides, cell: Cell, threads: int | Non
         output = (done.stdout + done.stderr).strip()
         raise RuntimeError(f"train {cell.method} {cell.name} failed (exit {done.returncode}): {output[-4000:]}")
     get_run_logger().info("%s", done.stdout.strip())
-    return json.loads((stages.run_dir(_config(params, overrides), cell) / "metrics.json").read_text())
+    return read_record(stages.run_dir(_config(params, overrides), cell)).model_dump(mode="json")
 
 
 @task(name="check", task_run_name="check {cell.method} {cell.name}")
@@ -157,7 +170,7 @@ def promote(params: str, overrides: Overrides) -> dict:
 def dvc_commit(repo: Any, cfg: Config, cells: list[Cell]) -> None:
     """Record the outputs in dvc.lock so the next ``dvc repro`` has nothing to do; only when every
     cell's run is current by its identity (the data or code could have changed under the flow)."""
-    stale = [f"{c.method} {c.name}" for c in cells if not _finished(cfg, c)]
+    stale = [f"{c.method} {c.name}" for c in cells if not (_finished(cfg, c) and _planned(cfg, c))]
     if stale:
         raise RuntimeError(f"not recording the outputs in dvc.lock: the run(s) {', '.join(stale)} do not match "
                            "their current identity (data, code or params changed during the flow); run it again")
@@ -265,7 +278,7 @@ def finetune_pipeline(params: str = "params.yaml", reason: str | None = None, ov
 
 @flow(name="finetune_stages")
 def finetune_stages(params: str, width: int, overrides: Overrides = None) -> dict:
-    """prepare → validate → search each method → train each cell → check each cell → compare → promote."""
+    """prepare → validate → search each method → plan → train each cell → check each cell → compare → promote."""
     cfg = _config(params, overrides)
     retry = {"retries": cfg.pipeline.retries, "retry_delay_seconds": cfg.pipeline.retry_delay_s}
     prepare.with_options(**retry)(params, overrides)
@@ -274,6 +287,7 @@ def finetune_stages(params: str, width: int, overrides: Overrides = None) -> dic
     for i in range(0, len(cfg.methods), width):
         search.with_options(**retry).map(unmapped(params), unmapped(overrides), cfg.methods[i : i + width],
                                          unmapped(width)).result()
+    plan(params, overrides)  # each cell's identity: what dvc.yaml's train stages depend on
     cells = cfg.cells()
     for i in range(0, len(cells), width):
         train.with_options(**retry).map(unmapped(params), unmapped(overrides), cells[i : i + width],

@@ -35,6 +35,23 @@ NEGATIVE = ["awful", "terrible", "horrible", "dreadful", "poor", "boring"]
 FILLER = ["the", "movie", "was", "a", "plot", "and", "acting", "film", "story", "really", "quite", "it"]
 
 
+def write_run_record(run_dir: Path, task: str = "classification", **fields) -> None:
+    """A run's metrics.json and config.yaml by hand, for tests of what reads runs: a complete record
+    (``fields`` override its values; quality metrics are fields too) and the config of ``task``."""
+    from ftlab.config import dump_config
+    from ftlab.record import Cost, RunRecord, write_record
+
+    cost = {"train_seconds": 1.0, "train_samples_per_second": 1.0, "peak_memory_mb": 1.0,
+            "eval_latency_ms_per_sample": 1.0}
+    cost.update({k: fields.pop(k) for k in list(fields) if k in Cost.model_fields})
+    values = {"method": "full", "task": task, "primary_metric": "accuracy", "trainable_params": 1, "total_params": 1,
+              "trainable_percent": 100.0, "best_step": 1, "best_validation": {"metric": "accuracy", "value": 0.5},
+              "steps": 1, "epochs": 1.0, "n_train": 1, "n_validation": 1, "n_test": 1, "seed": 42,
+              "train_size": "all", "artifact_bytes": 1, "cost": cost, **fields}
+    write_record(run_dir, RunRecord.model_validate(values))
+    (Path(run_dir) / "config.yaml").write_text(dump_config(load_config(None, {"task.type": task})))
+
+
 def toy_reviews(n: int, seed: int = 0) -> pd.DataFrame:
     """Sentences whose label is decided by one sentiment word among filler: learnable in a few steps."""
     rng = random.Random(seed)

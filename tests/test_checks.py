@@ -12,6 +12,7 @@ import pytest
 from ftlab.checks import ChecksFailed, check_run, enforce, oov_rates
 from ftlab.config import ChecksConfig
 from ftlab.train import train
+from tests.conftest import write_run_record
 
 LABELS = ["neg", "pos"]
 PLAIN = ["the movie was great", "a boring plot and poor acting", "really quite a lovely film",
@@ -41,7 +42,7 @@ def make_run(path: Path, history: list[dict], best_step: int, test_texts: list[s
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(Path(MODEL_DIR) / name, path / "tokenizer" / name)
     (path / "history.json").write_text(json.dumps(history))
-    (path / "metrics.json").write_text(json.dumps({"method": "lora", "best_step": best_step, "accuracy": 0.75}))
+    write_run_record(path, method="lora", best_step=best_step, accuracy=0.75)
     (path / "labels.json").write_text(json.dumps(LABELS))
     predictions(PLAIN, 64).to_parquet(path / "train_predictions.parquet", index=False)
     predictions(test_texts, 80).to_parquet(path / "predictions.parquet", index=False)

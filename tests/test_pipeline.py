@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import toy_reviews
+
 pytestmark = pytest.mark.pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +26,8 @@ CELL = "s42-nall"  # the one cell per method of the smoke params: seed 42, all t
 
 def sh(*cmd: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1"}
+    if (Path(cwd) / "src/ftlab").is_dir():  # a project runs its own copy of ftlab: the code its stages depend on
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(cwd) / "src"), env.get("PYTHONPATH")]))
     done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
@@ -43,7 +47,7 @@ def smoke_params(tiny_model: str) -> dict:
 def make_repo(path: Path, params: dict) -> Path:
     """A fresh git + DVC project holding ftlab's dvc.yaml, flows and sources (the stage deps)."""
     path.mkdir(parents=True)
-    for item in ("dvc.yaml", "flows", "src", "prefect.yaml"):
+    for item in ("dvc.yaml", "flows", "src", "prefect.yaml", "data/raw"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, path / item)
     for cache in path.rglob("__pycache__"):
@@ -88,9 +92,12 @@ def ran_stages(output: str) -> set[str]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, tiny_model) -> Path:
     """The DVC project after one full `dvc repro`."""
-    path = make_repo(tmp_path_factory.mktemp("dvc") / "project", smoke_params(tiny_model))
+    params = smoke_params(tiny_model)
+    params["data"]["source"] = "data/raw/data.csv"  # a file the tests edit in place
+    path = make_repo(tmp_path_factory.mktemp("dvc") / "project", params)
+    toy_reviews(240).to_csv(path / "data/raw/data.csv", index=False)
     out = sh("dvc", "repro", cwd=path)
-    expected = {"prepare", "validate", "check", "compare", "promote"} | {f"search@{m}" for m in METHODS} | {
+    expected = {"prepare", "validate", "plan", "check", "compare", "promote"} | {f"search@{m}" for m in METHODS} | {
         f"train@{m}-42-all" for m in METHODS}
     assert ran_stages(out.stdout) == expected, out.stdout
     return path
@@ -132,6 +139,73 @@ def test_metrics_and_plots_render(repo):
     assert "<script src=" not in page and 'href="http' not in page  # renders offline
 
 
+def edit_params(repo: Path, **values) -> None:
+    """Set params.yaml values: edit_params(repo, train__threads=2)."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for dotted, value in values.items():
+        *parents, key = dotted.split("__")
+        node = params
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[key] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def edit_file(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new, 1))
+
+
+def trained(output: str) -> set[str]:
+    return {s.removeprefix("train@") for s in ran_stages(output) if s.startswith("train@")}
+
+
+def settled(repo: Path) -> None:
+    """Both drivers agree that nothing is to be done: `dvc status` is clean, `dvc repro` runs no stage,
+    and the flow's rule (a process running the project's code) finds every cell current."""
+    assert "up to date" in sh("dvc", "status", cwd=repo).stdout
+    assert ran_stages(sh("dvc", "repro", cwd=repo).stdout) == set()
+    rule = ("import sys; sys.path.insert(0, 'flows'); from finetune import _config, _finished, _planned; "
+            "cfg = _config('params.yaml', None); print([c.method for c in cfg.cells() if not (_finished(cfg, c) and _planned(cfg, c))])")
+    assert sh(sys.executable, "-c", rule, cwd=repo).stdout.strip() == "[]"
+
+
+def test_edits_that_change_no_result_retrain_no_cell(repo):
+    """train.threads, a report and a monitor setting, another command's help text and a comment in
+    the training code: dvc repro re-renders the report and retrains nothing."""
+    edit_params(repo, train__threads=2, report__tolerance=0.05, monitor__numeric_threshold=0.3)
+    edit_file(repo / "src/ftlab/cli/operations.py", '"""CI retraining: dvc pull', '"""Retrain in CI: dvc pull')
+    edit_file(repo / "src/ftlab/trainer.py", "from __future__", "# a comment\nfrom __future__")
+    out = sh("dvc", "repro", cwd=repo)
+    assert trained(out.stdout) == set() and {"plan", "compare"} <= ran_stages(out.stdout), out.stdout
+    settled(repo)
+
+
+def test_one_methods_lr_retrains_its_cells_only_under_the_flow(repo):
+    """The flow skips the cell dvc repro trained (same identity) and retrains the edited method's;
+    it records what it built in dvc.lock, and dvc repro agrees."""
+    full, lora = (repo / f"runs/{m}/{CELL}/metrics.json" for m in ("full", "lora"))
+    stamps = full.stat().st_mtime_ns, lora.stat().st_mtime_ns
+    edit_params(repo, method_params__lora__lr=0.003)
+    out = sh(sys.executable, "-m", "ftlab.cli", "pipeline", cwd=repo)
+    assert "full s42-nall: finished run found, skipping" in " ".join((out.stdout + out.stderr).split())
+    assert full.stat().st_mtime_ns == stamps[0] and lora.stat().st_mtime_ns != stamps[1]
+    assert yaml.safe_load((repo / f"runs/lora/{CELL}/config.yaml").read_text())["method_params"]["lora"]["lr"] == 0.003
+    settled(repo)
+
+
+def test_data_edited_in_place_retrains_every_cell_and_changes_the_report(repo):
+    comparison = (repo / "reports/comparison.json").read_text()
+    promoted = (repo / "models/ftlab-model/ftlab.json").read_text()
+    toy_reviews(200, seed=1).to_csv(repo / "data/raw/data.csv", index=False)
+    out = sh("dvc", "repro", cwd=repo)
+    assert trained(out.stdout) == {f"{m}-42-all" for m in METHODS}, out.stdout
+    assert (repo / "reports/comparison.json").read_text() != comparison
+    assert (repo / "models/ftlab-model/ftlab.json").read_text() != promoted
+    settled(repo)
+
+
 def test_exp_run_trains_only_the_changed_method_and_the_new_cells(repo):
     """`dvc exp run -S` of one method's param and a new train size: that method's cell and the new
     cells train, the other method's finished cell is cached; the report then has every cell."""
@@ -139,7 +213,7 @@ def test_exp_run_trains_only_the_changed_method_and_the_new_cells(repo):
     sh("git", "commit", "-qm", "after repro", cwd=repo)
     out = sh("dvc", "exp", "run", "-S", "method_params.lora.r=4", "-S", "train_sizes=[20,all]", cwd=repo)
     trained = {"train@lora-42-all", "train@full-42-20", "train@lora-42-20"}
-    assert ran_stages(out.stdout) == {"search@lora", "check", "compare", "promote"} | trained, out.stdout
+    assert ran_stages(out.stdout) == {"search@lora", "plan", "check", "compare", "promote"} | trained, out.stdout
     assert yaml.safe_load((repo / f"runs/lora/{CELL}/config.yaml").read_text())["method_params"]["lora"]["r"] == 4
     assert json.loads((repo / f"runs/lora/{CELL}/metrics.json").read_text())["trainable_params"] < 10_000
     assert json.loads((repo / "runs/lora/s42-n20/metrics.json").read_text())["n_train"] == 20

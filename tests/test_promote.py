@@ -15,6 +15,7 @@ from ftlab import stages
 from ftlab.data import DataError
 from ftlab.predict import predict_file
 from ftlab.promote import PromoteError, model_dir
+from ftlab.record import read_record
 
 # Runs in a process that cannot import ftlab: the standard library alone loads the export.
 LOADER = """
@@ -124,9 +125,8 @@ def test_model_card_says_what_the_test_number_was_measured_on(promoted):
     assert f"The test set is a held-out part ({n_test:,} examples) of `{cfg.data.source}`" in card, card
     assert "The number holds for data like it" in card and "synthetic" not in card
     demo = load_config(None, {"data.demo.n_samples": 1000})  # data.source: builtin:demo, the default
-    metrics = json.loads((run / "metrics.json").read_text())
     comparison = json.loads((cfg.report.dir / "comparison.json").read_text())
-    card = " ".join(model_card(demo, meta, metrics, comparison, model).split())
+    card = " ".join(model_card(demo, meta, read_record(run), comparison, model).split())
     assert "**The test data is synthetic.** `builtin:demo` is ftlab's built-in demo set: 1,000 short review-like" in card
     assert "5% of labels flipped on purpose" in card and "expect real sentences to score lower" in card, card
     assert "held-out part of `" not in card

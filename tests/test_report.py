@@ -12,6 +12,7 @@ import pytest
 from ftlab.config import ReportConfig
 from ftlab.report import compare
 from ftlab.train import train
+from tests.conftest import write_run_record
 
 FULL_PARAMS = 22_713_986
 # method: accuracy, trainable params, train seconds, peak memory MB, artifact bytes
@@ -44,21 +45,20 @@ def write_run(run_dir, method, accuracy, trainable, seconds, memory, artifact, s
     run_dir.mkdir(parents=True)
     write_predictions(run_dir, first(accuracy) if correct is None else correct)
     total = FULL_PARAMS + (0 if trainable == FULL_PARAMS else trainable)
-    metrics = {
-        "method": method, "accuracy": accuracy, "macro_f1": accuracy - 0.002,
-        "trainable_params": trainable, "total_params": total,
-        "trainable_percent": round(100 * trainable / total, 4), "train_seconds": seconds,
-        "train_samples_per_second": round(3 * 7200 / seconds, 3), "peak_memory_mb": memory,
-        "artifact_bytes": artifact, "eval_latency_ms_per_sample": 1.2, "n_train": n_train,
-        "n_test": N_TEST, "best_step": 600, "seed": seed, "train_size": train_size,
-    }
+    write_run_record(
+        run_dir, method=method, accuracy=accuracy, macro_f1=accuracy - 0.002,
+        trainable_params=trainable, total_params=total,
+        trainable_percent=round(100 * trainable / total, 4), train_seconds=seconds,
+        train_samples_per_second=round(3 * 7200 / seconds, 3), peak_memory_mb=memory,
+        artifact_bytes=artifact, eval_latency_ms_per_sample=1.2, n_train=n_train,
+        n_test=N_TEST, best_step=600, seed=seed, train_size=train_size,
+    )
     history = [
         {"step": step, "epoch": step / 225, "train_loss": 0.7 - step / 2000, "train_accuracy": accuracy,
          "validation_loss": 0.65 - step / 2500, "validation_accuracy": accuracy - 0.1 + step / 6750,
          "validation_macro_f1": accuracy - 0.1 + step / 6750}
         for step in range(100, 700, 100)
     ]
-    (run_dir / "metrics.json").write_text(json.dumps(metrics))
     (run_dir / "history.json").write_text(json.dumps(history))
     return run_dir
 

@@ -19,10 +19,11 @@ from scipy import stats as sps
 
 from ftlab.ci import gate
 from ftlab.config import ReportConfig, load_config
-from ftlab.report import COST_KEYS, compare
+from ftlab.report import compare
 from ftlab.stats import paired_bootstrap
 from ftlab.tasks import TASKS, Task
 from ftlab.train import best_metric
+from tests.conftest import write_run_record
 
 LABELS = {
     "classification": ["a", "b", "c"],
@@ -223,10 +224,9 @@ def write_regression_run(run_dir: Path, predictions: pd.DataFrame, method: str, 
     run_dir.mkdir(parents=True)
     predictions.to_parquet(run_dir / "predictions.parquet", index=False)
     (run_dir / "labels.json").write_text(json.dumps(["score"]))
-    metrics = {"task": "regression", "method": method, "seed": seed, "train_size": "all", "n_train": 5174,
-               "trainable_params": 22_713_601, "total_params": 22_713_601, "trainable_percent": 100.0,
-               **dict.fromkeys(COST_KEYS, 1.0), **TASKS["regression"]().test_metrics(predictions, ["score"])}
-    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    write_run_record(run_dir, "regression", method=method, seed=seed, n_train=5174, primary_metric="spearman",
+                     trainable_params=22_713_601, total_params=22_713_601,
+                     **TASKS["regression"]().test_metrics(predictions, ["score"]))
     (run_dir / "history.json").write_text("[]")
     return run_dir
 

@@ -16,12 +16,12 @@ should not pay.
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftlab.io import write_json, write_text
-from ftlab.tasks import TASKS, Metric, Task
+from ftlab.record import Run
+from ftlab.tasks import Metric
 
 if TYPE_CHECKING:
     from ftlab.config import ChecksConfig
@@ -44,12 +44,11 @@ def check_run(run_dir: Path, cfg: ChecksConfig, out_dir: Path) -> dict:
     warning about the training recipe, not about the saved model); else "ok".
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    history = json.loads((run_dir / "history.json").read_text(encoding="utf-8"))
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    task = TASKS[metrics.get("task", "classification")]()
-    result: dict[str, Any] = {"method": metrics["method"], "metric": task.gap_metric.name,
-                              **overfitting(history, metrics["best_step"], cfg, task.gap_metric)}
-    snapshot, result["drift"] = drift_report(run_dir, task)
+    run = Run(run_dir)
+    task = run.task
+    result: dict[str, Any] = {"method": run.record.method, "metric": task.gap_metric.name,
+                              **overfitting(run.history, run.record.best_step, cfg, task.gap_metric)}
+    snapshot, result["drift"] = drift_report(run)
     write_text(out_dir / "drift.html", snapshot.get_html_str(as_iframe=False))
     write_json(out_dir / "checks.json", result)
     return result
@@ -116,7 +115,7 @@ def oov_rates(texts: list[str], tokenizer: Any) -> list[float]:
     return [sum(t == unk for t in ids) / len(ids) if ids and unk is not None else 0.0 for ids in encoded]
 
 
-def drift_report(run_dir: Path, task: Task) -> tuple[Any, dict]:
+def drift_report(run: Run) -> tuple[Any, dict]:
     """Run the Evidently report (reference: train subset, current: test) and pick out its numbers."""
     import numpy as np
     import pandas as pd
@@ -126,10 +125,9 @@ def drift_report(run_dir: Path, task: Task) -> tuple[Any, dict]:
     from evidently.presets import DataDriftPreset
     from transformers import AutoTokenizer
 
-    run_dir = Path(run_dir)
-    labels = json.loads((run_dir / "labels.json").read_text(encoding="utf-8"))
-    tokenizer = AutoTokenizer.from_pretrained(str(run_dir / "tokenizer"))
-    predictions = {name: pd.read_parquet(run_dir / name) for name in ("predictions.parquet", "train_predictions.parquet")}
+    task, labels = run.task, run.labels
+    tokenizer = AutoTokenizer.from_pretrained(str(run.path / "tokenizer"))
+    predictions = {"predictions.parquet": run.predictions("test"), "train_predictions.parquet": run.predictions("train")}
     columns = {name: task.drift_columns(df, labels) for name, df in predictions.items()}
     _, categorical = columns["predictions.parquet"]
     numeric = [c for c in columns["predictions.parquet"][0] if c not in categorical]

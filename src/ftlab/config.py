@@ -389,9 +389,13 @@ class Config(Strict):
     def params_for(self, method: str) -> Any:
         return getattr(self.method_params, method)
 
-    def cells(self) -> list[Cell]:
-        """Every run of the comparison: methods × train sizes × seeds."""
-        return [Cell(m, seed, size) for m in self.methods for size in self.train_sizes for seed in self.seeds]
+    def cells(self, method: str | None = None, seed: int | None = None,
+              train_size: int | Literal["all"] | None = None) -> list[Cell]:
+        """Every run of the comparison, methods × train sizes × seeds (the one grid: dvc.yaml's train
+        matrix expands the same three lists), or the runs with the method, seed or size given."""
+        return [Cell(m, s, n) for m in ([method] if method else self.methods)
+                for n in ([train_size] if train_size else self.train_sizes)
+                for s in ([seed] if seed is not None else self.seeds)]
 
     def for_cell(self, cell: Cell) -> Config:
         """This config narrowed to one cell: what its run directory records and its checkpoints hash."""

@@ -2,10 +2,12 @@
 
 A cell's result is decided by the task, the model, the training settings that change the result
 (not threads, paths or logging), its method's own params (after the search), the cell itself
-(method, seed, train size), the prepared data's bytes and the code that trains it. ``train``
-records the identity in the run directory (``identity.json``); the Prefect flow skips a cell only
-when the recorded identity equals the current one, and checkpoints are keyed by it, so an
-interrupted run resumes after an unrelated edit (a report setting, threads) but never on other data.
+(method, seed, train size), the prepared data's bytes and the code that trains it (as code:
+``ftlab.source``). It is the one rule of "up to date" for both drivers: the plan stage writes every
+cell's identity to a file that is the only dep of the cell's dvc.yaml train stage, ``train``
+records it in the run directory (``identity.json``), the Prefect flow skips a cell only when the
+recorded identity equals the current one, and checkpoints are keyed by it, so an interrupted run
+resumes after an unrelated edit (a report setting, threads) but never on other data.
 
 The flow used to compare the whole config dump instead: it ignored the data (new rows, same params:
 "finished run found, skipping", then ``dvc commit`` recorded the stale run as current), and it
@@ -14,51 +16,16 @@ retrained every cell after an edit of ``report.*`` or ``monitor.*``.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from ftlab.config import Cell, Config
+from ftlab.source import code_digest
 
 # train.* settings that do not change what is learned: where files go, how often it logs, cores
 NOT_RESULT = frozenset({"threads", "output_dir", "checkpoint_dir", "logging_steps"})
-SRC = Path(__file__).resolve().parent
-TRAINING_MODULE = "ftlab.train"
-
-
-def module_file(name: str) -> Path | None:
-    """The source file of ftlab module ``name`` (a package's __init__.py), or None outside ftlab."""
-    base = SRC.parent / Path(*name.split("."))
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
-
-
-def code_files(module: str = TRAINING_MODULE) -> list[Path]:
-    """The ftlab source files ``module`` imports, directly or not, function-level imports included
-    (read from the source, so a new module counts as soon as training imports it)."""
-    seen: dict[str, Path] = {}
-    todo = [module]
-    while todo:
-        name = todo.pop()
-        path = module_file(name)
-        if path is None or name in seen:
-            continue
-        seen[name] = path
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
-            else:
-                continue
-            for found in names:
-                parts = found.split(".")
-                todo += [".".join(parts[:i]) for i in range(1, len(parts) + 1) if parts[0] == "ftlab"]
-    return sorted(set(seen.values()))
 
 
 def _digest(paths: list[Path]) -> str:
@@ -87,7 +54,7 @@ def cell_identity(cfg: Config, cell: Cell, data_dir: Path | None = None) -> dict
         "train": train,
         "method_params": cfg.params_for(cell.method).model_dump(mode="json"),
         "data_sha256": data_digest(data_dir or cfg.data.prepared_dir),
-        "code_sha256": _digest(code_files()),
+        "code_sha256": code_digest("train"),
     }
 
 

@@ -22,6 +22,7 @@ import yaml
 
 from ftlab.config import BUILTIN_DEMO, BUILTIN_MODEL, Cell, Config
 from ftlab.io import atomic_dir, write_json, write_text
+from ftlab.record import RunRecord, read_record, write_record
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,8 @@ def choose_cell(cfg: Config, comparison: dict, method: str | None = None, seed: 
     task = cfg.task_type()
 
     def validation_score(c: Cell) -> float:
-        best = json.loads((run_dir(cfg, c) / "metrics.json").read_text())["best_validation"]
-        return best["value"] if task.metric(best["metric"]).higher_is_better else -best["value"]
+        best = read_record(run_dir(cfg, c)).best_validation
+        return best.value if task.metric(best.metric).higher_is_better else -best.value
 
     return max(cells, key=validation_score)  # the first seed on ties
 
@@ -77,7 +78,7 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
     run = run_dir(cfg, cell)
     run_cfg, model, labels = load_run(run)
     tokenizer = AutoTokenizer.from_pretrained(str(run / "tokenizer"))
-    metrics = json.loads((run / "metrics.json").read_text())
+    record = read_record(run)
     out = model_dir(cfg)
     with atomic_dir(out) as tmp:
         if standalone(run_cfg):
@@ -89,18 +90,18 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
                 shutil.copytree(run / name, tmp / name)
             shutil.copy(run / "config.yaml", tmp / "config.yaml")
             write_json(tmp / "labels.json", labels)
-            write_json(tmp / "metrics.json", metrics)
+            write_record(tmp, record)
         reference(run, tmp / "reference.parquet")
         meta = task_meta(run_cfg, labels) | bi | {
             "format": FORMAT, "layout": layout, "method": cell.method, "seed": cell.seed,
-            "train_size": cell.train_size, "run": str(run), "precision": metrics["cost"]["precision"],
+            "train_size": cell.train_size, "run": str(run), "precision": record.cost.precision,
             "base_model": run_cfg.model.name, "pooling": run_cfg.model.pooling, "max_length": run_cfg.model.max_length,
             "data_fingerprint": data_fingerprint(cfg),
             # held-out quality on the whole test split: the monitor's accuracy baseline for labelled new data
-            "test_metrics": {m.name: metrics[m.name] for m in run_cfg.task_type().metrics}, "n_test": metrics.get("n_test"),
+            "test_metrics": {m.name: record.quality[m.name] for m in run_cfg.task_type().metrics}, "n_test": record.n_test,
         }
         write_json(tmp / "ftlab.json", meta)
-        write_text(tmp / "README.md", model_card(cfg, meta, metrics, comparison, out))
+        write_text(tmp / "README.md", model_card(cfg, meta, record, comparison, out))
     log.info("promoted %s %s (%s layout) to %s", cell.method, cell.name, layout, out)
     return meta
 
@@ -166,10 +167,10 @@ def _row(comparison: dict, meta: dict) -> dict | None:
                  if r["method"] == meta["method"] and r["train_size"] == meta["train_size"]), None)
 
 
-def _card_metadata(cfg: Config, meta: dict, metrics: dict, comparison: dict) -> dict:
+def _card_metadata(cfg: Config, meta: dict, record: RunRecord, comparison: dict) -> dict:
     row = _row(comparison, meta)
     task = cfg.task_type()
-    results = [{"type": m.name, "name": f"test {m.label} (this seed)", "value": metrics[m.name]} for m in task.metrics]
+    results = [{"type": m.name, "name": f"test {m.label} (this seed)", "value": record.quality[m.name]} for m in task.metrics]
     if row is not None and row["ci_low"] is not None:  # an interval needs two seeds or more
         results.append({"type": task.primary.name, "name": f"test {task.primary.label}, mean over {row['n']} seeds, "
                         f"{comparison['confidence']:.0%} interval [{row['ci_low']:.4f}, {row['ci_high']:.4f}]",
@@ -264,17 +265,17 @@ def data_note(cfg: Config, n_test: int | None) -> str:
             "period can score lower: measure on held-out data of that kind before relying on it.")
 
 
-def model_card(cfg: Config, meta: dict, metrics: dict, comparison: dict, out: Path) -> str:
+def model_card(cfg: Config, meta: dict, record: RunRecord, comparison: dict, out: Path) -> str:
     """The model card: YAML metadata, the verdict, the numbers and how to load it without ftlab."""
-    front = yaml.safe_dump(_card_metadata(cfg, meta, metrics, comparison), sort_keys=False, allow_unicode=True)
+    front = yaml.safe_dump(_card_metadata(cfg, meta, record, comparison), sort_keys=False, allow_unicode=True)
     report = os.path.relpath(cfg.report.dir / "comparison.md", out)
     labels = f" ({', '.join(meta['labels'])})" if meta["labels"] else ""  # a regressor or a causal LM has none
     return (f"---\n{front}---\n\n# {cfg.promote.name}\n\n"
             f"A {meta['task']} model{labels} fine-tuned from `{meta['base_model']}` with "
             f"`{meta['method']}` (seed {meta['seed']}, train size {meta['train_size']}), promoted by ftlab.\n\n"
-            + "Test-set " + ", ".join(f"{m.label} {metrics[m.name]:.4f}" for m in cfg.task_type().metrics)
+            + "Test-set " + ", ".join(f"{m.label} {record.quality[m.name]:.4f}" for m in cfg.task_type().metrics)
             + f" (evaluated in {meta['precision']}).\n\n"
-            + data_note(cfg, metrics.get("n_test")) + "\n\n"
+            + data_note(cfg, record.n_test) + "\n\n"
             f"> {comparison['recommendation']['text']}\n\nFull comparison: [{report}]({report}).\n\n"
             f"## Load it without ftlab\n\n{LOADERS[meta['layout']].format(dir='path/to/' + cfg.promote.name)}\n\n"
             "## Use it with ftlab\n\n```bash\nftlab predict --model " + str(out) + " --input new.csv --output scored.csv\n"

@@ -40,18 +40,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from ftlab.config import ReportConfig
 from ftlab.io import write_json, write_text
-from ftlab.metrics import flat
+from ftlab.record import COST_KEYS, Run
 from ftlab.render import count, html, markdown, mib, p_value, plots
 from ftlab.stats import mean_ci, paired_bootstrap
 from ftlab.tasks import TASKS, Task
 
 RUN_KEYS = ("method", "seed", "train_size", "n_train", "trainable_params", "total_params", "trainable_percent")
-COST_KEYS = ("train_seconds", "train_samples_per_second", "peak_memory_mb", "artifact_bytes",
-             "eval_latency_ms_per_sample")
 VERDICTS = (None, "ok", "warn", "overfit")  # worst last: a method's verdict is its worst seed's
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
@@ -67,21 +64,19 @@ def _load(run_dirs: list[Path], checks_dirs: list[Path | None], task: Task) -> l
     sign = 1.0 if task.primary.higher_is_better else -1.0
     seen: dict[tuple, Path] = {}
     for run_dir, checks_dir in zip(map(Path, run_dirs), checks_dirs, strict=True):
-        for name in ("metrics.json", "history.json", "predictions.parquet"):
-            if not (run_dir / name).is_file():
-                raise ValueError(f"run directory {run_dir} has no {name}")
-        metrics = flat(_read_json(run_dir / "metrics.json"))
-        if metrics.get("task", "classification") != task.name:
-            raise ValueError(f"{run_dir} is a {metrics.get('task')!r} run; this comparison is of task {task.name!r}")
-        missing = [k for k in RUN_KEYS + COST_KEYS + tuple(m.name for m in task.metrics) if k not in metrics]
+        run = Run(run_dir)
+        record = run.record
+        if record.task != task.name:
+            raise ValueError(f"{run_dir} is a {record.task!r} run; this comparison is of task {task.name!r}")
+        missing = [m.name for m in task.metrics if m.name not in record.quality]
         if missing:
             raise ValueError(f"{run_dir / 'metrics.json'} lacks {missing}")
-        key = (metrics["method"], metrics["seed"], metrics["train_size"])
+        key = (record.method, record.seed, record.train_size)
         if key in seen:
             raise ValueError(f"method {key[0]!r} at seed {key[1]}, train size {key[2]} appears twice: "
                              f"{seen[key]} and {run_dir}")
         seen[key] = run_dir
-        predictions = pd.read_parquet(run_dir / "predictions.parquet")
+        predictions = run.predictions()
         if texts is None:
             texts = predictions["text"].to_numpy()
         elif not np.array_equal(texts, predictions["text"].to_numpy()):
@@ -91,13 +86,14 @@ def _load(run_dirs: list[Path], checks_dirs: list[Path | None], task: Task) -> l
             if not (Path(checks_dir) / "checks.json").is_file():
                 raise ValueError(f"checks directory {checks_dir} has no checks.json")
             checks = _read_json(Path(checks_dir) / "checks.json")
-        runs.append({**{k: metrics[k] for k in RUN_KEYS + COST_KEYS},
+        primary = record.quality[task.primary.name]
+        runs.append({**{k: getattr(record, k) for k in RUN_KEYS}, **record.costs(),
                      "overfitting": checks["verdict"], "overfitting_reasons": checks.get("reasons", []),
-                     "history": _read_json(run_dir / "history.json"),
-                     "metrics": {m.name: metrics[m.name] for m in task.metrics},
-                     "memory_kind": metrics.get("memory_kind"),
-                     "primary": metrics[task.primary.name], "score": sign * metrics[task.primary.name],
-                     "scores": task.example_scores(predictions, _read_json(run_dir / "labels.json"))})
+                     "history": run.history,
+                     "metrics": {m.name: record.quality[m.name] for m in task.metrics},
+                     "memory_kind": record.cost.memory_kind,
+                     "primary": primary, "score": sign * primary,
+                     "scores": task.example_scores(predictions, run.labels)})
     return runs
 
 

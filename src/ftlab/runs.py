@@ -6,25 +6,21 @@ import json
 import shutil
 from pathlib import Path
 
-import yaml
 from torch import nn
 
 from ftlab.config import Config, dump_config
 from ftlab.io import atomic_dir, write_text
 from ftlab.methods import get_method
 from ftlab.modeling import load_trained, save_weights
+from ftlab.record import Run
 
 
 def load_run(run_dir: Path) -> tuple[Config, nn.Module, list[str]]:
     """The resolved config, the trained model of its task (eval mode) and the label names of a run."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "metrics.json").is_file():
-        raise ValueError(f"{run_dir} is not a finished ftlab run (no metrics.json)")
-    cfg = Config.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    labels = json.loads((run_dir / "labels.json").read_text())
-    method = json.loads((run_dir / "metrics.json").read_text())["method"]
-    model = load_trained(cfg.model, labels, run_dir / "model", get_method(method).saves_adapter, cfg.task_type())
-    return cfg, model, labels
+    run = Run(run_dir)
+    method = get_method(run.record.method)
+    model = load_trained(run.config.model, run.labels, run.path / "model", method.saves_adapter, run.task)
+    return run.config, model, run.labels
 
 
 def merge_adapter(run_dir: Path, out_dir: Path) -> Path:

@@ -7,6 +7,7 @@ size (``Config.cells``), and where each stage reads and writes follows from the 
     prepare                 -> <data.prepared_dir>/
     validate                -> <report.dir>/validation/          (stops the pipeline on bad data)
     search <method>         -> <report.dir>/search/<method>.json (hyperparameters; a stub when disabled)
+    plan                    -> <report.dir>/plan/<method>/s<seed>-n<size>.json (each cell's identity)
     train <cell>            -> <train.output_dir>/<method>/s<seed>-n<size>/
     check <cell>            -> <report.dir>/checks/<method>/s<seed>-n<size>/
     compare                 -> <report.dir>/comparison.{md,html,json} + PNG plots
@@ -17,14 +18,18 @@ size (``Config.cells``), and where each stage reads and writes follows from the 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ftlab.config import Cell, Config
-from ftlab.io import write_json
+from ftlab.io import atomic_dir, write_json
 
 if TYPE_CHECKING:
     from ftlab.monitor import InputColumns
+
+
+log = logging.getLogger(__name__)
 
 
 class StageFailed(RuntimeError):
@@ -47,14 +52,27 @@ def search_file(cfg: Config, method: str) -> Path:
     return cfg.report.dir / "search" / f"{method}.json"
 
 
+def plan_file(cfg: Config, cell: Cell) -> Path:
+    return cfg.report.dir / "plan" / cell.method / f"{cell.name}.json"
+
+
 def cell(cfg: Config, method: str, seed: int | None = None, train_size: int | Literal["all"] = "all") -> Cell:
     """The cell of ``method`` at ``seed`` (default: the first of ``seeds``) and ``train_size``."""
     return Cell(method, cfg.seeds[0] if seed is None else seed, train_size)
 
 
+RAW_DIR = Path("data/raw")  # what dvc.yaml's prepare stage watches
+
+
 def prepare(cfg: Config) -> Path:
     from ftlab.data import prepare as prepare_data
 
+    source = cfg.data.source
+    files = list(source.values()) if isinstance(source, dict) else [] if source.startswith(("builtin:", "hub:")) else [source]
+    unseen = [str(f) for f in files if not Path(f).resolve().is_relative_to(RAW_DIR.resolve())]
+    if unseen and Path("dvc.yaml").is_file():
+        log.warning("dvc repro does not see edits to %s: dvc.yaml's prepare stage watches %s/; move the "
+                    "data there to have an edit re-prepare the data and retrain", ", ".join(unseen), RAW_DIR)
     return prepare_data(cfg, cfg.data.prepared_dir)
 
 
@@ -97,6 +115,21 @@ def tuned(cfg: Config, method: str) -> Config:
     if not path.is_file():
         raise StageFailed(f"search.enabled is true but {path} is missing: run `ftlab search -m {method}` first")
     return cfg.with_method_params(method, json.loads(path.read_text())["chosen"])
+
+
+def plan(cfg: Config) -> dict[Cell, dict]:
+    """Each cell's identity (``ftlab.identity``: data, code, result-changing params), one file per
+    cell. dvc.yaml's train stage depends on its cell's file and on nothing else, so DVC retrains a
+    cell exactly when the flow would (the flow compares the same identity with the one its run
+    recorded): this stage re-runs on any edit of params or code, and rewrites unchanged files byte
+    for byte, which leaves their cells up to date."""
+    from ftlab.identity import cell_identity
+
+    identities = {c: cell_identity(tuned(cfg, c.method), c) for c in cfg.cells()}
+    with atomic_dir(cfg.report.dir / "plan") as tmp:
+        for c, identity in identities.items():
+            write_json(tmp / plan_file(cfg, c).relative_to(cfg.report.dir / "plan"), identity)
+    return identities
 
 
 def train(cfg: Config, method: str, seed: int | None = None, train_size: int | Literal["all"] = "all",

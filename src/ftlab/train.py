@@ -37,6 +37,7 @@ from ftlab.parallel import (
     threads_per_process,
     world_size,
 )
+from ftlab.record import RunRecord, write_record
 from ftlab.tasks import Task
 from ftlab.trainer import BestState, bucket, build_trainer, static_graphs, use_compile
 
@@ -199,11 +200,11 @@ def _evaluate(task: Task, model: nn.Module, trainer: Any, ds: dict, splits: dict
 
 
 def _record(cfg: Config, method_name: str, cell: Cell, trainer: Any, best: BestState, ds: dict, test: pd.DataFrame,
-            labels: list[str], decision: dict, counts: tuple[int, int], cost: dict, model_dir: Path) -> dict:
+            labels: list[str], decision: dict, counts: tuple[int, int], cost: dict, model_dir: Path) -> RunRecord:
     """metrics.json: the test metrics, what trained, the best step and the measured cost."""
     task, state = cfg.task_type(), trainer.state
     trainable, total = counts
-    return {
+    return RunRecord.model_validate({
         "method": method_name,
         "task": task.name,
         "primary_metric": task.primary.name,
@@ -223,7 +224,7 @@ def _record(cfg: Config, method_name: str, cell: Cell, trainer: Any, best: BestS
         "train_size": cell.train_size,
         "artifact_bytes": dir_bytes(model_dir),  # the weights a user deploys
         "cost": cost,
-    }
+    })
 
 
 def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = None,
@@ -235,6 +236,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
 
     Under ``torchrun``/``accelerate launch`` every process calls this; they train one model together
     and the main process (rank 0) alone evaluates it and writes the run; the others return ``{}``.
+    Returns the run's record (``ftlab.record.RunRecord``) as written to ``metrics.json``.
     """
     from transformers import set_seed
 
@@ -282,11 +284,11 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         cost = {**_cost(cfg, trainer, train_seconds, len(ds["train"]), memory),
                 "eval_latency_ms_per_sample": round(1000 * latency, 4)}
-        metrics = _record(cfg, method_name, cell, trainer, best, ds, test, labels, decision, (trainable, total), cost,
-                          tmp / "model")
+        record = _record(cfg, method_name, cell, trainer, best, ds, test, labels, decision, (trainable, total), cost,
+                         tmp / "model")
         test.to_parquet(tmp / "predictions.parquet", index=False)
         train_predictions.to_parquet(tmp / "train_predictions.parquet", index=False)
-        write_json(tmp / "metrics.json", metrics)
+        write_record(tmp, record)
         write_json(tmp / "history.json", _history(trainer.state.log_history, task))
         write_json(tmp / "labels.json", labels)
         write_json(tmp / "param_groups.json", [
@@ -295,5 +297,5 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
         write_text(tmp / "config.yaml", dump_config(cfg.for_cell(cell)))
         write_json(tmp / "identity.json", identity)  # what the flow compares to skip this cell
         shutil.rmtree(work, ignore_errors=True)  # a finished run needs no checkpoints
-    log.info("%s: %s %.4f in %.1fs -> %s", method_name, task.primary.label, metrics[task.primary.name], train_seconds, out_dir)
-    return metrics
+    log.info("%s: %s %.4f in %.1fs -> %s", method_name, task.primary.label, record.primary, train_seconds, out_dir)
+    return record.model_dump(mode="json")

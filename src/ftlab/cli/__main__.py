@@ -1,0 +1,5 @@
+"""``python -m ftlab.cli``: the ``ftlab`` command."""
+
+from ftlab.cli import app
+
+app()

@@ -1,0 +1,113 @@
+"""The operations commands, which put a promoted model to work and keep the project honest: predict,
+monitor, merge an adapter, and the CI retraining gate. No dvc.yaml stage runs them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ftlab.cli.common import PARAMS, SET, app, fail, run_stage, say, stage_config
+
+MODEL = typer.Option(None, "--model", metavar="DIR",
+                     help="the promoted model directory (default: <promote.dir>/<promote.name> of the params: models/ftlab-model)")
+TEXT_COLUMN = typer.Option(None, "--text-column", metavar="NAME",
+                           help="column of texts (default: the model's training text column; column 1 with --no-header)")
+HEADER = typer.Option(True, "--header/--no-header",
+                      help="CSV/TSV: the first line names the columns (default); --no-header: it is a row, and the "
+                           "columns are numbered 1, 2, ...")
+
+
+@app.command()
+def predict(
+    input_: Path = typer.Option(..., "--input", "-i", metavar="FILE", help="CSV, TSV, JSONL or Parquet file to score"),
+    output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE",
+                                       help="where to write rows + predictions (default: <input>.predictions.<ext>)"),
+    model: Path | None = MODEL,
+    text_column: str | None = TEXT_COLUMN,
+    header: bool = HEADER,
+    batch_size: int = typer.Option(128, min=1, metavar="N", help="texts per forward pass"),
+    precision: str = typer.Option("auto", metavar="auto|bf16|fp32", help="bf16 autocast; auto: where the hardware has it natively"),
+    params: Path | None = PARAMS,
+    set_: list[str] | None = SET,
+) -> None:
+    """Score a file with a promoted model: each input row + prediction, confidence and per-class probabilities."""
+    from ftlab.data import DataError
+    from ftlab.predict import predict_file
+    from ftlab.promote import model_dir
+
+    if precision not in ("auto", "bf16", "fp32"):
+        fail(typer.BadParameter(f"--precision must be auto, bf16 or fp32, got {precision!r}"))
+    cfg = stage_config(params, set_, model)
+    output = output or input_.with_name(f"{input_.stem}.predictions{input_.suffix}")
+    try:
+        result = predict_file(model_dir(cfg), input_, output, text_column, batch_size, precision, header=header)
+    except (DataError, ValueError, OSError) as e:
+        fail(e)
+    say(f"scored {result['rows']} rows -> {output}")
+
+
+@app.command()
+def monitor(
+    input_: Path | None = typer.Option(None, "--input", "-i", metavar="PATH",
+                                       help="new data: a file or a directory of files (default: monitor.input)"),
+    model: Path | None = MODEL,
+    text_column: str | None = TEXT_COLUMN,
+    label_column: str | None = typer.Option(None, "--label-column", metavar="NAME",
+                                            help="column of labels: label names or ids 0..K-1; with it, accuracy is "
+                                                 "monitored too (default: the model's training label column if present; "
+                                                 "column 2 with --no-header)"),
+    header: bool = HEADER,
+    out_dir: Path | None = typer.Option(None, "--out-dir", metavar="DIR",
+                                        help="where monitor.html and monitor.json go (default: monitor.out_dir)"),
+    params: Path | None = PARAMS,
+    set_: list[str] | None = SET,
+    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="exit 3 on the verdict drift (for CI and cron)"),
+) -> None:
+    """Drift of new data against the promoted model's training reference: HTML report + JSON verdict."""
+    from ftlab.monitor import InputColumns
+
+    settings = {"monitor.out_dir": str(out_dir)} if out_dir is not None else None
+    columns = InputColumns(text_column, label_column, header)
+    result = run_stage("monitor", params, set_, input_, columns, model=model, settings=settings)
+    say((result["verdict"], "bold"), ": " + "; ".join(result["reasons"]))
+    if result.get("next_step"):
+        say(f"next step: {result['next_step']}")
+    if result.get("report"):
+        say(f"report: {result['report']}")
+    if fail_on_drift and result["verdict"] == "drift":
+        raise typer.Exit(3)
+
+
+@app.command()
+def merge(run: Path = typer.Argument(..., help="run directory of a LoRA/DoRA/IA3 run"), out: Path = typer.Option(..., help="where to write the merged model")) -> None:
+    """Merge a run's adapter into the base model and save the full model (safetensors)."""
+    from ftlab.runs import merge_adapter
+
+    try:
+        merge_adapter(run, out)
+    except (ValueError, OSError) as e:
+        fail(e)
+    say(f"merged model written to {out}")
+
+
+@app.command()
+def ci(
+    summary: Path = typer.Option(..., help="where to write the markdown summary (job summary, PR comment)"),
+    base: str = typer.Option("HEAD", help="git revision to diff and gate against: a pull request's base branch"),
+    remote: str | None = typer.Option(None, envvar="DVC_REMOTE_URL", help="DVC remote URL (default: the project's default remote)"),
+    pull: bool = typer.Option(True, "--pull/--no-pull", help="dvc pull before reproducing"),
+    push: bool = typer.Option(False, "--push/--no-push", help="dvc push the outputs when the gate passes"),
+    plots_dir: Path | None = typer.Option(None, help="write the `dvc plots diff` HTML against --base here"),
+) -> None:
+    """CI retraining: dvc pull, dvc repro, quality gate against --base, summary, dvc push."""
+    from ftlab.ci import CiFailed, retrain
+    from ftlab.config import ConfigError
+
+    try:
+        result = retrain(base, summary, remote=remote, pull=pull, push=push, plots_dir=plots_dir)
+    except (CiFailed, ConfigError, OSError) as e:
+        fail(e)
+    if not result.passed:
+        fail(CiFailed("quality gate failed: " + "; ".join(result.failures)))
+    say(f"quality gate passed; summary in {summary}")
