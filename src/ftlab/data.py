@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +20,9 @@ import pandas as pd
 
 from ftlab.config import BUILTIN_DEMO, SPLITS, Config, DataConfig
 from ftlab.io import atomic_dir
-from ftlab.labels import clean_labels, is_blank, order_key
+from ftlab.labels import clean_labels, codes, is_blank, order_key
 from ftlab.readers import read_table
+from ftlab.splitting import plan
 from ftlab.tasks import DataError, Task
 from ftlab.tasks.base import where
 
@@ -73,84 +73,32 @@ def _load_hub(cfg: DataConfig, task: Task, name: str) -> dict[str, pd.DataFrame]
     return out
 
 
-def _draw(df: pd.DataFrame, n: int, seed: int, stratify: pd.Series | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``n`` rows and the rest, seeded, stratified by ``stratify`` (the task's classes) when given.
-    scikit-learn's split is used where it applies (at least two rows per class, and a row of every
-    class on both sides); otherwise each class gets its share of the ``n`` rows by largest
-    remainder, so any ``n`` up to the size is honoured."""
-    from sklearn.model_selection import train_test_split  # 0.8 s: only `prepare` splits
-
-    if stratify is None:
-        order = np.random.default_rng(seed).permutation(len(df))
-        return df.iloc[np.sort(order[:n])], df.iloc[np.sort(order[n:])]
-    labels = stratify.astype(str)
-    counts = labels.value_counts(sort=False)
-    if counts.min() >= 2 and min(n, len(df) - n) >= len(counts):
-        try:
-            keep, rest = train_test_split(df, train_size=n, random_state=seed, stratify=stratify)
-            return keep, rest
-        except ValueError:
-            pass
-    exact = counts * n / len(df)
-    quota = exact.astype(int)
-    if n >= len(counts):  # every class keeps a row on the drawn side (train, or the sample)
-        quota = quota.clip(lower=1)
-        excess = int(quota.sum()) - n
-        for name in quota.sort_values(ascending=False, kind="stable").index:  # paid by the largest classes
-            take = min(max(excess, 0), int(quota[name]) - 1)
-            quota[name] -= take
-            excess -= take
-    for name in (exact - quota).sort_values(ascending=False, kind="stable").index[: max(0, n - int(quota.sum()))]:
-        quota[name] += 1
-    rng = np.random.default_rng(seed)
-    positions = np.arange(len(df))
-    chosen = np.concatenate([rng.permutation(positions[(labels == name).to_numpy()])[:k] for name, k in quota.items()])
-    chosen = rng.permutation(chosen)
-    mask = np.zeros(len(df), dtype=bool)
-    mask[chosen] = True
-    return df.iloc[chosen], df.iloc[np.flatnonzero(~mask)]
-
-
-def _strata(df: pd.DataFrame, task: Task) -> pd.Series | None:
-    """What to stratify on: the task's choice; for classification always the class, also when a class
-    has a single row (the split is then by largest remainder, which keeps it in train under every seed)."""
+def _strata(df: pd.DataFrame, task: Task) -> np.ndarray | None:
+    """What splits stratify on: for classification always the class (also when a class has a single
+    row: the split is then by largest remainder, which keeps it in train under every seed)."""
+    if task.name == "classification":
+        return codes(df["label"])
     strata = task.stratify(df)
-    return df["label"] if strata is None and task.name == "classification" else strata
+    return None if strata is None else pd.factorize(strata.astype(str), sort=True)[0]
 
 
-def _sample(df: pd.DataFrame, n: int | None, seed: int, task: Task) -> pd.DataFrame:
-    """A seeded subsample of ``n`` rows, stratified where the task has classes (all rows when ``n`` is None or larger)."""
-    if n is None or n >= len(df):
-        return df
-    return _draw(df, n, seed, _strata(df, task))[0]
-
-
-def _split_off(df: pd.DataFrame, size: float, seed: int, task: Task, target: str, key: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split the share ``size`` (the value of params key ``key``) off the train rows as ``target``."""
-    n_off = math.ceil(size * len(df))  # as scikit-learn rounds a test share
-    if len(df) - n_off < 1:
-        raise DataError(
-            f"train: {len(df)} row(s) cannot give {key}={size:g} of them to {target} ({n_off} row(s)) and keep "
-            f"any to train; add rows, or give {target} a file of its own (data.source: {{train: FILE, {target}: FILE}})")
-    return _draw(df, len(df) - n_off, seed, _strata(df, task))
-
-
-def split(raw: dict[str, pd.DataFrame], cfg: DataConfig, task: Task, seed: int) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    """Train/validation/test with the task's encoded labels (and ``origin`` where known), and the label names."""
+def check_raw(raw: dict[str, pd.DataFrame], task: Task) -> dict[str, pd.DataFrame]:
+    """The raw splits with class labels cleaned (see :mod:`ftlab.labels`); unusable rows refused."""
     if task.name == "classification":
         raw = clean_labels(raw)
     for name, df in raw.items():
         _check_blank(df, name)
         task.check_rows(df, name)
-    splits = dict(raw)
-    if "test" not in splits:
-        splits["train"], splits["test"] = _split_off(splits["train"], cfg.test_size, seed, task, "test", "data.test_size")
-    if "validation" not in splits:
-        share = cfg.validation_size / (1 - cfg.test_size) if "test" not in raw else cfg.validation_size
-        key = "data.validation_size" + (f" (a {share:.4g} share of what data.test_size left)" if "test" not in raw else "")
-        splits["train"], splits["validation"] = _split_off(splits["train"], share, seed, task, "validation", key)
-    limits = {"train": cfg.max_train_samples, "validation": cfg.max_validation_samples, "test": cfg.max_test_samples}
-    sampled = {name: _sample(splits[name], limits[name], seed, task) for name in SPLITS}
+    return raw
+
+
+def split(raw: dict[str, pd.DataFrame], cfg: DataConfig, task: Task, seed: int) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Train/validation/test with the task's encoded labels (and ``origin`` where known), and the label
+    names. Each split keeps its rows in file order; which rows is decided by :func:`ftlab.splitting.plan`."""
+    raw = check_raw(raw, task)
+    rows = plan({name: len(df) for name, df in raw.items()}, {name: _strata(df, task) for name, df in raw.items()},
+                cfg, seed)
+    sampled = {name: raw[rows[name][0]].iloc[rows[name][1]] for name in SPLITS}
     for name, df in sampled.items():
         sampled[name] = df.assign(**{c: df[c].astype(str) for c in ("text", "text_pair") if c in df})
     encoded, names = task.encode(sampled)
@@ -170,7 +118,7 @@ def _check_blank(df: pd.DataFrame, split: str) -> None:
     """Texts that show no visible character (spaces, zero-width characters, ...) are blank."""
     for column in ("text", "text_pair"):
         if column in df:
-            blank = df[column].map(is_blank).astype(bool)
+            blank = df[column].isna() | df[column].map(is_blank).astype(bool)
             if blank.any():
                 what = "text(s)" if column == "text" else "text pair(s)"  # blank: no visible character
                 raise DataError(f"{split}: {int(blank.sum())} null or blank {what}, e.g. {where(df, blank)}")

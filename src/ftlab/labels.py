@@ -18,6 +18,7 @@ from collections import defaultdict
 from functools import cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ftlab.tasks import DataError
@@ -48,7 +49,7 @@ def invisible_chars() -> str:
 
 @cache
 def _invisible() -> re.Pattern[str]:
-    return re.compile(INVISIBLE)
+    return re.compile(f"{INVISIBLE}*")
 
 
 @cache
@@ -58,12 +59,12 @@ def _edges() -> re.Pattern[str]:
 
 def is_blank(value: Any) -> bool:
     """Whether a text shows no visible character (empty, spaces, zero-width characters, ...)."""
-    return isinstance(value, str) and not _invisible().sub("", value)
+    return isinstance(value, str) and _invisible().fullmatch(value) is not None
 
 
 def printed(label: str) -> str:
     """What a label looks like when printed: compatibility-normalised, invisible characters removed."""
-    return _invisible().sub("", unicodedata.normalize("NFKC", label))
+    return re.sub(INVISIBLE, "", unicodedata.normalize("NFKC", label))
 
 
 def label_text(value: Any) -> str | None:
@@ -89,33 +90,63 @@ def order_key(name: str) -> tuple[int, float, str]:
     return (1, 0.0, name)
 
 
+class LabelCleaner:
+    """Labels cleaned a chunk at a time (:meth:`clean`), then judged as a whole (:meth:`finish`):
+    the same result whatever the chunks."""
+
+    def __init__(self) -> None:
+        self.changed: dict[tuple[str, str], tuple[int, list[str]]] = {}  # (written, cleaned) -> rows, where
+        self.first: dict[str, tuple[str, int]] = {}  # cleaned label -> (first place, rows)
+
+    def clean(self, values: pd.Series, origins: pd.Series | None, split: str, offset: int = 0) -> np.ndarray:
+        """The labels as text (None where missing), invisible edges removed; ``offset``: the position
+        of the first value in its split (for rows without an origin)."""
+        values = pd.Series(values, dtype=object).reset_index(drop=True)
+        if any(type(v) is bool or type(v).__name__ == "bool_" for v in values):  # True == 1 to a hash table
+            values = values.map(lambda v: label_text(v) if type(v) is bool or type(v).__name__ == "bool_" else v)
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        cleaned: list[str | None] = []
+        counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+        for u, value in enumerate(uniques):
+            text = label_text(value)
+            new = unicodedata.normalize("NFC", _edges().sub("", text)) if text is not None else None
+            at = np.flatnonzero(codes == u)[:3]
+            where = [origins.iloc[i] if origins is not None else f"{split} row {offset + i}" for i in at]
+            if text is not None and new != text:
+                rows, places = self.changed.get((text, new or ""), (0, []))
+                self.changed[(text, new or "")] = (rows + int(counts[u]), (places + where)[:3])
+            new = new or None  # a label of whitespace only is a missing label
+            if new is not None:
+                place, rows = self.first.get(new, (where[0], 0))
+                self.first[new] = (place, rows + int(counts[u]))
+            cleaned.append(new)
+        return np.array([*cleaned, None], dtype=object)[codes]
+
+    def finish(self) -> None:
+        """Warn about every label changed, and judge the labels as a whole (see _check_distinct)."""
+        for (text, new), (rows, where) in self.changed.items():
+            log.warning("label %r read as %r (surrounding whitespace or invisible characters removed): %d row(s), "
+                        "e.g. %s", text, new or None, rows, ", ".join(where))
+        _check_distinct(self.first)
+
+
 def clean_labels(splits: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """Every split's ``label`` column as text (None where missing), invisible edges removed with a
     warning; an error when two different labels print alike; warnings for labels that are the same
     number, or differ only in case."""
-    out: dict[str, pd.DataFrame] = {}
-    changed: dict[tuple[str, str], list[str]] = defaultdict(list)  # (written, cleaned) -> where
-    first: dict[str, tuple[str, int]] = {}  # cleaned label -> (first place, rows)
-    for split, df in splits.items():
-        origins = df["origin"] if "origin" in df else pd.Series([None] * len(df), index=df.index)
-        cleaned = []
-        for position, (value, origin) in enumerate(zip(df["label"].astype(object), origins, strict=True)):
-            text = label_text(value)
-            if text is not None:
-                new = unicodedata.normalize("NFC", _edges().sub("", text))
-                if new != text:
-                    changed[(text, new)].append(origin or f"{split} row {position}")
-                text = new or None  # a label of whitespace only is a missing label
-            if text is not None:
-                place, rows = first.get(text, (origin or f"{split} row {position}", 0))
-                first[text] = (place, rows + 1)
-            cleaned.append(text)
-        out[split] = df.assign(label=pd.Series(cleaned, index=df.index, dtype=object))
-    for (text, new), where in changed.items():
-        log.warning("label %r read as %r (surrounding whitespace or invisible characters removed): %d row(s), "
-                    "e.g. %s", text, new, len(where), ", ".join(where[:3]))
-    _check_distinct(first)
+    cleaner = LabelCleaner()
+    out = {split: df.assign(label=cleaner.clean(df["label"], df["origin"] if "origin" in df else None, split))
+           for split, df in splits.items()}
+    cleaner.finish()
     return out
+
+
+def codes(labels: np.ndarray | pd.Series) -> np.ndarray:
+    """Each label's rank among the split's distinct labels in label order (what splits stratify on)."""
+    values, inverse = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
+    rank = np.empty(len(values), dtype=np.int32)
+    rank[sorted(range(len(values)), key=lambda i: order_key(values[i]))] = np.arange(len(values))
+    return rank[inverse.reshape(-1)]
 
 
 def _check_distinct(first: dict[str, tuple[str, int]]) -> None:
