@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -276,3 +277,95 @@ def test_an_edited_source_file_makes_prepared_data_stale(tmp_path):
     toy_reviews(100, seed=5).to_csv(path, index=False)  # same path, same params, other rows
     after = load_prepared(cfg)[0]["train"]
     assert set(after["text"]) != set(before["text"])
+
+
+# ---- issue 26, item 10: large files are read in chunks, with the result of reading them whole -----
+def mixed_rows(n: int) -> list[tuple[str, str]]:
+    """Texts with quotes, commas, line breaks and lone \r; labels with a rare class and a one-row class."""
+    texts = ['plain {}', 'with "quotes" {}', "comma, inside {}", "line\nbreak {}", "lone\rcr {}", "  spaced {}  "]
+    labels = ["pos", "neg", "neu"] * 9 + ["rare"]
+    rows = [(texts[i % len(texts)].format(i), labels[(i * 7) % len(labels)]) for i in range(n)]
+    return [*rows, ("only one of its class", "single")]
+
+
+def whole_read(cfg) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """The in-memory path: every file read whole, then split."""
+    from ftlab.data import load_source, split
+
+    task = cfg.task_type()
+    return split(load_source(cfg.data, task, cfg.seed), cfg.data, task, cfg.seed)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+@pytest.mark.parametrize("limits", [{}, {"max_train_samples": 40, "max_test_samples": 9}])
+def test_a_chunked_prepare_is_identical_to_reading_the_file_whole(tmp_path, suffix, limits):
+    df = pd.DataFrame(mixed_rows(300), columns=["text", "label"])
+    path = tmp_path / f"data{suffix}"
+    if suffix == ".csv":
+        df.to_csv(path, index=False)
+    else:
+        df.to_json(path, orient="records", lines=True, force_ascii=False)
+    cfg = cfg_for(tmp_path, str(path), **limits)
+    expected, names = whole_read(cfg)
+    for rows in (1, 7, 10_000):
+        out = prepare(cfg, tmp_path / f"prepared-{rows}", chunk_rows=rows)
+        assert json.loads((out / "labels.json").read_text()) == names
+        for split, frame in expected.items():
+            pd.testing.assert_frame_equal(pd.read_parquet(out / f"{split}.parquet"), frame, check_dtype=False)
+    assert "single" in names  # a one-row class stays in train
+    for frame in expected.values():  # each split in file order
+        assert frame["origin"].map(lambda o: int(o.rsplit(":", 1)[1])).is_monotonic_increasing
+
+
+def test_per_split_files_are_chunked_alike(tmp_path):
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    pd.DataFrame(mixed_rows(120), columns=["text", "label"]).to_csv(train, index=False)
+    pd.DataFrame(mixed_rows(30)[:-1], columns=["text", "label"]).to_csv(test, index=False)
+    cfg = cfg_for(tmp_path, {"train": str(train), "test": str(test)})
+    expected, names = whole_read(cfg)
+    out = prepare(cfg, tmp_path / "p", chunk_rows=4)
+    assert json.loads((out / "labels.json").read_text()) == names
+    for split, frame in expected.items():
+        pd.testing.assert_frame_equal(pd.read_parquet(out / f"{split}.parquet"), frame, check_dtype=False)
+
+
+def test_a_long_read_says_how_far_it_got(tmp_path, caplog, monkeypatch):
+    import ftlab.delimited
+
+    monkeypatch.setattr(ftlab.delimited, "PROGRESS_SECONDS", 0.0)
+    path = tmp_path / "data.csv"
+    pd.DataFrame(mixed_rows(60), columns=["text", "label"]).to_csv(path, index=False)
+    with caplog.at_level("INFO", logger="ftlab.delimited"):
+        prepare(cfg_for(tmp_path, str(path)))
+    assert re.search(r"data\.csv: read \d+ of \d+ MB \(\d+%\), \d+ lines", caplog.text), caplog.text
+
+
+def test_sigterm_stops_a_prepare_promptly_and_leaves_earlier_data(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "data.csv"
+    pd.DataFrame(mixed_rows(300), columns=["text", "label"]).to_csv(path, index=False)
+    prepare(cfg_for(tmp_path, str(path)))  # the earlier prepared data
+    before = {p.name: p.read_bytes() for p in (tmp_path / "prepared").iterdir()}
+    with open(path, "a", encoding="utf-8") as f:  # a file that takes a while: about 400,000 rows
+        f.writelines(f"text number {i},{'ab'[i % 2]}\n" for i in range(400_000))
+    script = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
+              "import ftlab.delimited as d; d.PROGRESS_SECONDS = 0.1\n"
+              "from ftlab.config import load_config; from ftlab.data import prepare\n"
+              f"prepare(load_config(None, {{'data.source': {str(path)!r}, "
+              f"'data.prepared_dir': {str(tmp_path / 'prepared')!r}}}))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # reading: the progress lines have started
+        if " MB (" in line:
+            break
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 3, "SIGTERM took more than 3 s to stop prepare"
+    assert proc.returncode != 0
+    assert {p.name: p.read_bytes() for p in (tmp_path / "prepared").iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".prepared")] == []

@@ -13,6 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +25,9 @@ import pandas as pd
 from ftlab.config import BUILTIN_DEMO, SPLITS, Config, DataConfig
 from ftlab.io import atomic_dir
 from ftlab.labels import clean_labels, codes, is_blank, order_key
-from ftlab.readers import read_table
+from ftlab.readers import CHUNK_ROWS, Table, open_table, read_table
 from ftlab.splitting import plan
+from ftlab.streamed import prepare_streamed
 from ftlab.tasks import DataError, Task
 from ftlab.tasks.base import where
 
@@ -137,23 +142,64 @@ def fingerprint(cfg: Config) -> str:
     source = cfg.data.source
     files = [Path(p) for p in source.values()] if isinstance(source, dict) else (
         [] if source.startswith(("builtin:", "hub:")) else [Path(source)])
-    digests = {str(f): hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else None for f in files}
+    digests = {str(f): _sha256(f) if f.is_file() else None for f in files}
     blob = json.dumps({"data": cfg.data.model_dump(mode="json"), "task": cfg.task.model_dump(mode="json"),
                        "seed": cfg.seed, "files": digests}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def prepare(cfg: Config, out_dir: Path | None = None) -> Path:
-    """Load, split and write the prepared data; the directory appears whole or not at all."""
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()  # in blocks: a large file is never held
+
+
+def _tables(cfg: DataConfig, task: Task) -> dict[str, Table] | None:
+    """The source's files opened for a streamed prepare (classification from CSV, TSV or JSON Lines
+    files), or None for the other sources and tasks, which are read whole."""
+    source = cfg.source
+    if task.name != "classification" or (isinstance(source, str) and source.startswith(("builtin:", "hub:"))):
+        return None
+    files = source if isinstance(source, dict) else {"train": source}
+    tables = {split: open_table(Path(p), task, cfg.quoting) for split, p in files.items()}
+    return tables if all(t.streamed for t in tables.values()) else None
+
+
+@contextmanager
+def _stoppable() -> Iterator[None]:
+    """SIGTERM stops a prepare as Ctrl-C does (KeyboardInterrupt between two rows): the half-written
+    directory is removed, earlier prepared data is left as it was."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"prepare stopped by {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def prepare(cfg: Config, out_dir: Path | None = None, chunk_rows: int = CHUNK_ROWS) -> Path:
+    """Load, split and write the prepared data; the directory appears whole or not at all. A
+    classification source of CSV/TSV/JSONL files is read ``chunk_rows`` rows at a time (ftlab.streamed)."""
     out_dir = Path(out_dir or cfg.data.prepared_dir)
     task = cfg.task_type()
-    splits, names = split(load_source(cfg.data, task, cfg.seed), cfg.data, task, cfg.seed)
-    with atomic_dir(out_dir) as tmp:
-        for name, df in splits.items():
-            df.to_parquet(tmp / f"{name}.parquet", index=False)
-        (tmp / "labels.json").write_text(json.dumps(names, indent=2))
-        meta = {"fingerprint": fingerprint(cfg), "rows": {k: len(v) for k, v in splits.items()}}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    with _stoppable():
+        tables = _tables(cfg.data, task)
+        splits: dict[str, pd.DataFrame] = {}
+        if tables is None:
+            splits, names = split(load_source(cfg.data, task, cfg.seed), cfg.data, task, cfg.seed)
+        with atomic_dir(out_dir) as tmp:
+            if tables is not None:
+                rows, names = prepare_streamed(tables, cfg.data, task, cfg.seed, tmp, chunk_rows)
+            for name, df in splits.items():
+                df.to_parquet(tmp / f"{name}.parquet", index=False)
+            (tmp / "labels.json").write_text(json.dumps(names, indent=2))
+            meta = {"fingerprint": fingerprint(cfg), "rows": rows if tables is not None else {k: len(v) for k, v in splits.items()}}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     log.info("prepared %s in %s", meta["rows"], out_dir)
     return out_dir
 

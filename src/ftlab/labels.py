@@ -145,7 +145,7 @@ def codes(labels: np.ndarray | pd.Series) -> np.ndarray:
     """Each label's rank among the split's distinct labels in label order (what splits stratify on)."""
     values, inverse = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
     rank = np.empty(len(values), dtype=np.int32)
-    rank[sorted(range(len(values)), key=lambda i: order_key(values[i]))] = np.arange(len(values))
+    rank[sorted(range(len(values)), key=lambda i: order_key(str(values[i])))] = np.arange(len(values))
     return rank[inverse.reshape(-1)]
 
 

@@ -1,0 +1,135 @@
+"""``prepare`` of a classification source made of CSV, TSV or JSON Lines files, in bounded memory.
+
+Two passes over each file, a chunk of rows at a time. The first cleans and checks every row (blank
+texts, missing labels, labels that print alike) and keeps only one class code per row; the split
+is then planned from those codes (:func:`ftlab.splitting.plan`). The second reads the file again
+and writes each row the plan keeps straight into its split's Parquet file. Nothing holds the file,
+``data.max_train_samples`` keeps memory smaller still, and the result is the one
+:func:`ftlab.data.split` gives on the file read whole, whatever the chunk size (tests/test_data_files.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ftlab.config import SPLITS, DataConfig
+from ftlab.labels import LabelCleaner, is_blank, order_key
+from ftlab.readers import CHUNK_ROWS, Table
+from ftlab.splitting import Plan, plan
+from ftlab.tasks import DataError, Task
+
+
+@dataclass
+class _Scan:
+    """What the first pass keeps of one file: a class code per row (in first-seen order) and the
+    rows that cannot be used (count, first five places) per check."""
+
+    codes: list[np.ndarray] = field(default_factory=list)
+    seen: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+    bad: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
+
+    def note(self, check: str, mask: np.ndarray, origins: pd.Series) -> None:
+        if mask.any():
+            count, where = self.bad.get(check, (0, []))
+            self.bad[check] = (count + int(mask.sum()), (where + list(origins[mask][:5]))[:5])
+
+    def ranked(self) -> tuple[np.ndarray, list[str]]:
+        """Each row's class as its rank in label order (what splits stratify on), and the labels in that order."""
+        labels = sorted(self.seen, key=order_key)
+        rank = np.empty(len(self.seen) + 1, dtype=np.int32)
+        rank[[self.seen[label] for label in labels]] = np.arange(len(labels))
+        rank[-1] = -1
+        codes = np.concatenate(self.codes) if self.codes else np.zeros(0, dtype=np.int32)
+        return rank[codes], labels
+
+
+def _scan(table: Table, split: str, cleaner: LabelCleaner, rows: int) -> _Scan:
+    scan = _Scan()
+    for chunk in table.chunks(rows):
+        origins = chunk["origin"].reset_index(drop=True)
+        labels = pd.Series(cleaner.clean(chunk["label"], origins, split, scan.rows))
+        for column, what in (("text", "text(s)"), ("text_pair", "text pair(s)")):
+            if column in chunk:
+                values = chunk[column].reset_index(drop=True)
+                scan.note(f"null or blank {what}", (values.isna() | values.map(is_blank).astype(bool)).to_numpy(), origins)
+        scan.note("null label(s)", labels.isna().to_numpy(), origins)
+        for label in pd.unique(labels.dropna()):
+            scan.seen.setdefault(label, len(scan.seen))
+        scan.codes.append(labels.map(scan.seen).fillna(-1).to_numpy(dtype=np.int32))
+        scan.rows += len(chunk)
+    return scan
+
+
+def _check(scans: dict[str, _Scan]) -> None:
+    """The errors :func:`ftlab.data.check_raw` raises, in its order, with the whole file's counts."""
+    for split, scan in scans.items():
+        for check in ("null or blank text(s)", "null or blank text pair(s)"):
+            if check in scan.bad:
+                count, where = scan.bad[check]
+                raise DataError(f"{split}: {count} {check}, e.g. {', '.join(where)}")
+        if "null label(s)" in scan.bad:
+            raise DataError(f"{split}: null label(s), e.g. {', '.join(scan.bad['null label(s)'][1])}")
+
+
+def _names(rows: Plan, ranked: dict[str, tuple[np.ndarray, list[str]]]) -> list[str]:
+    """The classes of train (after subsampling), in label order; other splits' labels must occur there."""
+    source, positions = rows["train"]
+    codes, labels = ranked[source]
+    names = [labels[c] for c in np.unique(codes[positions])]
+    if len(names) < 2:
+        raise DataError(f"train: a single class ({names[0]!r}); classification needs at least 2")
+    for split in SPLITS[1:]:
+        source, positions = rows[split]
+        codes, labels = ranked[source]
+        unknown = sorted({labels[c] for c in np.unique(codes[positions])} - set(names))
+        if unknown:
+            raise DataError(f"{split}: labels {unknown[:5]} do not occur in train (known: {sorted(names)})")
+    return names
+
+
+def prepare_streamed(tables: dict[str, Table], cfg: DataConfig, task: Task, seed: int, out: Path,
+                     rows: int = CHUNK_ROWS) -> tuple[dict[str, int], list[str]]:
+    """Write ``out/{train,validation,test}.parquet`` from ``tables`` (the source's files by split),
+    reading ``rows`` rows at a time; the rows of each split and the label names."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cleaner = LabelCleaner()
+    scans = {split: _scan(table, split, cleaner, rows) for split, table in tables.items()}
+    cleaner.finish()
+    _check(scans)
+    ranked = {split: scan.ranked() for split, scan in scans.items()}
+    planned = plan({s: scan.rows for s, scan in scans.items()}, {s: r[0] for s, r in ranked.items()}, cfg, seed)
+    names = _names(planned, ranked)
+    texts = [c for c in ("text", "text_pair") if c in task.source_columns()]
+    schema = pa.schema([*((c, pa.string()) for c in texts), ("label", pa.int64()), ("origin", pa.string())])
+    writers = {split: pq.ParquetWriter(out / f"{split}.parquet", schema) for split in SPLITS}
+    try:
+        for source, table in tables.items():
+            codes, labels = ranked[source]
+            label_id = np.array([names.index(label) if label in names else -1 for label in labels] + [-1])
+            goes = np.full(len(codes), -1, dtype=np.int8)  # the split index each row goes to
+            for k, split in enumerate(SPLITS):
+                if planned[split][0] == source:
+                    goes[planned[split][1]] = k
+            start = 0
+            for chunk in table.chunks(rows):
+                here, ids = goes[start:start + len(chunk)], label_id[codes[start:start + len(chunk)]]
+                for k, split in enumerate(SPLITS):
+                    keep = here == k
+                    if keep.any():
+                        columns: dict[str, np.ndarray] = {c: chunk[c].to_numpy()[keep] for c in texts}
+                        columns["label"] = ids[keep].astype(np.int64)
+                        columns["origin"] = chunk["origin"].to_numpy()[keep]
+                        frame = pd.DataFrame(columns)
+                        writers[split].write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+                start += len(chunk)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return {split: len(planned[split][1]) for split in SPLITS}, names
