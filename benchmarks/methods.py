@@ -59,9 +59,9 @@ def run_method(params: Path, method: str, out: Path, overrides: list[str]) -> di
     if done.returncode != 0:
         print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
         return {"method": method, "error": (done.stdout + done.stderr).strip().splitlines()[-1]}
-    from ftlab.metrics import flat
+    from ftlab.record import read_record
 
-    metrics = flat(json.loads((out / "metrics.json").read_text()))
+    metrics = read_record(out).table_row()
     print(f"  accuracy {metrics['accuracy']:.4f}  {metrics['train_seconds']:.0f}s", flush=True)
     return metrics
 

@@ -111,7 +111,7 @@ def train_ftlab(n_train: int, precision: str, train_embeddings: bool = True, com
                 model: str | None = None, encoder_dropout: float | None = None) -> dict:
     """ftlab's full fine-tuning, one epoch, no evaluation during training; its metrics.json."""
     from ftlab.config import load_config
-    from ftlab.metrics import flat
+    from ftlab.record import RunRecord
     from ftlab.train import train as ftlab_train
 
     train, val = load(n_train)
@@ -126,7 +126,7 @@ def train_ftlab(n_train: int, precision: str, train_embeddings: bool = True, com
             "train.precision": precision, "method_params.full.train_embeddings": train_embeddings,
             "train.compile": compile_, "model.encoder_dropout": encoder_dropout, **({"model.name": model} if model else {}),
         })
-        return flat(ftlab_train(cfg, "full", tmp / "runs/full"))
+        return RunRecord.model_validate(ftlab_train(cfg, "full", tmp / "runs/full")).table_row()
 
 
 def run_ftlab(variant: str, n_train: int) -> dict:

@@ -35,15 +35,14 @@ NEGATIVE = ["awful", "terrible", "horrible", "dreadful", "poor", "boring"]
 FILLER = ["the", "movie", "was", "a", "plot", "and", "acting", "film", "story", "really", "quite", "it"]
 
 
-def write_run_record(run_dir: Path, task: str = "classification", **fields) -> None:
+def write_run_record(run_dir: Path, task: str = "classification", cost: dict | None = None, **fields) -> None:
     """A run's metrics.json and config.yaml by hand, for tests of what reads runs: a complete record
-    (``fields`` override its values; quality metrics are fields too) and the config of ``task``."""
+    (``fields`` and ``cost`` override its values; quality metrics are fields too) and the config of ``task``."""
     from ftlab.config import dump_config
-    from ftlab.record import Cost, RunRecord, write_record
+    from ftlab.record import RunRecord, write_record
 
     cost = {"train_seconds": 1.0, "train_samples_per_second": 1.0, "peak_memory_mb": 1.0,
-            "eval_latency_ms_per_sample": 1.0}
-    cost.update({k: fields.pop(k) for k in list(fields) if k in Cost.model_fields})
+            "eval_latency_ms_per_sample": 1.0, **(cost or {})}
     values = {"method": "full", "task": task, "primary_metric": "accuracy", "trainable_params": 1, "total_params": 1,
               "trainable_percent": 100.0, "best_step": 1, "best_validation": {"metric": "accuracy", "value": 0.5},
               "steps": 1, "epochs": 1.0, "n_train": 1, "n_validation": 1, "n_test": 1, "seed": 42,

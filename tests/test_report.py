@@ -45,13 +45,12 @@ def write_run(run_dir, method, accuracy, trainable, seconds, memory, artifact, s
     run_dir.mkdir(parents=True)
     write_predictions(run_dir, first(accuracy) if correct is None else correct)
     total = FULL_PARAMS + (0 if trainable == FULL_PARAMS else trainable)
+    cost = {"train_seconds": seconds, "train_samples_per_second": round(3 * 7200 / seconds, 3),
+            "peak_memory_mb": memory, "eval_latency_ms_per_sample": 1.2}
     write_run_record(
-        run_dir, method=method, accuracy=accuracy, macro_f1=accuracy - 0.002,
-        trainable_params=trainable, total_params=total,
-        trainable_percent=round(100 * trainable / total, 4), train_seconds=seconds,
-        train_samples_per_second=round(3 * 7200 / seconds, 3), peak_memory_mb=memory,
-        artifact_bytes=artifact, eval_latency_ms_per_sample=1.2, n_train=n_train,
-        n_test=N_TEST, best_step=600, seed=seed, train_size=train_size,
+        run_dir, cost=cost, method=method, accuracy=accuracy, macro_f1=accuracy - 0.002,
+        trainable_params=trainable, total_params=total, trainable_percent=round(100 * trainable / total, 4),
+        artifact_bytes=artifact, n_train=n_train, n_test=N_TEST, best_step=600, seed=seed, train_size=train_size,
     )
     history = [
         {"step": step, "epoch": step / 225, "train_loss": 0.7 - step / 2000, "train_accuracy": accuracy,

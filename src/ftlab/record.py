@@ -88,6 +88,15 @@ class RunRecord(BaseModel):
     def primary(self) -> float:
         return float(self.quality[self.primary_metric])
 
+    def table_row(self) -> dict[str, Any]:
+        """Every scalar of the record in one flat dict, for tables: the quality metrics, the run's
+        fields and the cost's; a cost field named like a quality metric (NER's ``precision``)
+        becomes ``cost_<name>``."""
+        quality = {k: v for k, v in self.quality.items() if not isinstance(v, (dict, list))}
+        run = {k: v for k, v in self.model_dump(exclude=set(self.quality) | {"cost", "decision", "best_validation"}).items()}
+        cost = {(f"cost_{k}" if k in quality else k): v for k, v in self.cost.model_dump().items()}
+        return quality | run | cost
+
     def costs(self) -> dict[str, float]:
         """The comparison's cost columns (COST_KEYS)."""
         return {k: getattr(self, k) if k == "artifact_bytes" else getattr(self.cost, k) for k in COST_KEYS}
