@@ -34,7 +34,12 @@ from typing import Any
 import torch
 import yaml
 from prefect import flow, get_run_logger, task, unmapped
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
@@ -42,6 +47,7 @@ from ftlab import stages
 from ftlab.config import Cell, Config, load_config
 from ftlab.identity import cell_identity, cell_key, recorded_key
 from ftlab.parallel import dask_slots_on_this_host, threads_per_process
+from ftlab.progress import progress
 from ftlab.record import read_record
 
 # Resolve transformers' lazy attributes here, in the main thread: first imports of them from
@@ -289,9 +295,14 @@ def finetune_stages(params: str, width: int, overrides: Overrides = None) -> dic
                                          unmapped(width)).result()
     plan(params, overrides)  # each cell's identity: what dvc.yaml's train stages depend on
     cells = cfg.cells()
+    state = progress(cfg)
+    artifact = create_progress_artifact(100 * state.fraction, key="training-progress", description=state.line())
     for i in range(0, len(cells), width):
         train.with_options(**retry).map(unmapped(params), unmapped(overrides), cells[i : i + width],
                                         unmapped(width)).result()
+        state = progress(cfg)
+        get_run_logger().info("%s", state.line())
+        update_progress_artifact(artifact, 100 * state.fraction, description=state.line())
     for cell in cells:  # seconds each; Evidently and GX are not made for threads
         check(params, overrides, cell)
     result = compare(params, overrides)

@@ -189,7 +189,8 @@ def test_one_methods_lr_retrains_its_cells_only_under_the_flow(repo):
     stamps = full.stat().st_mtime_ns, lora.stat().st_mtime_ns
     edit_params(repo, method_params__lora__lr=0.003)
     out = sh(sys.executable, "-m", "ftlab.cli", "pipeline", cwd=repo)
-    assert "full s42-nall: finished run found, skipping" in " ".join((out.stdout + out.stderr).split())
+    logged = " ".join((out.stdout + out.stderr).split())
+    assert "full s42-nall: finished run found, skipping" in logged and "cells 2/2 done" in logged
     assert full.stat().st_mtime_ns == stamps[0] and lora.stat().st_mtime_ns != stamps[1]
     assert yaml.safe_load((repo / f"runs/lora/{CELL}/config.yaml").read_text())["method_params"]["lora"]["lr"] == 0.003
     settled(repo)
@@ -201,6 +202,7 @@ def test_data_edited_in_place_retrains_every_cell_and_changes_the_report(repo):
     toy_reviews(200, seed=1).to_csv(repo / "data/raw/data.csv", index=False)
     out = sh("dvc", "repro", cwd=repo)
     assert trained(out.stdout) == {f"{m}-42-all" for m in METHODS}, out.stdout
+    assert "cells 1/2 done" in out.stdout and "cells 2/2 done" in out.stdout  # each train stage's progress line
     assert (repo / "reports/comparison.json").read_text() != comparison
     assert (repo / "models/ftlab-model/ftlab.json").read_text() != promoted
     settled(repo)

@@ -108,6 +108,7 @@ def train(
     except (ConfigError, ValueError, OSError) as e:
         fail(e)
     from ftlab import stages
+    from ftlab.progress import progress
     from ftlab.record import RunRecord
     from ftlab.stages import StageFailed
     from ftlab.trainer import TrainingDiverged
@@ -121,6 +122,8 @@ def train(
             quality = ", ".join(f"{m.label} {record.quality[m.name]:.4f}" for m in cfg.task_type().metrics)
             say((f"{cell.method} {cell.name}", "green"),
                 f": {quality}, {record.trainable_percent:.3g}% trainable, {record.cost.train_seconds:.1f}s")
+            if out is None and (cfg.report.dir / "plan").is_dir():  # a cell of the planned grid
+                say(progress(cfg).line())
     except (ConfigError, DataError, ValueError, OSError, MemoryError, TrainingDiverged, StageFailed) as e:
         fail(e)
 
