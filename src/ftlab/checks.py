@@ -23,6 +23,8 @@ from ftlab.io import write_json, write_text
 from ftlab.record import Run
 from ftlab.tasks import Metric
 
+VERDICTS = ("ok", "warn", "overfit")  # mildest first: checks.fail_on fails a verdict at or after it
+
 if TYPE_CHECKING:
     from ftlab.config import ChecksConfig
 
@@ -188,9 +190,14 @@ def _drift_numbers(snapshot: Any, labels: list[str], numeric: list[str], categor
     return out
 
 
+def fails(verdict: str | None, fail_on: str) -> bool:
+    """Whether ``verdict`` reaches ``fail_on`` ("never", "warn" or "overfit"); an unchecked run
+    (None) never does."""
+    return fail_on != "never" and verdict in VERDICTS and VERDICTS.index(verdict) >= VERDICTS.index(fail_on)
+
+
 def enforce(result: dict, fail_on: str) -> None:
-    """Raise ChecksFailed when the verdict reaches ``fail_on`` ("never", "warn" or "overfit")."""
-    failing = {"never": (), "warn": ("warn", "overfit"), "overfit": ("overfit",)}[fail_on]
-    if result["verdict"] in failing:
+    """Raise ChecksFailed when the verdict reaches ``fail_on``."""
+    if fails(result["verdict"], fail_on):
         reasons = "; ".join(result["reasons"])
         raise ChecksFailed(f"{result['method']}: verdict {result['verdict']} (checks.fail_on={fail_on}): {reasons}")

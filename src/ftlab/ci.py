@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftlab.checks import fails
 from ftlab.config import Config, load_config
 from ftlab.io import write_text
 
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 REMOTE_NAME = "ci"  # written to .dvc/config.local, so the committed config stays as it is
 TAIL_LINES = 40  # of a failed `dvc repro`, quoted in the summary: the failing stage's message
 MAX_DIFF_CHARS = 50_000  # GitHub rejects comments over 65,536 characters
-FAILING_VERDICTS = {"never": set(), "warn": {"warn", "overfit"}, "overfit": {"overfit"}}
 EPSILON = 1e-9  # accuracies are ratios of counts: a drop exactly at the threshold passes
 
 
@@ -100,8 +100,7 @@ def gate(current: dict[str, Any], base: dict[str, Any] | None, cfg: Config) -> G
         result.check(ok, f"{name}: {pick['method']} {value:.4f} vs the base's {base_pick['method']} "
                          f"{base_value:.4f}: a drop of {drop:.4f} "
                          f"({'within' if ok else 'more than'} ci.max_metric_drop {allowed:g})")
-    failing = FAILING_VERDICTS[cfg.checks.fail_on]
-    flagged = [f"{r['method']} ({r['overfitting']})" for r in current["methods"] if r.get("overfitting") in failing]
+    flagged = [f"{r['method']} ({r['overfitting']})" for r in current["methods"] if fails(r.get("overfitting"), cfg.checks.fail_on)]
     verdicts = ", ".join(f"{r['method']} {r.get('overfitting') or 'not checked'}" for r in current["methods"])
     result.check(not flagged, f"overfitting checks (fail on: {cfg.checks.fail_on}): "
                  + (f"failed for {', '.join(flagged)}" if flagged else verdicts))

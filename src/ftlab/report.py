@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from ftlab import checks
 from ftlab.config import ReportConfig
 from ftlab.io import write_json, write_text
 from ftlab.record import COST_KEYS, Run
@@ -49,7 +50,7 @@ from ftlab.stats import mean_ci, paired_bootstrap
 from ftlab.tasks import TASKS, Task
 
 RUN_KEYS = ("method", "seed", "train_size", "n_train", "trainable_params", "total_params", "trainable_percent")
-VERDICTS = (None, "ok", "warn", "overfit")  # worst last: a method's verdict is its worst seed's
+VERDICTS = (None, *checks.VERDICTS)  # unchecked, then mildest first: a method's verdict is its worst seed's
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
