@@ -105,7 +105,8 @@ def test_validate_prepares_first_and_never_checks_stale_data(tmp_path):
     out = ftlab("validate", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     checks = json.loads((tmp_path / "reports/validation/result.json").read_text())["checks"]
-    assert f"validation passed: {len(checks)} of {len(checks)} checks on train, validation, test; Data Docs: " \
+    assert all(c["success"] for c in checks)
+    assert f"validation passed: all {len(checks)} checks on train, validation, test; Data Docs: " \
            "reports/validation/data_docs/index.html" in out.stdout, out.stdout
     # a failed prepare (a bad file) leaves the earlier prepared data; validate must not pass on it
     params.write_text("data: {source: bad.csv}\n")

@@ -52,8 +52,7 @@ def validate(params: Path | None = PARAMS, set_: list[str] | None = SET) -> None
     result = run_stage("validate", params, set_)
     splits = [s for s in SPLITS if any(c["split"] == s for c in result["checks"])]
     docs = validation_dir(stage_config(params, set_)) / "data_docs" / "index.html"
-    say(("validation passed", "green"), f": {len(result['checks'])} of {len(result['checks'])} checks on "
-        f"{', '.join(splits)}; Data Docs: {docs}")
+    say(("validation passed", "green"), f": all {len(result['checks'])} checks on {', '.join(splits)}; Data Docs: {docs}")
 
 
 def _cells(cfg, method: str | None, seed: int | None, size: str | None):
