@@ -333,8 +333,8 @@ def test_a_long_read_says_how_far_it_got(tmp_path, caplog, monkeypatch):
     import ftlab.delimited
 
     monkeypatch.setattr(ftlab.delimited, "PROGRESS_SECONDS", 0.0)
-    path = tmp_path / "data.csv"
-    pd.DataFrame(mixed_rows(60), columns=["text", "label"]).to_csv(path, index=False)
+    path = tmp_path / "data.csv"  # progress is looked at every 16,384 lines
+    path.write_text("text,label\n" + "".join(f"text number {i},{'ab'[i % 2]}\n" for i in range(40_000)))
     with caplog.at_level("INFO", logger="ftlab.delimited"):
         prepare(cfg_for(tmp_path, str(path)))
     assert re.search(r"data\.csv: read \d+ of \d+ MB \(\d+%\), \d+ lines", caplog.text), caplog.text

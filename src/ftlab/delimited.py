@@ -11,10 +11,12 @@ record: nothing holds the file.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,54 +76,87 @@ def survey(path: Path, delimiter: str) -> Survey:
     return Survey(size, empty, quotes, stand_in)
 
 
-def lines(path: Path, survey: Survey) -> Iterator[str]:
-    """The file's lines (split at \\n only), decoded; a bad byte is named by line and column."""
-    started, last, done = time.monotonic(), time.monotonic(), 0
+class Progress:
+    """Logs how far a long read got, at most every PROGRESS_SECONDS."""
+
+    def __init__(self, path: Path, size: int):
+        self.path, self.size, self.started = path, size, time.monotonic()
+        self.last = self.started
+
+    def tick(self, done: int, lines: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_SECONDS:
+            self.last = now
+            log.info("%s: read %.0f of %.0f MB (%.0f%%), %d lines, %.0f s", self.path, done / 1e6, self.size / 1e6,
+                     100 * done / max(self.size, 1), lines, now - self.started)
+
+
+def _slow_lines(path: Path, survey: Survey, done: list[int]) -> Iterator[str]:
+    """The file's lines one by one, each lone \r swapped for the stand-in; a bad byte is named by
+    line and column (also the error path of :func:`text_lines`)."""
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise DataError(f"{path}: line {number}, column {e.start + 1}: not valid UTF-8 ({e.reason}: "
-                                f"{raw[e.start:e.end]!r} at byte {done + e.start}); save the file as UTF-8") from None
+                                f"{raw[e.start:e.end]!r} at byte {done[0] + e.start}); save the file as UTF-8") from None
             if number == 1:
                 line = line.removeprefix("\ufeff")
             if survey.lone_cr and "\r" in line:
                 line = re.sub(r"\r(?!\n)", survey.lone_cr, line)
-            done += len(raw)
-            if time.monotonic() - last >= PROGRESS_SECONDS:
-                last = time.monotonic()
-                log.info("%s: read %.0f of %.0f MB (%.0f%%), %d lines, %.0f s", path, done / 1e6, survey.size / 1e6,
-                         100 * done / max(survey.size, 1), number, last - started)
+            done[0] += len(raw)
             yield line
+
+
+@contextmanager
+def text_lines(path: Path, survey: Survey) -> Iterator[tuple[Iterator[str], Callable[[], int]]]:
+    """The file's lines (split at \n only, decoded, a byte-order mark dropped) and how many bytes
+    were read so far. Without a lone \r the lines come from a text reader that csv iterates in C;
+    a bad byte then reads the file again line by line to name its line and column."""
+    done = [0]
+    if survey.lone_cr:
+        yield _slow_lines(path, survey, done), lambda: done[0]
+        return
+    with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="\n") as text:
+        try:
+            yield text, raw.tell
+        except UnicodeDecodeError:
+            for _ in _slow_lines(path, survey, done):
+                pass
+            raise
 
 
 def records(path: Path, survey: Survey, delimiter: str, quoted: bool) -> Iterator[tuple[int, list[str]]]:
     """(first line, fields) of every record, the header first; blank lines skipped. ``quoted``: fields
     in double quotes with inner quotes doubled; otherwise a quote is an ordinary character. A header
     repeated further down (two exports joined) and a column named twice are refused with their line."""
-    reader = csv.reader(lines(path, survey), delimiter=delimiter, strict=True,
-                        quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
-    header: list[str] | None = None
-    end = 0
-    try:
-        for fields in reader:
-            start, end = end + 1, reader.line_num
-            if not fields:
-                continue
-            if survey.lone_cr:
-                fields = [f.replace(survey.lone_cr, "\r") for f in fields]
-            if header is None:
-                header = fields
-                _check_header(header, start)
-            elif fields == header or [fields[0].removeprefix("\ufeff"), *fields[1:]] == header:
-                raise Refused(start, f"repeats the header {delimiter.join(header)!r} (two files joined?); "
-                                     "remove the line, or the rows below it if they are a copy")
-            elif len(fields) != len(header):
-                raise Unparsable(start, f"{len(fields)} field(s) where the header has {len(header)}")
-            yield start, fields
-    except csv.Error as e:
-        raise Unparsable(end + 1, str(e)) from None
+    progress = Progress(path, survey.size)
+    with text_lines(path, survey) as (source, position):
+        reader = csv.reader(source, delimiter=delimiter, strict=True,
+                            quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
+        header: list[str] = []
+        first, last, width, end = "", "", 0, 0
+        try:
+            for fields in reader:
+                start, end = end + 1, reader.line_num
+                if not start & 0x3FFF:
+                    progress.tick(position(), end)
+                if not fields:
+                    continue
+                if survey.lone_cr:
+                    fields = [f.replace(survey.lone_cr, "\r") for f in fields]
+                if not header:
+                    header, width, first, last = fields, len(fields), fields[0], fields[-1]
+                    _check_header(header, start)
+                elif len(fields) != width:
+                    raise Unparsable(start, f"{len(fields)} field(s) where the header has {width}")
+                elif fields[-1] == last and fields[0].removeprefix("\ufeff") == first and fields[1:] == header[1:]:
+                    raise Refused(start, f"repeats the header {delimiter.join(header)!r} (two files joined?); "
+                                         "remove the line, or the rows below it if they are a copy")
+                yield start, fields
+        except csv.Error as e:
+            raise Unparsable(end + 1, str(e)) from None
 
 
 def _check_header(header: list[str], line: int) -> None:

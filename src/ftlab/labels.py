@@ -122,6 +122,15 @@ class LabelCleaner:
             cleaned.append(new)
         return np.array([*cleaned, None], dtype=object)[codes]
 
+    def absorb(self, other: LabelCleaner) -> None:
+        """Add what ``other`` saw (a later file, cleaned on its own) to this cleaner."""
+        for key, (rows, where) in other.changed.items():
+            mine, places = self.changed.get(key, (0, []))
+            self.changed[key] = (mine + rows, (places + where)[:3])
+        for label, (place, rows) in other.first.items():
+            mine_place, mine = self.first.get(label, (place, 0))
+            self.first[label] = (mine_place, mine + rows)
+
     def finish(self) -> None:
         """Warn about every label changed, and judge the labels as a whole (see _check_distinct)."""
         for (text, new), (rows, where) in self.changed.items():

@@ -17,9 +17,10 @@ import logging
 import numbers
 import re
 import stat
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 
@@ -32,23 +33,45 @@ log = logging.getLogger(__name__)
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 DELIMITERS = {".csv": ",", ".tsv": "\t"}
 CHUNK_ROWS = 100_000
+T = TypeVar("T")
 csv.field_size_limit(2**24)  # 16 MiB: long documents are fine; a runaway quote still fails, with its line
+
+
+class _Fallback(Exception):
+    """CSV quoting chosen by ``auto`` failed: read the file again with quotes as plain text."""
 
 
 @dataclass
 class Table:
-    """One data file, opened: what kind it is and how it parses. ``chunks`` reads it again each time."""
+    """One data file, opened: what kind it is and how it parses. :meth:`read` and :meth:`chunks` read
+    it again each time."""
 
     path: Path
     task: Task
     kind: str  # "delimited", "jsonl" (both streamed), "whole" (Parquet, JSON arrays, task formats)
     survey: delimited.Survey | None = None
-    quoted: bool = False  # delimited: the quoting chosen
+    quoted: bool = False  # delimited: CSV quoting (else quotes as plain text)
     quoting: str = "auto"  # as configured
+    undecided: bool = False  # auto, some field starts with a quote: CSV quoting until the file disproves it
+    errors: list[str] = field(default_factory=list)
 
     @property
     def streamed(self) -> bool:
         return self.kind != "whole"
+
+    def read(self, consume: Callable[[Iterator[pd.DataFrame]], T], rows: int = CHUNK_ROWS) -> T:
+        """``consume(chunks)``, once more with quotes as plain text when ``auto``'s CSV quoting fails."""
+        while True:
+            try:
+                result = consume(self.chunks(rows))
+            except _Fallback:
+                self.quoted = False
+                continue
+            if self.undecided:
+                self.undecided = False
+                log.info("%s: read %s", self.path, "with CSV quoting (fields in double quotes)" if self.quoted
+                         else "with quotes as plain text (no CSV quoting); set data.quoting to choose")
+            return result
 
     def chunks(self, rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
         """The file in frames of up to ``rows`` rows: the task's canonical columns and ``origin``."""
@@ -58,17 +81,18 @@ class Table:
             return
         assert self.survey is not None
         if self.kind == "jsonl":
-            literal = _literal(self.task)
-            items = json_lines(self.path, delimited.lines(self.path, self.survey), literal)
-            for batch in _batched(items, rows):
-                df = pd.DataFrame.from_records([item for _, item in batch])
-                yield _canonical(df.assign(origin=[f"{self.path}:{n}" for n, _ in batch]), columns, self.path, self.task)
+            progress, prefix = delimited.Progress(self.path, self.survey.size), f"{self.path}:"
+            with delimited.text_lines(self.path, self.survey) as (lines, position):
+                for batch in _batched(json_lines(self.path, lines, _literal(self.task)), rows):
+                    progress.tick(position(), batch[-1][0])
+                    df = pd.DataFrame.from_records([item for _, item in batch])
+                    yield _canonical(df.assign(origin=[prefix + str(n) for n, _ in batch]), columns, self.path, self.task)
             return
         yield from self._delimited_chunks(rows, columns)
 
     def _delimited_chunks(self, rows: int, columns: dict[str, str]) -> Iterator[pd.DataFrame]:
         assert self.survey is not None
-        delimiter = DELIMITERS[self.path.suffix.lower()]
+        delimiter, prefix = DELIMITERS[self.path.suffix.lower()], f"{self.path}:"
         try:
             found = delimited.records(self.path, self.survey, delimiter, self.quoted)
             start, header = next(found, (0, []))
@@ -79,22 +103,24 @@ class Table:
             label, empty = self.task.opts.label_column, True
             for batch in _batched(found, rows):
                 values = {c: [f[at] or None if c == label else f[at] for _, f in batch] for at, c in enumerate(header)}
-                df = pd.DataFrame({**values, "origin": [f"{self.path}:{line}" for line, _ in batch]})
+                df = pd.DataFrame({**values, "origin": [prefix + str(line) for line, _ in batch]})
                 empty = False
-                yield _canonical(df, columns, self.path, self.task)
+                yield _canonical(df, columns, self.path, self.task, typed=False)
             if empty and start:  # a header alone: its columns are still checked
                 yield _canonical(pd.DataFrame(columns=[*header, "origin"]), columns, self.path, self.task)
         except delimited.Refused as e:
             raise DataError(f"{self.path}:{e.line}: {e}") from None
         except delimited.Unparsable as e:
-            how = "with CSV quoting" if self.quoted else "with quotes as plain text"
+            self.errors.append(f"{'with CSV quoting' if self.quoted else 'with quotes as plain text'}: {e}")
+            if self.undecided and self.quoted:
+                raise _Fallback from None
             hint = delimited.parse_hint(self.path, self.survey, delimiter, self.quoting,
                                         delimited.first_line(self.path, delimiter))
-            raise DataError(f"{self.path}: cannot parse as {_name(delimiter)} ({how}: {e}){hint}") from None
+            raise DataError(f"{self.path}: cannot parse as {_name(delimiter)} ({'; '.join(self.errors)}){hint}") from None
 
 
 def open_table(path: Path, task: Task, quoting: str = "auto") -> Table:
-    """Check the file and decide how it parses (``quoting`` for CSV/TSV, see ``DataConfig.quoting``)."""
+    """Check the file and see how it parses (``quoting`` for CSV/TSV, see ``DataConfig.quoting``)."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES and suffix not in task.file_suffixes:
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of "
@@ -110,41 +136,19 @@ def open_table(path: Path, task: Task, quoting: str = "auto") -> Table:
         return Table(path, task, "whole")
     if suffix not in DELIMITERS:
         return Table(path, task, "jsonl", dataclasses.replace(survey, lone_cr=None))  # \r is whitespace in JSON
-    return Table(path, task, "delimited", survey, _choose_quoting(path, survey, quoting), quoting)
+    # auto: CSV quoting when some field starts with a quote and the whole file parses that way
+    # (Table.read falls back to plain quotes if it does not), else quotes as plain text
+    quoted = quoting == "csv" or (quoting == "auto" and survey.quote_starts)
+    return Table(path, task, "delimited", survey, quoted, quoting, undecided=quoting == "auto" and survey.quote_starts)
 
 
 def read_table(path: Path, task: Task, quoting: str = "auto") -> pd.DataFrame:
     """One file as a DataFrame of the task's canonical columns (``text``, ``label``, ...) and ``origin``."""
-    frames = list(open_table(path, task, quoting).chunks())
+    frames = open_table(path, task, quoting).read(list)
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else pd.DataFrame()
     if df.empty:
         raise DataError(f"{path}: no rows")
     return df
-
-
-def _choose_quoting(path: Path, survey: delimited.Survey, quoting: str) -> bool:
-    """Whether to read with CSV quoting. ``auto``: when some field starts with a quote and the whole
-    file parses that way (one more pass over it), else quotes as plain text; logged."""
-    if quoting != "auto":
-        return quoting == "csv"
-    if not survey.quote_starts:
-        return False  # no field starts with a quote: both ways read the same
-    delimiter = DELIMITERS[path.suffix.lower()]
-    errors = []
-    for quoted in (True, False):
-        try:
-            for _ in delimited.records(path, survey, delimiter, quoted):
-                pass
-        except delimited.Unparsable as e:
-            errors.append(f"{'with CSV quoting' if quoted else 'with quotes as plain text'}: {e}")
-            continue
-        except delimited.Refused as e:
-            raise DataError(f"{path}:{e.line}: {e}") from None
-        log.info("%s: read %s", path, "with CSV quoting (fields in double quotes)" if quoted
-                 else "with quotes as plain text (no CSV quoting); set data.quoting to choose")
-        return quoted
-    hint = delimited.parse_hint(path, survey, delimiter, quoting, delimited.first_line(path, delimiter))
-    raise DataError(f"{path}: cannot parse as {_name(delimiter)} ({'; '.join(errors)}){hint}")
 
 
 def _name(delimiter: str) -> str:
@@ -207,8 +211,9 @@ def _check_regular(path: Path) -> None:
         raise DataError(f"{path}: {kind}, not a data file; give a regular file")
 
 
-def _canonical(df: pd.DataFrame, columns: dict[str, str], path: Path, task: Task) -> pd.DataFrame:
-    """The task's source columns renamed to canonical names, ``origin`` kept; texts checked."""
+def _canonical(df: pd.DataFrame, columns: dict[str, str], path: Path, task: Task, typed: bool = True) -> pd.DataFrame:
+    """The task's source columns renamed to canonical names, ``origin`` kept; texts of a typed
+    source (JSON, Parquet; not CSV, whose fields are all text) checked."""
     if path.suffix.lower() in task.file_suffixes:
         return df  # the task's reader gives canonical columns itself
     missing = [c for c in columns.values() if c not in df.columns]
@@ -218,7 +223,7 @@ def _canonical(df: pd.DataFrame, columns: dict[str, str], path: Path, task: Task
                         f"(set {keys})")
     out = df[[*columns.values(), "origin"]].set_axis([*columns, "origin"], axis=1)
     for name in ("text", "text_pair"):
-        if name in out:
+        if name in out and typed:
             _check_text_values(out, path, name, columns[name])
     return out
 

@@ -10,6 +10,7 @@ and writes each row the plan keeps straight into its split's Parquet file. Nothi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,19 +50,26 @@ class _Scan:
 
 
 def _scan(table: Table, split: str, cleaner: LabelCleaner, rows: int) -> _Scan:
-    scan = _Scan()
-    for chunk in table.chunks(rows):
-        origins = chunk["origin"].reset_index(drop=True)
-        labels = pd.Series(cleaner.clean(chunk["label"], origins, split, scan.rows))
-        for column, what in (("text", "text(s)"), ("text_pair", "text pair(s)")):
-            if column in chunk:
-                values = chunk[column].reset_index(drop=True)
-                scan.note(f"null or blank {what}", (values.isna() | values.map(is_blank).astype(bool)).to_numpy(), origins)
-        scan.note("null label(s)", labels.isna().to_numpy(), origins)
-        for label in pd.unique(labels.dropna()):
-            scan.seen.setdefault(label, len(scan.seen))
-        scan.codes.append(labels.map(scan.seen).fillna(-1).to_numpy(dtype=np.int32))
-        scan.rows += len(chunk)
+    """Pass 1 over one file (again from the start if ``auto`` quoting falls back to plain quotes)."""
+    def scan_chunks(chunks: Iterator[pd.DataFrame]) -> tuple[_Scan, LabelCleaner]:
+        scan, mine = _Scan(), LabelCleaner()
+        for chunk in chunks:
+            origins = chunk["origin"].reset_index(drop=True)
+            labels = pd.Series(mine.clean(chunk["label"], origins, split, scan.rows))
+            for column, what in (("text", "text(s)"), ("text_pair", "text pair(s)")):
+                if column in chunk:
+                    values = chunk[column].reset_index(drop=True)
+                    scan.note(f"null or blank {what}", (values.isna() | values.map(is_blank).astype(bool)).to_numpy(),
+                              origins)
+            scan.note("null label(s)", labels.isna().to_numpy(), origins)
+            for label in pd.unique(labels.dropna()):
+                scan.seen.setdefault(label, len(scan.seen))
+            scan.codes.append(labels.map(scan.seen).fillna(-1).to_numpy(dtype=np.int32))
+            scan.rows += len(chunk)
+        return scan, mine
+
+    scan, mine = table.read(scan_chunks, rows)
+    cleaner.absorb(mine)
     return scan
 
 
