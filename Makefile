@@ -8,6 +8,10 @@
 # and `prefect` that the pipeline and the tests start are the venv's.
 PY ?= python3
 VENV ?= .venv
+# the index torch comes from; empty: pip's default. GitHub's CPU runners set PyTorch's CPU index
+# (https://download.pytorch.org/whl/cpu): on Linux, PyPI's torch is the CUDA build, several GB of
+# nvidia-* wheels that a CPU runner never uses. GPU runners leave it empty and get the CUDA build.
+TORCH_INDEX ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ftlab-installed
 WITH_VENV := PATH="$(abspath $(BIN)):$$PATH" VIRTUAL_ENV="$(abspath $(VENV))"
@@ -34,7 +38,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade "pip>=25.1,<27"
-	$(BIN)/python -m pip install torch==2.13.0
+	$(BIN)/python -m pip install torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -e ".[test]"
 	touch $(STAMP)
 
