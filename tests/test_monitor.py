@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -19,6 +20,7 @@ import yaml
 from ftlab import stages
 from ftlab.data import DataError
 from ftlab.demo import generate_demo
+from ftlab.labelling import labelling_queue, novelty
 from ftlab.monitor import monitor
 from tests.prefect_server import prefect_server
 from tests.test_pipeline import ROOT, make_repo, smoke_params
@@ -75,6 +77,25 @@ def test_monitor_verdicts(project):
     for name, signal in drift["signals"].items():
         assert f"<code>{name}</code>" in top and f"{signal['score']:.3f}" in top
     assert page.index("</section>") < page.index("<div id=\"root_metric_")  # Evidently's widgets below
+    # the batch has no labels: the rows to label first, for a spreadsheet and for Label Studio
+    assert "labelling_queue" not in ok and drift["labelling_queue"]["csv"] == str(root / "monitor/labelling_queue.csv")
+    queue = pd.read_csv(root / "monitor/labelling_queue.csv")
+    assert list(queue.columns[:2]) == ["text", "label"] and queue["label"].isna().all()
+    assert len(queue) == min(cfg.monitor.queue_size, drift["rows"]["current"]) and queue["row"].is_unique
+    assert queue["why"].iloc[0] == "least sure" and queue["confidence"].iloc[0] == queue["confidence"].min()
+    assert set(queue["why"]) == {"least sure", "least like the training data"}
+    studio = json.loads((root / "monitor/labelling_queue.label-studio.json").read_text())
+    assert [t["data"]["text"] for t in studio] == queue["text"].tolist()
+    assert studio[0]["predictions"][0]["result"][0]["value"]["choices"] == [queue["prediction"].iloc[0]]
+
+
+def test_the_labelling_queue_alternates_unsure_and_novel_rows_each_once():
+    confidence = np.array([0.9, 0.5, 0.6, 0.99, 0.7])
+    distance = np.array([0.1, 0.8, 0.0, 0.9, 0.2])
+    queue = labelling_queue([f"t{i}" for i in range(5)], np.array(list("abcde")), confidence, distance, size=4)
+    assert queue["row"].tolist() == [1, 3, 2, 4]  # unsure 1, novel 3, unsure 2, then novel 1 is taken: 4
+    assert queue["why"].tolist() == ["least sure", "least like the training data"] * 2
+    assert np.allclose(novelty(np.array([[1.0, 0.0], [0.0, 2.0]]), np.array([[2.0, 0.0]])), [0.0, 1.0])
 
 
 LABEL_FORMS = {

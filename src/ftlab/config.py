@@ -287,6 +287,7 @@ class MonitorConfig(Strict):
     max_accuracy_drop: float = Field(0.05, ge=0.0, le=1.0)
     min_drifted: PositiveInt = 1  # signals that must drift for the verdict "drift"
     min_rows: PositiveInt = 30  # fewer new rows than this: refuse to judge
+    queue_size: int = Field(100, ge=0)  # unlabelled new rows: how many to queue for labelling (0: none)
 
 
 def _method_params_model() -> type[Strict]:

@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 
 from ftlab.io import write_json, write_text
+from ftlab.labelling import labelling_queue, novelty, write_queue
 from ftlab.monitor_report import next_step, with_verdict
 from ftlab.readers import SUFFIXES as READERS
 from ftlab.tasks import DataError
@@ -288,6 +289,10 @@ def monitor(model_dir: Path, input_path: Path, cfg: MonitorConfig, out_dir: Path
         "rows": {"reference": len(ref), "current": len(new)}, "input": [str(f) for f in files],
         "model": str(model_dir), "report": str(Path(out_dir) / "monitor.html")}
     result["next_step"] = next_step(result)
+    if labels is None and cfg.queue_size:  # from drift to labels: the rows to label first
+        queue = labelling_queue(texts, current["prediction"].to_numpy(), current["confidence"].to_numpy(),
+                                novelty(cur_emb, ref_emb), cfg.queue_size)
+        result["labelling_queue"] = write_queue(queue, Path(out_dir), meta)
     write_text(Path(out_dir) / "monitor.html", with_verdict(snapshot.get_html_str(as_iframe=False), result))
     write_json(Path(out_dir) / "monitor.json", result)
     log.info("monitor: %s (%s)", verdict, "; ".join(result["reasons"]))
