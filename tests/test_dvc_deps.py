@@ -59,3 +59,35 @@ def test_the_import_analysis_sees_function_level_and_transitive_imports():
     assert "ftlab.report" not in train and "ftlab.checks" not in train  # other stages' code is not train's
     assert {"ftlab.report", "ftlab.stats"} <= stage_code("compare").keys()
     assert "ftlab.demo" in stage_code("prepare")  # imported inside a function of ftlab.data
+
+
+def _render(text: str, cfg, cell=None) -> str:
+    """A dvc.yaml path with the config's values and a cell's (DVC's ${...} interpolation)."""
+    values = {"train.output_dir": cfg.train.output_dir, "report.dir": cfg.report.dir, "promote.dir": cfg.promote.dir,
+              "promote.name": cfg.promote.name, "data.prepared_dir": cfg.data.prepared_dir}
+    if cell is not None:
+        values |= {"item.method": cell.method, "item.seed": cell.seed, "item.size": cell.train_size}
+    for key, value in values.items():
+        text = text.replace("${" + key + "}", str(value))
+    assert "${" not in text, text
+    return text
+
+
+def test_the_run_layout_is_the_one_stages_py_defines():
+    """Every path of a cell in dvc.yaml is the one ftlab.stages gives: the run directory, the plan
+    file, the checks; and the matrix is the config's grid (the same three lists)."""
+    from ftlab import stages
+    from ftlab.config import load_config
+    from ftlab.promote import model_dir
+
+    cfg = load_config(None, {"train_sizes": [20, "all"], "seeds": [1, 2]})
+    train = _spec("train")
+    assert train["matrix"] == {"method": "${methods}", "seed": "${seeds}", "size": "${train_sizes}"}
+    for cell in cfg.cells():
+        assert _render(train["deps"][0], cfg, cell) == str(stages.plan_file(cfg, cell))
+        outs = [_render(next(iter(o)) if isinstance(o, dict) else o, cfg, cell) for o in train["outs"]]
+        assert all(Path(o).parent == stages.run_dir(cfg, cell) or Path(o).parent.parent == stages.run_dir(cfg, cell)
+                   for o in outs), outs
+        assert stages.checks_dir(cfg, cell).is_relative_to(_render(_spec("check")["outs"][0], cfg))
+    assert _render(next(iter(_spec("plan")["outs"][0])), cfg) == str(stages.plan_file(cfg, cfg.cells()[0]).parents[1])
+    assert _render(_spec("promote")["outs"][0], cfg) == str(model_dir(cfg))
