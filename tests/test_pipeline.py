@@ -58,6 +58,7 @@ def make_repo(path: Path, params: dict) -> Path:
     sh("git", "config", "user.name", "t", cwd=path)
     sh("dvc", "init", "-q", cwd=path)
     shutil.copy(ROOT / ".dvc/config", path / ".dvc/config")  # autostage, offline plots template, remote
+    shutil.copy(ROOT / ".dvcignore", path / ".dvcignore")
     shutil.copytree(ROOT / ".dvc/plots", path / ".dvc/plots")
     sh("git", "add", "-A", cwd=path)
     sh("git", "commit", "-qm", "init", cwd=path)
