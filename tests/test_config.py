@@ -119,3 +119,9 @@ def test_a_wrong_type_of_data_source_is_explained_plainly(tmp_path, value):
     message = str(info.value)
     assert "data.source:" in message and "(line 2)" in message and "{train: FILE" in message, message
     assert "lax-or-strict" not in message and "literal[" not in message.lower(), message
+
+
+def test_a_params_file_that_cannot_be_read_says_so(tmp_path):
+    (tmp_path / "params.yaml").symlink_to("/proc/self/mem")  # a regular file whose read fails (EIO)
+    with pytest.raises(ConfigError, match=r"params\.yaml cannot be read"):
+        load_config(tmp_path / "params.yaml")

@@ -235,3 +235,36 @@ def test_pair_leakage_examples_show_both_texts_and_class_counts_warn_nothing(tmp
     with pytest.raises(ValidationFailed) as e:
         raise_on_failure(result)
     assert "'A man is playing.' / 'train pair 0'" in str(e.value)
+
+
+# ---- more of each class: a label that is a list, a read error, duplicate Parquet columns ----------
+def test_a_classification_label_that_is_a_list_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text("\n".join([json.dumps({"text": f"t {i}", "label": "ab"[i % 2]}) for i in range(30)]
+                              + ['{"text": "x", "label": ["a", "b"]}']) + "\n")
+    with pytest.raises(DataError, match=r"a\.jsonl:31.*multilabel"):
+        prepare(cfg_for(tmp_path, path))
+
+
+def test_a_file_that_cannot_be_read_says_so(tmp_path):
+    (tmp_path / "a.csv").symlink_to("/proc/self/mem")  # a regular file whose read fails (EIO)
+    with pytest.raises(DataError, match=r"a\.csv: cannot be read"):
+        prepare(cfg_for(tmp_path, tmp_path / "a.csv"))
+
+
+def test_duplicate_parquet_columns_are_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = [f"t {i}" for i in range(30)]
+    pq.write_table(pa.table([texts, ["a", "b"] * 15, ["b", "a"] * 15], names=["text", "label", "label"]),
+                   tmp_path / "a.parquet")
+    with pytest.raises(DataError, match=r"a\.parquet: .*'label'.*twice"):
+        prepare(cfg_for(tmp_path, tmp_path / "a.parquet"))
+
+
+def test_a_repeated_header_with_spaces_is_still_a_header(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("text,label\n" + "".join(f"t {i},{'ab'[i % 2]}\n" for i in range(30)) + "text , label \n")
+    with pytest.raises(DataError, match=r"a\.csv:32: .*header"):
+        prepare(cfg_for(tmp_path, path))

@@ -456,7 +456,10 @@ def _read_params(path: Path) -> str:
     if not stat.S_ISREG(mode):
         kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "not a regular file"
         raise ConfigError(f"params file {path} is {kind}; give a YAML file")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"params file {path} cannot be read ({e.strerror or e})") from None
     try:
         return raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:

@@ -136,7 +136,7 @@ def records(path: Path, survey: Survey, delimiter: str, quoted: bool) -> Iterato
         reader = csv.reader(source, delimiter=delimiter, strict=True,
                             quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
         header: list[str] = []
-        first, last, width, end = "", "", 0, 0
+        last, width, end = "", 0, 0
         try:
             for fields in reader:
                 start, end = end + 1, reader.line_num
@@ -147,16 +147,21 @@ def records(path: Path, survey: Survey, delimiter: str, quoted: bool) -> Iterato
                 if survey.lone_cr:
                     fields = [f.replace(survey.lone_cr, "\r") for f in fields]
                 if not header:
-                    header, width, first, last = fields, len(fields), fields[0], fields[-1]
-                    _check_header(header, start)
+                    _check_header(fields, start)
+                    header, width, last = [_bare(f) for f in fields], len(fields), _bare(fields[-1])
                 elif len(fields) != width:
                     raise Unparsable(start, f"{len(fields)} field(s) where the header has {width}")
-                elif fields[-1] == last and fields[0].removeprefix("\ufeff") == first and fields[1:] == header[1:]:
+                elif fields[-1].strip() == last and [_bare(f) for f in fields] == header:
                     raise Refused(start, f"repeats the header {delimiter.join(header)!r} (two files joined?); "
                                          "remove the line, or the rows below it if they are a copy")
                 yield start, fields
         except csv.Error as e:
             raise Unparsable(end + 1, str(e)) from None
+
+
+def _bare(field: str) -> str:
+    """A header field as compared with a later row: surrounding spaces and a byte-order mark aside."""
+    return field.strip().lstrip("\ufeff").strip()
 
 
 def _check_header(header: list[str], line: int) -> None:

@@ -102,6 +102,12 @@ class LabelCleaner:
         """The labels as text (None where missing), invisible edges removed; ``offset``: the position
         of the first value in its split (for rows without an origin)."""
         values = pd.Series(values, dtype=object).reset_index(drop=True)
+        nested = values.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray))).to_numpy(dtype=bool)
+        if nested.any():
+            row = int(np.flatnonzero(nested)[0])
+            raise DataError(f"{origins.iloc[row] if origins is not None else f'{split} row {offset + row}'}: the label "
+                            f"{values.iloc[row]!r} is a {type(values.iloc[row]).__name__}; classification takes one label "
+                            "per row (task.type: multilabel takes several)")
         if any(type(v) is bool or type(v).__name__ == "bool_" for v in values):  # True == 1 to a hash table
             values = values.map(lambda v: label_text(v) if type(v) is bool or type(v).__name__ == "bool_" else v)
         codes, uniques = pd.factorize(values, use_na_sentinel=True)

@@ -129,7 +129,10 @@ def open_table(path: Path, task: Task, quoting: str = "auto") -> Table:
         raise DataError(f"{path}: is a directory, not a data file (data.source names one file, or one per split: "
                         "{train: FILE, validation: FILE, test: FILE})")
     _check_regular(path)
-    survey = delimited.survey(path, DELIMITERS.get(suffix, ","))
+    try:
+        survey = delimited.survey(path, DELIMITERS.get(suffix, ","))
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
     if survey.empty:
         raise DataError(f"{path}: file is empty")
     if suffix in task.file_suffixes or suffix == ".parquet" or (suffix == ".json" and _is_array(path)):
@@ -177,7 +180,15 @@ def _read_whole(path: Path, task: Task) -> pd.DataFrame:
         return task.read_file(path)
     if path.suffix.lower() == ".parquet":
         try:
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(path).names
+            twice = [c for c in dict.fromkeys(names) if names.count(c) > 1]
+            if twice:
+                raise DataError(f"{path}: column {twice[0]!r} appears twice ({names}); give every column its own name")
             df = pd.read_parquet(path)
+        except DataError:
+            raise
         except Exception as e:  # pyarrow raises its own ArrowInvalid, OSError, ...
             raise DataError(f"{path}: not a readable Parquet file ({e})") from None
         return df.assign(origin=[f"{path} record {i}" for i in range(1, len(df) + 1)])
