@@ -268,3 +268,10 @@ def test_a_repeated_header_with_spaces_is_still_a_header(tmp_path):
     path.write_text("text,label\n" + "".join(f"t {i},{'ab'[i % 2]}\n" for i in range(30)) + "text , label \n")
     with pytest.raises(DataError, match=r"a\.csv:32: .*header"):
         prepare(cfg_for(tmp_path, path))
+
+
+def test_a_full_width_twin_prints_alike_and_a_decomposed_accent_is_the_same_label(tmp_path):
+    with pytest.raises(DataError, match="print alike"):
+        prepare(cfg_for(tmp_path, write_csv(tmp_path / "a.csv", ["1", "2"] * 20 + ["\uff11"] * 3)))
+    names, _ = prepared(tmp_path, write_csv(tmp_path / "b.csv", ["caf\u00e9", "cafe\u0301", "the"] * 20))
+    assert names == ["caf\u00e9", "the"]
