@@ -99,7 +99,7 @@ def check_raw(raw: dict[str, pd.DataFrame], task: Task) -> dict[str, pd.DataFram
 
 def split(raw: dict[str, pd.DataFrame], cfg: DataConfig, task: Task, seed: int) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Train/validation/test with the task's encoded labels (and ``origin`` where known), and the label
-    names. Each split keeps its rows in file order; which rows is decided by :func:`ftlab.splitting.plan`."""
+    names. Which rows, in which order, is decided by :func:`ftlab.splitting.plan`."""
     raw = check_raw(raw, task)
     rows = plan({name: len(df) for name, df in raw.items()}, {name: _strata(df, task) for name, df in raw.items()},
                 cfg, seed)

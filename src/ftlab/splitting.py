@@ -2,8 +2,7 @@
 
 A plan needs no text: only how many rows each source split has and, where the task has classes,
 each row's class code (:func:`ftlab.labels.codes`). So a file read in chunks is planned from its
-labels, without holding it, and the plan is the same whatever the chunks. Each split keeps its rows
-in file order.
+labels, without holding it, and the plan is the same whatever the chunks.
 """
 
 from __future__ import annotations
@@ -16,11 +15,12 @@ import pandas as pd
 from ftlab.config import DataConfig
 from ftlab.tasks import DataError
 
-Plan = dict[str, tuple[str, np.ndarray]]  # split -> (source split it comes from, sorted positions there)
+Plan = dict[str, tuple[str, np.ndarray]]  # split -> (source split it comes from, its rows' positions there, in order)
 
 
 def draw(size: int, n: int, seed: int, strata: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted positions of ``n`` of ``size`` rows and of the rest, seeded, stratified by ``strata``
+    """Positions of ``n`` of ``size`` rows and of the rest, in the order the split takes them (as
+    scikit-learn shuffles them), seeded, stratified by ``strata``
     (class codes) when given. scikit-learn's split is used where it applies (at least two rows per
     class, and a row of every class on both sides); otherwise each class gets its share of the ``n``
     rows by largest remainder, every class keeping at least one row among the ``n`` when they allow,
@@ -35,16 +35,17 @@ def draw(size: int, n: int, seed: int, strata: np.ndarray | None) -> tuple[np.nd
     if counts.min() >= 2 and min(n, size - n) >= len(counts):
         try:
             keep, rest = train_test_split(np.arange(size), train_size=n, random_state=seed, stratify=strata)
-            return np.sort(keep), np.sort(rest)
+            return np.asarray(keep), np.asarray(rest)
         except ValueError:
             pass
     quota = _quotas(counts, n, size)
     rng = np.random.default_rng(seed)
     positions = np.arange(size)
     chosen = np.concatenate([rng.permutation(positions[(labels == name).to_numpy()])[:k] for name, k in quota.items()])
+    chosen = rng.permutation(chosen)
     mask = np.zeros(size, dtype=bool)
     mask[chosen] = True
-    return np.flatnonzero(mask), np.flatnonzero(~mask)
+    return chosen, np.flatnonzero(~mask)
 
 
 def _quotas(counts: pd.Series, n: int, size: int) -> pd.Series:

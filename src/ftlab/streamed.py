@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,8 @@ from ftlab.labels import LabelCleaner, is_blank, order_key
 from ftlab.readers import CHUNK_ROWS, Table
 from ftlab.splitting import Plan, plan
 from ftlab.tasks import DataError, Task
+
+BUCKET_ROWS = 250_000  # rows of a split reordered in memory at once
 
 
 @dataclass
@@ -104,9 +107,6 @@ def prepare_streamed(tables: dict[str, Table], cfg: DataConfig, task: Task, seed
                      rows: int = CHUNK_ROWS) -> tuple[dict[str, int], list[str]]:
     """Write ``out/{train,validation,test}.parquet`` from ``tables`` (the source's files by split),
     reading ``rows`` rows at a time; the rows of each split and the label names."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     cleaner = LabelCleaner()
     scans = {split: _scan(table, split, cleaner, rows) for split, table in tables.items()}
     cleaner.finish()
@@ -114,30 +114,54 @@ def prepare_streamed(tables: dict[str, Table], cfg: DataConfig, task: Task, seed
     ranked = {split: scan.ranked() for split, scan in scans.items()}
     planned = plan({s: scan.rows for s, scan in scans.items()}, {s: r[0] for s, r in ranked.items()}, cfg, seed)
     names = _names(planned, ranked)
+    _write(tables, planned, ranked, names, task, out, rows)
+    return {split: len(planned[split][1]) for split in SPLITS}, names
+
+
+def _write(tables: dict[str, Table], planned: Plan, ranked: dict[str, tuple[np.ndarray, list[str]]],
+           names: list[str], task: Task, out: Path, rows: int) -> None:
+    """Pass 2: each kept row, in file order, into the bucket of its split that holds its place in the
+    split's order (BUCKET_ROWS places each); then each split's buckets in turn, sorted, into its file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     texts = [c for c in ("text", "text_pair") if c in task.source_columns()]
     schema = pa.schema([*((c, pa.string()) for c in texts), ("label", pa.int64()), ("origin", pa.string())])
-    writers = {split: pq.ParquetWriter(out / f"{split}.parquet", schema) for split in SPLITS}
+    ranked_schema = schema.append(pa.field("_place", pa.int64()))
+    buckets: dict[tuple[int, int], Any] = {}
     try:
         for source, table in tables.items():
             codes, labels = ranked[source]
             label_id = np.array([names.index(label) if label in names else -1 for label in labels] + [-1])
             goes = np.full(len(codes), -1, dtype=np.int8)  # the split index each row goes to
+            place = np.zeros(len(codes), dtype=np.int64)  # and its place in that split's order
             for k, split in enumerate(SPLITS):
                 if planned[split][0] == source:
                     goes[planned[split][1]] = k
+                    place[planned[split][1]] = np.arange(len(planned[split][1]))
             start = 0
             for chunk in table.chunks(rows):
-                here, ids = goes[start:start + len(chunk)], label_id[codes[start:start + len(chunk)]]
-                for k, split in enumerate(SPLITS):
+                end = start + len(chunk)
+                here, ids, at = goes[start:end], label_id[codes[start:end]], place[start:end]
+                for k in np.unique(here[here >= 0]):
                     keep = here == k
-                    if keep.any():
-                        columns: dict[str, np.ndarray] = {c: chunk[c].to_numpy()[keep] for c in texts}
-                        columns["label"] = ids[keep].astype(np.int64)
-                        columns["origin"] = chunk["origin"].to_numpy()[keep]
-                        frame = pd.DataFrame(columns)
-                        writers[split].write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
-                start += len(chunk)
+                    for b in np.unique(at[keep] // BUCKET_ROWS):
+                        sel = keep & (at // BUCKET_ROWS == b)
+                        columns: dict[str, np.ndarray] = {c: chunk[c].to_numpy()[sel] for c in texts}
+                        columns["label"] = ids[sel].astype(np.int64)
+                        columns["origin"] = chunk["origin"].to_numpy()[sel]
+                        columns["_place"] = at[sel]
+                        if (k, b) not in buckets:
+                            buckets[(k, b)] = pq.ParquetWriter(out / f".{SPLITS[k]}.{b}.parquet", ranked_schema)
+                        buckets[(k, b)].write_table(pa.Table.from_pandas(pd.DataFrame(columns), schema=ranked_schema,
+                                                                         preserve_index=False))
+                start = end
     finally:
-        for writer in writers.values():
+        for writer in buckets.values():
             writer.close()
-    return {split: len(planned[split][1]) for split in SPLITS}, names
+    for k, split in enumerate(SPLITS):
+        with pq.ParquetWriter(out / f"{split}.parquet", schema) as writer:
+            for b in sorted(b for kk, b in buckets if kk == k):
+                part = pq.read_table(out / f".{split}.{b}.parquet")
+                writer.write_table(part.take(pa.compute.sort_indices(part["_place"])).drop_columns(["_place"]))
+                (out / f".{split}.{b}.parquet").unlink()
