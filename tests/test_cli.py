@@ -83,7 +83,7 @@ def test_pipeline_reports_a_bad_param_before_starting_prefect(tmp_path):
         out = ftlab("pipeline", *args, cwd=tmp_path)
         output = out.stdout + out.stderr
         assert out.returncode == 1, output
-        assert "methods: Value error, unknown method(s) ['lorra']" in out.stdout, output
+        assert "methods: unknown method(s) ['lorra']" in out.stdout, output
         assert "Traceback" not in output and "flow run" not in output and "temporary server" not in output, output
     assert "(line 2)" in out.stdout, out.stdout  # the params file's line of the bad key
     assert "--set" in ftlab("pipeline", "--help").stdout

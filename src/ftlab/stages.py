@@ -161,7 +161,7 @@ def compare(cfg: Config) -> dict:
     from ftlab.report import compare as write_report
 
     cells = cfg.cells()
-    checks = [checks_dir(cfg, c) for c in cells]
+    checks: list[Path | None] = [checks_dir(cfg, c) for c in cells]
     searches = [search_file(cfg, m) for m in cfg.methods if search_file(cfg, m).is_file()]
     return write_report([run_dir(cfg, c) for c in cells], checks, cfg.report, cfg.report.dir, searches,
                         cfg.task_type(), baselines(cfg))
