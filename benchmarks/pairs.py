@@ -8,7 +8,7 @@ Each cell trains in its own ``ftlab train`` process on the **targets** recipe of
 validation, early stopping on it) with ``task.pair_encoding`` set, and is scored on dev.tsv, which
 training never sees. The bi-encoder's full fine-tuning takes sentence-transformers' STS-B recipe
 learning rate (2e-5, its ``training_stsb.py`` example; chosen before any run, not on the test set);
-the cross-encoder keeps the targets recipe's (full: 1e-4). Baselines: the task's trivial predictor,
+the cross-encoder keeps the targets recipe's (full: STS-B 1e-4, RTE 3e-5). Baselines: the task's trivial predictor,
 and for STS-B the zero-shot cosine of MiniLM's mean-pooled embeddings (the untrained bi-encoder).
 Every trained cell is compared with every baseline, and bi with cross for the same method, by the
 project's paired bootstrap on the task's primary metric (Spearman re-ranked per resample,
@@ -19,6 +19,7 @@ and ``pairs.md``.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import shutil
@@ -58,27 +59,31 @@ def overrides(dataset: str, encoding: str, method: str) -> list[str]:
 
 def train_cell(dataset: str, method: str, encoding: str) -> tuple[dict, pd.DataFrame | None]:
     """One ``ftlab train`` process; its row and test predictions."""
-    from ftlab.metrics import flat
-
-    cfg, sets = config(dataset, encoding, method), overrides(dataset, encoding, method)
     out = WORK / dataset / f"{method}-{encoding}"
     shutil.rmtree(out, ignore_errors=True)
     cmd = ["ftlab", "train", "-m", method, "-p", str(params_file(dataset, "targets")), "--out", str(out),
-           *(f"-S{s}" for s in sets)]
+           *(f"-S{s}" for s in overrides(dataset, encoding, method))]
     log.info("$ %s", " ".join(cmd))
     logged = WORK / "logs" / f"{dataset}_{method}_{encoding}.log"
     with open(logged, "w") as logfile:
         subprocess.run(cmd, stdout=logfile, stderr=subprocess.STDOUT, text=True)
-    name = f"{method} ({encoding})"
     if not (out / "metrics.json").is_file():
         tail = " ".join(logged.read_text().strip().splitlines()[-1:])
-        log.error("%s/%s failed: %s", dataset, name, tail)
-        return row(dataset, cfg, name, None, encoding=encoding, note=f"error: {tail}"), None
+        log.error("%s/%s (%s) failed: %s", dataset, method, encoding, tail)
+        cfg = config(dataset, encoding, method)
+        return row(dataset, cfg, f"{method} ({encoding})", None, encoding=encoding, note=f"error: {tail}"), None
+    return saved_cell(dataset, method, encoding)
+
+
+def saved_cell(dataset: str, method: str, encoding: str) -> tuple[dict, pd.DataFrame]:
+    """The row and test predictions of a trained cell's run directory."""
+    from ftlab.metrics import flat
+
+    cfg, out = config(dataset, encoding, method), WORK / dataset / f"{method}-{encoding}"
     raw = json.loads((out / "metrics.json").read_text())
     extra = {k: raw[k] for k in ("steps", "best_step", "epochs")} | {k: raw["cost"][k] for k in ("threads", "precision")}
-    extra["lr"] = cfg.params_for(method).lr
-    r = row(dataset, cfg, name, flat(raw), encoding=encoding, **extra)
-    log.info("%s/%s: %s %.4f in %.0fs", dataset, name, r["metric"], r["value"], r["train_seconds"])
+    r = row(dataset, cfg, f"{method} ({encoding})", flat(raw), encoding=encoding, lr=cfg.params_for(method).lr, **extra)
+    log.info("%s/%s: %s %.4f in %.0fs", dataset, r["method"], r["metric"], r["value"], r["train_seconds"])
     return r, pd.read_parquet(out / "predictions.parquet")
 
 
@@ -120,7 +125,8 @@ def tests(dataset: str, cells: dict[str, pd.DataFrame], rows: list[dict]) -> lis
     pairs += [(f"{m} (bi)", f"{m} (cross)") for m in ("full", "lora") if {f"{m} (bi)", f"{m} (cross)"} <= set(scores)]
     out = []
     for a, b in pairs:
-        t = paired_bootstrap(scores[a], scores[b], statistic=task.statistic, higher_is_better=task.primary.higher_is_better)
+        t = paired_bootstrap(scores[a][None], scores[b][None], statistic=task.statistic,  # one seed
+                             higher_is_better=task.primary.higher_is_better)
         out.append({"dataset": dataset, "a": a, "b": b, "metric": task.statistic.label, **t})
         log.info("%s: %s vs %s: %+.4f [%.4f, %.4f] p=%.4f %s", dataset, a, b, t["difference"], t["ci_low"],
                  t["ci_high"], t["p_value"], t["verdict"])
@@ -132,7 +138,8 @@ def markdown(results: dict) -> str:
              "`python benchmarks/pairs.py`: the targets recipe of `benchmarks/params/tasks_<dataset>_targets.yaml` "
              "with `task.pair_encoding` cross or bi; test = the dataset's dev.tsv, never seen in training. One "
              "`ftlab train` process per cell, one thread, fp32. Bi-encoder full fine-tuning at lr 2e-5 "
-             "(sentence-transformers' STS-B example), the cross-encoder at the recipe's 1e-4. Verdicts: the "
+             "(sentence-transformers' STS-B example), the cross-encoder at the recipe's (STS-B 1e-4, RTE 3e-5). "
+             "Verdicts: the "
              "project's paired bootstrap (10,000 resamples of the test pairs, 95%) on the primary metric, "
              "Spearman re-ranked on every resample.", ""]
     if results.get("device"):
@@ -154,7 +161,7 @@ def markdown(results: dict) -> str:
         lines += ["", "| A | B | A − B | 95% interval | p | verdict for A |", "|---|---|---|---|---|---|"]
         for t in (t for t in results["tests"] if t["dataset"] == dataset):
             lines.append(f"| {t['a']} | {t['b']} | {t['difference']:+.4f} | [{t['ci_low']:+.4f}, {t['ci_high']:+.4f}] "
-                         f"| {t['p_value']:.4f} | **{t['verdict']}** |")
+                         f"| {'< 0.0001' if t['p_value'] < 1e-4 else format(t['p_value'], '.4f')} | **{t['verdict']}** |")
         lines.append("")
     return "\n".join(lines)
 
@@ -174,8 +181,6 @@ def main() -> None:
     args = parser.parse_args()
     (WORK / "logs").mkdir(parents=True, exist_ok=True)
     path = RESULTS / "pairs.json"
-    results = json.loads(path.read_text()) if path.is_file() else {"rows": [], "tests": []}
-    results["device"] = device()
     for dataset in args.datasets:
         predictions: dict[str, pd.DataFrame] = {}
         fresh = []
@@ -193,16 +198,23 @@ def main() -> None:
             fresh.append(r)
             if p is not None:
                 predictions[r["method"]] = p
-        # cells trained in an earlier run of this script take part in the tests too
-        for old in (r for r in results["rows"] if r["dataset"] == dataset and r["method"] not in predictions):
-            method, _, encoding = old["method"].partition(" (")
-            saved = WORK / dataset / f"{method}-{encoding.rstrip(')')}" / "predictions.parquet"
-            if saved.is_file():
-                predictions[old["method"]], fresh = pd.read_parquet(saved), [*fresh, old]
-        results["rows"] = [r for r in results["rows"] if r["dataset"] != dataset] + fresh
-        results["tests"] = [t for t in results["tests"] if t["dataset"] != dataset] + tests(dataset, predictions, fresh)
-        path.write_text(json.dumps(results, indent=2) + "\n")
-        (RESULTS / "pairs.md").write_text(markdown(results) + "\n")
+        # cells trained earlier (their run directories) take part in the tests too
+        for cell in CELLS:
+            method, encoding = cell.split(":")
+            if f"{method} ({encoding})" not in predictions and (WORK / dataset / f"{method}-{encoding}" / "metrics.json").is_file():
+                r, p = saved_cell(dataset, method, encoding)
+                fresh.append(r)
+                predictions[r["method"]] = p
+        fresh.sort(key=lambda r: CELLS.index(r["method"].replace(" (", ":").rstrip(")")) if "(" in r["method"] else -1)
+        checked = tests(dataset, predictions, fresh)
+        with open(WORK / "results.lock", "w") as lock:  # runs of other datasets may write meanwhile
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            results = json.loads(path.read_text()) if path.is_file() else {"rows": [], "tests": []}
+            results["device"] = device()
+            results["rows"] = [r for r in results["rows"] if r["dataset"] != dataset] + fresh
+            results["tests"] = [t for t in results["tests"] if t["dataset"] != dataset] + checked
+            path.write_text(json.dumps(results, indent=2) + "\n")
+            (RESULTS / "pairs.md").write_text(markdown(results) + "\n")
 
 
 if __name__ == "__main__":
