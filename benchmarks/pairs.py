@@ -77,12 +77,14 @@ def train_cell(dataset: str, method: str, encoding: str) -> tuple[dict, pd.DataF
 
 def saved_cell(dataset: str, method: str, encoding: str) -> tuple[dict, pd.DataFrame]:
     """The row and test predictions of a trained cell's run directory."""
-    from ftlab.metrics import flat
+    from ftlab.record import read_record
 
     cfg, out = config(dataset, encoding, method), WORK / dataset / f"{method}-{encoding}"
-    raw = json.loads((out / "metrics.json").read_text())
-    extra = {k: raw[k] for k in ("steps", "best_step", "epochs")} | {k: raw["cost"][k] for k in ("threads", "precision")}
-    r = row(dataset, cfg, f"{method} ({encoding})", flat(raw), encoding=encoding, lr=cfg.params_for(method).lr, **extra)
+    record = read_record(out)
+    extra = {"steps": record.steps, "best_step": record.best_step, "epochs": record.epochs,
+             "threads": record.cost.threads, "precision": record.cost.precision}
+    r = row(dataset, cfg, f"{method} ({encoding})", record.table_row(), encoding=encoding, lr=cfg.params_for(method).lr,
+            **extra)
     log.info("%s/%s: %s %.4f in %.0fs", dataset, r["method"], r["metric"], r["value"], r["train_seconds"])
     return r, pd.read_parquet(out / "predictions.parquet")
 

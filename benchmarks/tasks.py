@@ -74,7 +74,7 @@ def row(dataset: str, cfg: Any, method: str, metrics: dict | None, **extra: Any)
 def train_row(dataset: str, cfg: Any, method: str, overrides: list[str], recipe: str) -> dict:
     """Train ``method`` in a fresh ``ftlab train`` process (so its peak memory is its own)."""
     from ftlab.config import ConfigError, load_config
-    from ftlab.metrics import flat
+    from ftlab.record import read_record
 
     params = params_file(dataset, recipe)
     try:  # a method that cannot train this task is refused when the config loads
@@ -94,10 +94,10 @@ def train_row(dataset: str, cfg: Any, method: str, overrides: list[str], recipe:
         tail = logged.read_text().strip().splitlines()[-1:]
         log.error("%s/%s failed (exit %d): %s", dataset, method, done.returncode, tail)
         return row(dataset, cfg, method, None, note=f"error: {' '.join(tail)}")
-    raw = json.loads((out / "metrics.json").read_text())
-    m = flat(raw)
-    extra = {k: raw[k] for k in ("steps", "best_step", "epochs")} | {k: raw["cost"][k] for k in ("threads", "precision")}
-    r = row(dataset, cfg, "baseline:probe" if method == "probe" else method, m, **extra)
+    record = read_record(out)
+    extra = {"steps": record.steps, "best_step": record.best_step, "epochs": record.epochs,
+             "threads": record.cost.threads, "precision": record.cost.precision}
+    r = row(dataset, cfg, "baseline:probe" if method == "probe" else method, record.table_row(), **extra)
     log.info("%s/%s: %s %.4f in %.0fs", dataset, method, r["metric"], r["value"], r["train_seconds"])
     return r
 

@@ -34,12 +34,6 @@ def classification_metrics(y_true, y_pred, labels: list[str] | None = None) -> d
     return out
 
 
-def flat(metrics: dict) -> dict:
-    """A run's metrics with the measured ``cost`` fields lifted to the top level. A quality metric
-    wins a name clash: NER's entity ``precision`` is not the ``cost.precision`` (bf16/fp32) it ran in."""
-    return {**metrics.get("cost", {}), **{k: v for k, v in metrics.items() if k != "cost"}}
-
-
 class PeakMemory:
     """Peak memory while the block runs: allocated on GPU, else the process RSS (sampled every 20 ms).
 
