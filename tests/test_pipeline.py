@@ -217,6 +217,26 @@ def test_data_edited_in_place_retrains_every_cell_and_changes_the_report(repo):
     settled(repo)
 
 
+def test_a_statement_in_a_training_module_makes_every_cell_stale_under_both_drivers(repo):
+    """An edit of the code training runs (a statement, not a comment) changes every cell's identity:
+    after the plan stage, `dvc status` names every train stage, and the flow's rule (run on the
+    project's code) finds no cell current. Undone, both agree again that nothing is to be done."""
+    trainer = repo / "src/ftlab/trainer.py"
+    original = trainer.read_text()
+    trainer.write_text(original.replace("from __future__ import annotations", "from __future__ import annotations\nEDITED = 1", 1))
+    try:
+        sh("dvc", "repro", "plan", cwd=repo)
+        status = sh("dvc", "status", cwd=repo).stdout
+        assert all(f"train@{m}-42-all:" in status for m in METHODS), status
+        rule = ("import sys; sys.path.insert(0, 'flows'); from finetune import _config, _finished; "
+                "cfg = _config('params.yaml', None); print(sorted(c.method for c in cfg.cells() if not _finished(cfg, c)))")
+        assert sh(sys.executable, "-c", rule, cwd=repo).stdout.strip() == str(sorted(METHODS))
+    finally:
+        trainer.write_text(original)
+    sh("dvc", "repro", "plan", cwd=repo)
+    settled(repo)
+
+
 def test_exp_run_trains_only_the_changed_method_and_the_new_cells(repo):
     """`dvc exp run -S` of one method's param and a new train size: that method's cell and the new
     cells train, the other method's finished cell is cached; the report then has every cell."""
