@@ -66,6 +66,13 @@ def training_seconds(project: Path) -> float:
     return sum(json.loads(p.read_text())["cost"]["train_seconds"] for p in (project / "runs").glob("*/*/metrics.json"))
 
 
+def device() -> str:
+    """The CPU the numbers were taken on: model, cores, and whether it has native bf16."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "unknown CPU")
+    return f"{model}, {os.cpu_count()} cores, {'native' if 'avx512_bf16' in info else 'no native'} bf16"
+
+
 def fresh_clone(where: Path) -> Path:
     subprocess.run(["git", "clone", "-q", str(ROOT), str(where)], check=True)
     return where
@@ -89,6 +96,7 @@ def main() -> None:
         prefect_total = timed(["ftlab", "pipeline", "--params", "params.yaml"], prefect_project)
         prefect_training = training_seconds(prefect_project)
     out = {
+        "device": device(),
         "total_seconds": round(total, 1),
         "training_seconds": round(training, 1),
         "overhead_fraction": round((total - training) / total, 4),
