@@ -1,8 +1,9 @@
 """A real Prefect server on 127.0.0.1 for the tests that need one: the deployments (`prefect deploy`,
-a process worker) and the Dask task runner."""
+a process worker) and the Dask and Ray task runners."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 
 def free_port() -> int:
@@ -67,3 +69,41 @@ def prefect_server(repo: Path, tmp_path: Path) -> Iterator[tuple[Callable[..., s
                 except subprocess.TimeoutExpired:  # a worker can take longer to wind down on a busy machine
                     proc.kill()
                     proc.wait()
+
+
+def api_post(api: str, path: str, body: dict) -> list[dict]:
+    request = urllib.request.Request(f"{api}/{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+class FlowRun(NamedTuple):
+    out: str  # the flow's output
+    logs: list[str]  # its cells' "torch threads, process" log lines
+    runs: dict[str, dict]  # its train task runs by name
+    pid: int  # the flow's own process
+
+
+def flow_on_a_server(repo: Path, tmp_path: Path, env: dict[str, str] | None = None) -> FlowRun:
+    """`ftlab pipeline` in ``repo`` against a real Prefect server of its own (a cluster's worker
+    processes must all report to one server)."""
+    api = f"http://127.0.0.1:{free_port()}/api"
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-home"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1", **(env or {})}
+    port = api.split(":")[2].split("/")[0]
+    with open(tmp_path / "server.log", "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", port],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(api)
+        flow = subprocess.Popen([sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml"], cwd=repo, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = flow.communicate(timeout=600)[0]
+        assert flow.returncode == 0, out[-6000:]
+        logs = [e["message"] for e in api_post(api, "logs/filter", {"limit": 200}) if "torch threads, process" in e["message"]]
+        runs = {r["name"]: r for r in api_post(api, "task_runs/filter", {}) if r["name"].startswith("train ")}
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return FlowRun(out, logs, runs, flow.pid)

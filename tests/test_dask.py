@@ -5,28 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import urllib.request
 from datetime import datetime
 
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ftlab.config import load_config
-from tests.prefect_server import free_port, wait_healthy
+from tests.prefect_server import flow_on_a_server
 from tests.test_pipeline import CELL, METHODS, ROOT, make_repo, sh, smoke_params
 
 pytestmark = pytest.mark.pipeline
 
 pytest.importorskip("prefect_dask")
-
-
-def api_post(api: str, path: str, body: dict) -> list[dict]:
-    request = urllib.request.Request(f"{api}/{path}", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
 
 
 def test_cluster_workers_are_refused_without_a_prefect_server(tmp_path, monkeypatch):
@@ -44,29 +35,12 @@ def test_dask_workers_train_two_methods_in_parallel_like_a_serial_run(tmp_path, 
     del params["train"]["threads"]  # each run picks its share of the worker machine's cores
     params["pipeline"].update(task_runner="dask", max_parallel=2)
     repo = make_repo(tmp_path / "project", params)
-    api = f"http://127.0.0.1:{free_port()}/api"
-    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-home"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1"}
-    port = api.split(":")[2].split("/")[0]
-    with open(tmp_path / "server.log", "w") as log:
-        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", port],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_healthy(api)
-        flow = subprocess.Popen([sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml"], cwd=repo, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        out = flow.communicate(timeout=600)[0]
-        assert flow.returncode == 0, out[-6000:]
-        logs = [e["message"] for e in api_post(api, "logs/filter", {"limit": 200}) if "torch threads, process" in e["message"]]
-        runs = {r["name"]: r for r in api_post(api, "task_runs/filter", {}) if r["name"].startswith("train ")}
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+    _, logs, runs, flow_pid = flow_on_a_server(repo, tmp_path)
 
     threads = max(1, (os.cpu_count() or 1) // 2)  # the cores shared by the two workers on this machine
     assert len(logs) == 2 and all(f": {threads} torch threads" in m for m in logs), logs
     pids = {int(m.split("process ")[1].split()[0]) for m in logs}
-    assert len(pids) == 2 and flow.pid not in pids, logs  # two worker processes, not the flow's
+    assert len(pids) == 2 and flow_pid not in pids, logs  # two worker processes, not the flow's
     spans = [(datetime.fromisoformat(r["start_time"]), datetime.fromisoformat(r["end_time"])) for r in runs.values()]
     assert len(spans) == 2 and spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], runs  # they overlapped
     assert json.loads((repo / "reports/comparison.json").read_text())["methods"]

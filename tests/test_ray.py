@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from datetime import datetime
 
@@ -14,8 +13,7 @@ import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ftlab.config import load_config
-from tests.prefect_server import free_port, wait_healthy
-from tests.test_dask import api_post
+from tests.prefect_server import flow_on_a_server
 from tests.test_pipeline import CELL, METHODS, ROOT, make_repo, sh, smoke_params
 
 pytestmark = pytest.mark.pipeline
@@ -38,31 +36,14 @@ def test_ray_workers_train_two_methods_in_parallel_like_a_serial_run(tmp_path, t
     del params["train"]["threads"]  # each run picks its share of the machine's cores
     params["pipeline"].update(task_runner="ray", max_parallel=2)
     repo = make_repo(tmp_path / "project", params)
-    api = f"http://127.0.0.1:{free_port()}/api"
     # RAY_USAGE_STATS_ENABLED=0: no usage report (it would try the network)
-    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-home"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
-    port = api.split(":")[2].split("/")[0]
-    with open(tmp_path / "server.log", "w") as log:
-        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", port],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_healthy(api)
-        flow = subprocess.Popen([sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml"], cwd=repo, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        out = flow.communicate(timeout=600)[0]
-        assert flow.returncode == 0, out[-6000:]
-        logs = [e["message"] for e in api_post(api, "logs/filter", {"limit": 200}) if "torch threads, process" in e["message"]]
-        runs = {r["name"]: r for r in api_post(api, "task_runs/filter", {}) if r["name"].startswith("train ")}
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+    out, logs, runs, flow_pid = flow_on_a_server(repo, tmp_path, {"RAY_USAGE_STATS_ENABLED": "0"})
 
     assert "Started a local Ray instance" in out, out[-3000:]  # the runner started Ray; it did not fall back
     threads = max(1, (os.cpu_count() or 1) // 2)  # Ray's runs sharing this machine: max_parallel
     assert len(logs) == 2 and all(f": {threads} torch threads" in m for m in logs), logs
     pids = {int(m.split("process ")[1].split()[0]) for m in logs}
-    assert len(pids) == 2 and flow.pid not in pids, logs  # two Ray worker processes, not the flow's
+    assert len(pids) == 2 and flow_pid not in pids, logs  # two Ray worker processes, not the flow's
     spans = [(datetime.fromisoformat(r["start_time"]), datetime.fromisoformat(r["end_time"])) for r in runs.values()]
     assert len(spans) == 2 and spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], runs  # they overlapped
     assert json.loads((repo / "reports/comparison.json").read_text())["methods"]
