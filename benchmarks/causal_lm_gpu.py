@@ -58,8 +58,8 @@ SHAPES = {  # LlamaConfig fields, batch size and sequence length
 
 def causal_lm_methods() -> list[str]:
     """Every registered method the causal_lm task accepts (as `ftlab methods` lists them)."""
-    from ftlab.methods import METHODS
-    from ftlab.tasks import TASKS
+    from ftlab.learning.methods import METHODS
+    from ftlab.learning.tasks import TASKS
 
     return [m for m in METHODS if m not in TASKS["causal_lm"].unsupported_methods]
 
@@ -68,8 +68,8 @@ def build(method: str, fields: dict, device: torch.device) -> tuple[torch.nn.Mod
     """A fresh random decoder prepared by ``method`` at its default hyperparameters, and its optimizer."""
     from transformers import LlamaConfig, LlamaForCausalLM, set_seed
 
-    from ftlab.config import load_config
-    from ftlab.methods import get_method
+    from ftlab.core.config import load_config
+    from ftlab.learning.methods import get_method
 
     # a random prompt: the text initialisation needs a tokenizer, which a random model lacks
     cfg = load_config(None, {"task.type": "causal_lm", "method_params.prompt_tuning.init": "random"})

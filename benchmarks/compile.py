@@ -69,9 +69,9 @@ def sorted_order(lengths: list[int], seed: int) -> list[int]:
 def batches(n_train: int, bucket: int | None, grouped: bool = False) -> tuple[list[dict], int]:
     """One epoch's training batches, from ftlab's sampler (``grouped``) or the whole epoch sorted,
     and their real (unpadded) tokens."""
-    from ftlab.config import load_config
-    from ftlab.modeling import load_tokenizer
-    from ftlab.trainer import EpochSeededLengthSampler
+    from ftlab.core.config import load_config
+    from ftlab.learning.modeling import load_tokenizer
+    from ftlab.training.trainer import EpochSeededLengthSampler
 
     cfg = load_config()
     tok = load_tokenizer(cfg.model)
@@ -86,7 +86,7 @@ def batches(n_train: int, bucket: int | None, grouped: bool = False) -> tuple[li
 
 def full_model() -> torch.nn.Module:
     """ftlab's default model for SST-2 (MiniLM, mean pooling, a seeded head) in training mode."""
-    from ftlab.config import load_config
+    from ftlab.core.config import load_config
 
     torch.manual_seed(0)
     cfg = load_config()
@@ -95,7 +95,7 @@ def full_model() -> torch.nn.Module:
 
 def cycle(n_train: int, cycles: int) -> dict:
     """The eager levers in turn on one model and optimizer: epoch seconds per variant, per cycle."""
-    from ftlab.trainer import use_bf16
+    from ftlab.training.trainer import use_bf16
 
     bf16 = use_bf16("auto")
     model = full_model()
@@ -123,7 +123,7 @@ def cycle(n_train: int, cycles: int) -> dict:
 
 def run_variant(variant: str, n_train: int, epochs: int) -> dict:
     """``epochs`` epochs of a bucketed variant, eager or compiled, in this process."""
-    from ftlab.trainer import use_bf16
+    from ftlab.training.trainer import use_bf16
 
     bf16 = use_bf16("auto")
     model = full_model()
@@ -133,7 +133,7 @@ def run_variant(variant: str, n_train: int, epochs: int) -> dict:
     if variant == "compiled_bucketed":
         import torch._dynamo as dynamo
 
-        dynamo.config.automatic_dynamic_shapes = False  # as ftlab.train: one graph per bucket
+        dynamo.config.automatic_dynamic_shapes = False  # as ftlab.training.train: one graph per bucket
         dynamo.config.recompile_limit = 64
         forward = torch.compile(model)
     seconds = [round(epoch(forward, optim, data, bf16), 2) for _ in range(epochs)]
@@ -147,7 +147,7 @@ def matmul_share(n_train: int) -> float:
     """Share of matmul kernels (mm, addmm, bmm) in the self time of ftlab's eager steps."""
     from torch.profiler import ProfilerActivity, profile
 
-    from ftlab.trainer import use_bf16
+    from ftlab.training.trainer import use_bf16
 
     model = full_model()
     optim = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
@@ -160,8 +160,8 @@ def matmul_share(n_train: int) -> float:
 
 
 def non_embedding_params() -> int:
-    from ftlab.config import load_config
-    from ftlab.modeling import model_parts
+    from ftlab.core.config import load_config
+    from ftlab.learning.modeling import model_parts
 
     cfg = load_config()
     parts = model_parts(cfg.task_type().build_model(cfg.model, ["0", "1"], None))

@@ -25,8 +25,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", help="default: every registered method (full always runs: the reference)")
     args = parser.parse_args()
 
-    from ftlab.config import load_config
-    from ftlab.methods import METHODS
+    from ftlab.core.config import load_config
+    from ftlab.learning.methods import METHODS
 
     cfg = load_config(PARAMS)
     overrides = [f"train.max_steps={args.steps}", "train.eval_steps=1000000"]

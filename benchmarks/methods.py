@@ -23,7 +23,7 @@ KEYS = ["method", "accuracy", "macro_f1", "trainable_params", "total_params", "t
 
 
 def main() -> None:
-    from ftlab.config import load_config
+    from ftlab.core.config import load_config
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, required=True)
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE, as ftlab -S")
     args = parser.parse_args()
 
-    from ftlab.methods import METHODS
+    from ftlab.learning.methods import METHODS
 
     cfg = load_config(args.params)
     rows = []
@@ -59,7 +59,7 @@ def run_method(params: Path, method: str, out: Path, overrides: list[str]) -> di
     if done.returncode != 0:
         print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
         return {"method": method, "error": (done.stdout + done.stderr).strip().splitlines()[-1]}
-    from ftlab.record import read_record
+    from ftlab.core.record import read_record
 
     metrics = read_record(out).table_row()
     print(f"  accuracy {metrics['accuracy']:.4f}  {metrics['train_seconds']:.0f}s", flush=True)

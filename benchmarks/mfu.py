@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ftlab.trainer import use_bf16
+from ftlab.training.trainer import use_bf16
 from throughput import BATCH, RESULTS, epoch, load, train_ftlab
 
 
@@ -72,8 +72,8 @@ def matmul_peak(dtype: torch.dtype, repeats: int = 50, hidden: int = 384) -> dic
 
 def train_flops(n_train: int, precision: str, model: str | None = None) -> dict:
     """Full fine-tuning with ftlab (no evaluation during training) and its achieved GFLOP/s."""
-    from ftlab.config import load_config
-    from ftlab.modeling import build_model, load_tokenizer, model_parts
+    from ftlab.core.config import load_config
+    from ftlab.learning.modeling import build_model, load_tokenizer, model_parts
 
     metrics = train_ftlab(n_train, precision, model=model)
     train_df, _ = load(n_train)
@@ -90,17 +90,17 @@ def train_flops(n_train: int, precision: str, model: str | None = None) -> dict:
 
 
 def profile(bf16: bool, n_steps: int = 8) -> str:
-    """torch.profiler table of full fine-tuning steps on real SST-2 batches, as ftlab.train runs them."""
+    """torch.profiler table of full fine-tuning steps on real SST-2 batches, as ftlab.training.train runs them."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
     from transformers import DataCollatorWithPadding
 
-    from ftlab.config import load_config
-    from ftlab.modeling import build_model, load_tokenizer
+    from ftlab.core.config import load_config
+    from ftlab.learning.modeling import build_model, load_tokenizer
 
     cfg = load_config()
     tok = load_tokenizer(cfg.model)
     model = build_model(cfg.model, ["0", "1"]).train()
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # as ftlab.train
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # as ftlab.training.train
     df, _ = load(BATCH * n_steps)
     collate = DataCollatorWithPadding(tok)
     texts, labels = list(df["sentence"]), list(df["label"])

@@ -41,11 +41,11 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from ftlab import stages  # noqa: E402
-from ftlab.config import load_config  # noqa: E402
-from ftlab.demo import generate_demo  # noqa: E402
-from ftlab.export import load_exported  # noqa: E402
-from ftlab.monitor import frame, judge, label_names, score  # noqa: E402
-from ftlab.predict import read_meta  # noqa: E402
+from ftlab.core.config import load_config  # noqa: E402
+from ftlab.data.demo import generate_demo  # noqa: E402
+from ftlab.serving.export import load_exported  # noqa: E402
+from ftlab.serving.monitor import frame, judge, label_names, score  # noqa: E402
+from ftlab.serving.predict import read_meta  # noqa: E402
 
 log = logging.getLogger("monitor")
 DATA = ROOT.parent / "shared" / "data"
@@ -134,7 +134,7 @@ def pools(name: str, heldout: pd.DataFrame) -> dict[str, tuple[list[str], pd.Ser
 
 
 def run_model(name: str, cfg: Any, heldout: pd.DataFrame, resamples: int, rows: int) -> dict:
-    from ftlab.promote import model_dir
+    from ftlab.serving.promote import model_dir
 
     directory = model_dir(cfg)
     meta = read_meta(directory)

@@ -44,7 +44,7 @@ BI_LR = {"full": 2e-5}  # sentence-transformers' STS-B example; other methods ke
 
 
 def config(dataset: str, encoding: str = "cross", method: str = "full") -> Any:
-    from ftlab.config import load_config
+    from ftlab.core.config import load_config
 
     return load_config(params_file(dataset, "targets"), _parsed(overrides(dataset, encoding, method)))
 
@@ -77,7 +77,7 @@ def train_cell(dataset: str, method: str, encoding: str) -> tuple[dict, pd.DataF
 
 def saved_cell(dataset: str, method: str, encoding: str) -> tuple[dict, pd.DataFrame]:
     """The row and test predictions of a trained cell's run directory."""
-    from ftlab.record import read_record
+    from ftlab.core.record import read_record
 
     cfg, out = config(dataset, encoding, method), WORK / dataset / f"{method}-{encoding}"
     record = read_record(out)
@@ -91,9 +91,9 @@ def saved_cell(dataset: str, method: str, encoding: str) -> tuple[dict, pd.DataF
 
 def baseline_cells(dataset: str) -> list[tuple[dict, pd.DataFrame]]:
     """The trivial predictor and, for pair regression, the zero-shot cosine, on the test split."""
-    from ftlab.baselines import zero_shot_cosine
-    from ftlab.data import load_prepared
-    from ftlab.tasks.biencoder import cosine_to_score
+    from ftlab.analysis.baselines import zero_shot_cosine
+    from ftlab.data.prepare import load_prepared
+    from ftlab.learning.tasks.biencoder import cosine_to_score
 
     cfg = config(dataset)
     task = cfg.task_type()
@@ -117,7 +117,7 @@ def baseline_cells(dataset: str) -> list[tuple[dict, pd.DataFrame]]:
 
 def tests(dataset: str, cells: dict[str, pd.DataFrame], rows: list[dict]) -> list[dict]:
     """The paired test of every trained cell against every baseline, and of bi against cross."""
-    from ftlab.stats import paired_bootstrap
+    from ftlab.analysis.stats import paired_bootstrap
 
     cfg = config(dataset)
     task, labels = cfg.task_type(), json.loads((cfg.data.prepared_dir / "labels.json").read_text())
@@ -189,7 +189,7 @@ def main() -> None:
         for r, p in baseline_cells(dataset):
             fresh.append(r)
             predictions[r["method"]] = p
-        from ftlab.data import load_prepared
+        from ftlab.data.prepare import load_prepared
 
         cells = [tuple(c.split(":")) for c in args.cells]
         for encoding in sorted({e for _, e in cells}):  # prepared here, not raced by parallel cells

@@ -8,7 +8,7 @@ by ftlab, so it exports as a sentence-transformers directory (merged LoRA, Dense
 the file to a scored file, in their own process, alternating ``--pairs`` times (the machine is
 shared and noisy); the result is each side's median rows/s and their ratio.
 
-    ftlab      ftlab.predict.predict_file (what `ftlab predict` runs): chunked reading, length-sorted
+    ftlab      ftlab.serving.predict.predict_file (what `ftlab predict` runs): chunked reading, length-sorted
                batches, bf16 autocast where native (train.precision auto), atomic output
     baseline   SentenceTransformer(dir).encode(texts, batch_size) (sentence-transformers also sorts
                by length) + softmax over the Dense head's logits, written with pandas
@@ -39,7 +39,7 @@ RESULTS = Path(__file__).parent / "results"
 def promote_model(work: Path, train_steps: int) -> Path:
     """A briefly trained MiniLM + LoRA (mean pooling), promoted by ftlab: a sentence-transformers export."""
     from ftlab import stages
-    from ftlab.config import load_config
+    from ftlab.core.config import load_config
 
     cfg = load_config(None, {
         "data.source": str(SST2 / "dev.tsv"), "data.text_column": "sentence", "data.max_train_samples": 2000,
@@ -58,7 +58,7 @@ def run_side(side: str, model: Path, data: Path, out: Path, batch_size: int) -> 
     """One side, from the input file to the scored output file; seconds and the argmax per row."""
     start = time.perf_counter()
     if side == "ftlab":
-        from ftlab.predict import predict_file
+        from ftlab.serving.predict import predict_file
 
         predict_file(model, data, out, batch_size=batch_size)
         labels = json.loads((model / "ftlab.json").read_text())["labels"]

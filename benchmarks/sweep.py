@@ -43,7 +43,7 @@ def parallel(jobs: int, calls: list[tuple[str, ...]], run) -> None:
 
 def main() -> None:
     from ftlab import stages
-    from ftlab.config import load_config
+    from ftlab.core.config import load_config
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=ROOT / "benchmarks/params/sweep_sst2.yaml")

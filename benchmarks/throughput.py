@@ -10,7 +10,7 @@ accuracy is measured on the same 500 held-out examples after each run.
 
     plain    Trainer, padding="max_length" (128), batch 8, fp32, default threads
     careful  Trainer, dynamic padding, length-grouped batches, ftlab's batch size (bf16 on a GPU, as ftlab)
-    ftlab    ftlab.train.train(method="full") with the same data and batch size, at ftlab's defaults
+    ftlab    ftlab.training.train.train(method="full") with the same data and batch size, at ftlab's defaults
              (train.precision auto: bf16 autocast where the CPU or GPU has native bf16)
     ftlab_fp32  the same with train.precision fp32: the pipeline's own per-step cost against the
              careful script at the same precision (on CPU the Trainer scripts run fp32)
@@ -110,9 +110,9 @@ def run_baseline(variant: str, n_train: int) -> dict:
 def train_ftlab(n_train: int, precision: str, train_embeddings: bool = True, compile_: str = "auto",
                 model: str | None = None, encoder_dropout: float | None = None) -> dict:
     """ftlab's full fine-tuning, one epoch, no evaluation during training; its metrics.json."""
-    from ftlab.config import load_config
-    from ftlab.record import RunRecord
-    from ftlab.train import train as ftlab_train
+    from ftlab.core.config import load_config
+    from ftlab.core.record import RunRecord
+    from ftlab.training.train import train as ftlab_train
 
     train, val = load(n_train)
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,9 +16,9 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
-from ftlab.tasks.causal_lm import plain_prompt, synthetic
-from ftlab.tiny_decoder import build
-from ftlab.trainer import BestState, FtlabTrainer
+from ftlab.learning.tasks.causal_lm import plain_prompt, synthetic
+from ftlab.learning.tiny_decoder import build
+from ftlab.training.trainer import BestState, FtlabTrainer
 
 WORK = Path(__file__).parent / ".work" / "trl_sft"
 

@@ -9,7 +9,7 @@ of a Dask or Ray cluster (``pipeline.task_runner``); tasks pass file paths, neve
 trains in a process of its own, the same ``ftlab train`` command that ``dvc repro`` runs, so its
 peak memory (and random state) is its own whichever driver ran it: in one long-lived process the
 allocator keeps what earlier cells freed, and each later cell's peak included it. Cells whose
-run directory records the cell's current identity (``ftlab.identity``: data, code, params) are skipped, so a failed flow run can be
+run directory records the cell's current identity (``ftlab.training.identity``: data, code, params) are skipped, so a failed flow run can be
 re-run and continues where it stopped. When the params file is the DVC project's params.yaml,
 the outputs are recorded in dvc.lock afterwards (``dvc commit``), so ``dvc status`` stays clean,
 and only when every cell's run matches its current identity; not with ``overrides`` (``ftlab pipeline -S key=value``): those outputs were not built from
@@ -44,11 +44,11 @@ from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from ftlab import stages
-from ftlab.config import Cell, Config, load_config
-from ftlab.identity import cell_identity, cell_key, recorded_key
-from ftlab.parallel import dask_slots_on_this_host, threads_per_process
+from ftlab.core.config import Cell, Config, load_config
+from ftlab.core.record import read_record
 from ftlab.progress import progress
-from ftlab.record import read_record
+from ftlab.training.identity import cell_identity, cell_key, recorded_key
+from ftlab.training.parallel import dask_slots_on_this_host, threads_per_process
 
 # Resolve transformers' lazy attributes here, in the main thread: first imports of them from
 # concurrent task threads race ("cannot import name 'AutoTokenizer' from 'transformers'").
@@ -56,7 +56,7 @@ from transformers import (  # noqa: F401  isort: skip
     AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorForTokenClassification,
     DataCollatorWithPadding, TrainingArguments,
 )
-import ftlab.train  # noqa: F401  isort: skip
+import ftlab.training.train  # noqa: F401  isort: skip
 
 
 Overrides = dict[str, Any] | None  # {dotted key: value}, applied over the params file (ftlab -S)
@@ -93,7 +93,7 @@ def search(params: str, overrides: Overrides, method: str, width: int) -> dict:
 
 def _finished(cfg: Config, cell: Cell) -> bool:
     """A complete run directory whose recorded identity is the cell's current one: the same data,
-    code, result-changing settings and params (ftlab.identity); not threads, paths or report edits."""
+    code, result-changing settings and params (ftlab.training.identity); not threads, paths or report edits."""
     recorded = recorded_key(stages.run_dir(cfg, cell))
     return recorded is not None and recorded == cell_key(cell_identity(stages.tuned(cfg, cell.method), cell))
 

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from ftlab import stages
-from ftlab.config import ConfigError, load_config
-from ftlab.data import DataError, load_prepared
-from ftlab.modeling import load_tokenizer
-from ftlab.promote import model_dir
-from ftlab.tasks.biencoder import BiEncoder, cosine_to_score
+from ftlab.core.config import ConfigError, load_config
+from ftlab.data.prepare import DataError, load_prepared
+from ftlab.learning.modeling import load_tokenizer
+from ftlab.learning.tasks.biencoder import BiEncoder, cosine_to_score
+from ftlab.serving.promote import model_dir
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TASKS = {"stsb": {"type": "regression", "text_column": "sentence1", "text_pair_column": "sentence2",
@@ -91,7 +91,7 @@ def test_each_text_is_encoded_alone_by_the_one_shared_encoder(stsb):
 def test_bi_encoded_regression_predicts_the_cosine_on_the_score_scale(stsb):
     """The prediction is the cosine of the two embeddings mapped onto the train scores' range, so
     Spearman is the cosine's; LoRA trains its adapters in the shared encoder and nothing else."""
-    from ftlab.runs import load_run
+    from ftlab.analysis.runs import load_run
 
     full, lora = (json.loads((run(stsb, m) / "metrics.json").read_text()) for m in ("full", "lora"))
     assert lora["trainable_params"] < full["trainable_params"] / 50
@@ -183,7 +183,7 @@ def test_promoted_bi_encoder_reproduces_the_test_scores_without_ftlab(stsb):
     score range ftlab.json records, gives back each run's test predictions and so its Spearman."""
     from scipy.stats import spearmanr
 
-    from ftlab.export import load_exported
+    from ftlab.serving.export import load_exported
 
     promoted, args = {}, []
     for method in ("full", "lora"):

@@ -16,12 +16,12 @@ import pytest
 import torch
 import yaml
 
-from ftlab.config import ConfigError, load_config
-from ftlab.data import DataError, prepare
-from ftlab.methods import METHODS
-from ftlab.tasks import TASKS
-from ftlab.tasks.causal_lm import synthetic
-from ftlab.tiny_decoder import build as build_model
+from ftlab.core.config import ConfigError, load_config
+from ftlab.data.prepare import DataError, prepare
+from ftlab.learning.methods import METHODS
+from ftlab.learning.tasks import TASKS
+from ftlab.learning.tasks.causal_lm import synthetic
+from ftlab.learning.tiny_decoder import build as build_model
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def config(tmp_path: Path, model: str, task: dict | None = None, **overrides):
 
 
 def tokenized(cfg, model: str, df: pd.DataFrame):
-    from ftlab.modeling import load_tokenizer
+    from ftlab.learning.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.model)
     return tokenizer, cfg.task_type().tokenize(df, tokenizer, cfg.model.max_length, [])
@@ -135,7 +135,7 @@ def test_synthetic_datasets_are_distinct_and_deterministic():
     df = synthetic("reverse", 200, seed=1)
     assert df["prompt"].is_unique and df.equals(synthetic("reverse", 200, seed=1))
     # and in another process, whose string hashes differ
-    code = "from ftlab.tasks.causal_lm import synthetic; print(synthetic('reverse', 200, seed=1).to_json())"
+    code = "from ftlab.learning.tasks.causal_lm import synthetic; print(synthetic('reverse', 200, seed=1).to_json())"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": "12345"})
     assert other.stdout.strip() == df.to_json()
@@ -149,8 +149,8 @@ def test_synthetic_datasets_are_distinct_and_deterministic():
 def test_a_tied_lm_head_is_the_embeddings_and_never_a_head_to_save(gpt2, llama):
     from transformers import AutoModelForCausalLM
 
-    from ftlab.methods.base import head_modules
-    from ftlab.modeling import model_parts
+    from ftlab.learning.methods.base import head_modules
+    from ftlab.learning.modeling import model_parts
 
     tied = AutoModelForCausalLM.from_pretrained(gpt2)
     parts = model_parts(tied)
@@ -165,7 +165,7 @@ def test_a_tied_lm_head_is_the_embeddings_and_never_a_head_to_save(gpt2, llama):
 def test_left_padded_batched_generation_equals_one_prompt_at_a_time(tmp_path, llama, gpt2, arch):
     from transformers import AutoModelForCausalLM
 
-    from ftlab.generation import generate
+    from ftlab.learning.generation import generate
 
     model_dir = {"llama": llama, "gpt2": gpt2}[arch]
     cfg = config(tmp_path, model_dir)
@@ -184,7 +184,7 @@ def test_generation_is_the_argmax_continuation_for_every_kind_of_peft_model(tmp_
     prompt methods (peft 0.21, transformers 5.24; see cached_generation_is_wrong), which ftlab avoids."""
     from transformers import AutoModelForCausalLM
 
-    from ftlab.generation import generate, stop_ids
+    from ftlab.learning.generation import generate, stop_ids
 
     cfg = config(tmp_path, llama)
     model = METHODS[method].prepare(AutoModelForCausalLM.from_pretrained(llama), cfg.params_for(method), "CAUSAL_LM").eval()
@@ -214,9 +214,9 @@ def regenerate(run: Path, model: torch.nn.Module) -> list[str]:
     """Greedy answers of ``model`` to the run's test prompts, tokenised by the run's tokenizer."""
     from transformers import AutoTokenizer
 
-    from ftlab.data import load_prepared
-    from ftlab.generation import generate_and_score
-    from ftlab.runs import load_run
+    from ftlab.analysis.runs import load_run
+    from ftlab.data.prepare import load_prepared
+    from ftlab.learning.generation import generate_and_score
 
     cfg = load_run(run)[0]
     tokenizer = AutoTokenizer.from_pretrained(str(run / "tokenizer"))
@@ -228,9 +228,9 @@ def regenerate(run: Path, model: torch.nn.Module) -> list[str]:
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m not in TASKS["causal_lm"].unsupported_methods])
 def test_every_method_trains_saves_reloads_and_merges(tmp_path, llama, method):
-    from ftlab.modeling import load_trained
-    from ftlab.runs import load_run, merge_adapter
-    from ftlab.train import train
+    from ftlab.analysis.runs import load_run, merge_adapter
+    from ftlab.learning.modeling import load_trained
+    from ftlab.training.train import train
 
     cfg = config(tmp_path, llama, train__metric_for_best="loss")  # the best weights are trained ones
     run = tmp_path / "run"
@@ -250,9 +250,9 @@ def test_every_method_trains_saves_reloads_and_merges(tmp_path, llama, method):
 def test_lora_on_a_tied_gpt2_with_checkpointing_merges_into_one_shared_matrix(tmp_path, gpt2):
     from safetensors import safe_open
 
-    from ftlab.modeling import load_trained
-    from ftlab.runs import merge_adapter
-    from ftlab.train import train
+    from ftlab.analysis.runs import merge_adapter
+    from ftlab.learning.modeling import load_trained
+    from ftlab.training.train import train
 
     cfg = config(tmp_path, gpt2, task={"gradient_checkpointing": True}, train__metric_for_best="loss")
     train(cfg, "lora", tmp_path / "run")
@@ -291,7 +291,7 @@ def test_full_fine_tuning_learns_to_copy_through_the_cli(tmp_path, llama):
 # ---- 5. scoring and checks ---------------------------------------------------------------------
 
 def test_answers_are_scored_after_normalisation_and_by_their_final_number_or_label():
-    from ftlab.answers import answer_correct, exact_match, label_set, token_f1
+    from ftlab.learning.answers import answer_correct, exact_match, label_set, token_f1
 
     assert exact_match("The answer is 42.", "answer is  42") and not exact_match("42", "43")
     assert token_f1("the b c e", "c d") == pytest.approx(2 * 1 / (3 + 2))  # "the" is dropped and token_f1("", "") == 1.0
@@ -303,8 +303,8 @@ def test_answers_are_scored_after_normalisation_and_by_their_final_number_or_lab
 
 
 def test_the_overfitting_check_judges_the_loss_gap():
-    from ftlab.checks import overfitting
-    from ftlab.config import ChecksConfig
+    from ftlab.analysis.checks import overfitting
+    from ftlab.core.config import ChecksConfig
 
     task = TASKS["causal_lm"]()
     history = [{"step": 10, "train_loss": 0.50, "validation_loss": 0.80, "train_exact_match": 0.9,

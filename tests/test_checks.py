@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ftlab.checks import ChecksFailed, check_run, enforce, oov_rates
-from ftlab.config import ChecksConfig
-from ftlab.train import train
+from ftlab.analysis.checks import ChecksFailed, check_run, enforce, oov_rates
+from ftlab.core.config import ChecksConfig
+from ftlab.training.train import train
 from tests.conftest import write_run_record
 
 LABELS = ["neg", "pos"]

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ftlab.methods import METHODS
+from ftlab.learning.methods import METHODS
 
 
 def ftlab(*args, cwd=None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ftlab.config import ConfigError, dump_config, load_config
+from ftlab.core.config import ConfigError, dump_config, load_config
 
 
 def load_yaml(tmp_path, text: str):

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from ftlab.config import load_config
-from ftlab.data import DataError, load_prepared, prepare
+from ftlab.core.config import load_config
+from ftlab.data.prepare import DataError, load_prepared, prepare
 from tests.conftest import toy_reviews
 
 

@@ -20,9 +20,9 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ftlab.config import load_config
-from ftlab.data import DataError, load_prepared, prepare
-from ftlab.labels import is_blank
+from ftlab.core.config import load_config
+from ftlab.data.labels import is_blank
+from ftlab.data.prepare import DataError, load_prepared, prepare
 from tests.conftest import toy_reviews
 
 
@@ -290,7 +290,7 @@ def mixed_rows(n: int) -> list[tuple[str, str]]:
 
 def whole_read(cfg) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """The in-memory path: every file read whole, then split."""
-    from ftlab.data import load_source, split
+    from ftlab.data.prepare import load_source, split
 
     task = cfg.task_type()
     return split(load_source(cfg.data, task, cfg.seed), cfg.data, task, cfg.seed)
@@ -299,9 +299,9 @@ def whole_read(cfg) -> tuple[dict[str, pd.DataFrame], list[str]]:
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 @pytest.mark.parametrize("limits", [{}, {"max_train_samples": 40, "max_test_samples": 9}])
 def test_a_chunked_prepare_is_identical_to_reading_the_file_whole(tmp_path, suffix, limits, monkeypatch):
-    import ftlab.streamed
+    import ftlab.data.streamed
 
-    monkeypatch.setattr(ftlab.streamed, "BUCKET_ROWS", 16)  # each split reordered 16 rows at a time
+    monkeypatch.setattr(ftlab.data.streamed, "BUCKET_ROWS", 16)  # each split reordered 16 rows at a time
     df = pd.DataFrame(mixed_rows(300), columns=["text", "label"])
     path = tmp_path / f"data{suffix}"
     if suffix == ".csv":
@@ -331,12 +331,12 @@ def test_per_split_files_are_chunked_alike(tmp_path):
 
 
 def test_a_long_read_says_how_far_it_got(tmp_path, caplog, monkeypatch):
-    import ftlab.delimited
+    import ftlab.data.delimited
 
-    monkeypatch.setattr(ftlab.delimited, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(ftlab.data.delimited, "PROGRESS_SECONDS", 0.0)
     path = tmp_path / "data.csv"  # progress is looked at every 16,384 lines
     path.write_text("text,label\n" + "".join(f"text number {i},{'ab'[i % 2]}\n" for i in range(40_000)))
-    with caplog.at_level("INFO", logger="ftlab.delimited"):
+    with caplog.at_level("INFO", logger="ftlab.data.delimited"):
         prepare(cfg_for(tmp_path, str(path)))
     assert re.search(r"data\.csv: read \d+ of \d+ MB \(\d+%\), \d+ lines", caplog.text), caplog.text
 
@@ -354,8 +354,8 @@ def test_sigterm_stops_a_prepare_promptly_and_leaves_earlier_data(tmp_path):
     with open(path, "a", encoding="utf-8") as f:  # a file that takes a while: about 400,000 rows
         f.writelines(f"text number {i},{'ab'[i % 2]}\n" for i in range(400_000))
     script = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
-              "import ftlab.delimited as d; d.PROGRESS_SECONDS = 0.1\n"
-              "from ftlab.config import load_config; from ftlab.data import prepare\n"
+              "import ftlab.data.delimited as d; d.PROGRESS_SECONDS = 0.1\n"
+              "from ftlab.core.config import load_config; from ftlab.data.prepare import prepare\n"
               f"prepare(load_config(None, {{'data.source': {str(path)!r}, "
               f"'data.prepared_dir': {str(tmp_path / 'prepared')!r}}}))\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)

@@ -21,12 +21,12 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from ftlab.config import load_config
-from ftlab.data import load_prepared
-from ftlab.modeling import load_tokenizer
+from ftlab.core.config import load_config
+from ftlab.data.prepare import load_prepared
+from ftlab.learning.modeling import load_tokenizer
+from ftlab.learning.tiny_decoder import build as build_decoder
 from ftlab.stages import prepare
-from ftlab.tiny_decoder import build as build_decoder
-from ftlab.train import subsample
+from ftlab.training.train import subsample
 
 pytestmark = pytest.mark.pipeline
 

@@ -3,7 +3,7 @@ import re
 import pandas as pd
 import pytest
 
-from ftlab.demo import LABELS, MAX_SAMPLES, generate_demo
+from ftlab.data.demo import LABELS, MAX_SAMPLES, generate_demo
 
 
 @pytest.fixture(scope="module")

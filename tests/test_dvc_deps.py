@@ -2,7 +2,7 @@
 imports, directly or through other modules, function-level imports included. Editing any of them
 must re-run the stage; a module missing from its deps leaves stale results marked up to date.
 
-The imports are read from the source by ``ftlab.source`` (the walk that a cell's identity hashes
+The imports are read from the source by ``ftlab.core.source`` (the walk that a cell's identity hashes
 too), not listed here, so a new module is checked as soon as a stage imports it. The train stage
 depends on its cell's identity file, which the plan stage writes: its code is covered there.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ftlab.source import stage_code, stage_files
+from ftlab.core.source import stage_code, stage_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,14 +38,14 @@ def test_every_imported_module_is_a_dep_of_its_stage(stage):
     spec = _spec(stage)
     command = spec["cmd"].split()[1]  # "ftlab <command> ..."
     modules = stage_code(command)
-    assert {"ftlab.cli", "ftlab.stages", "ftlab.config"} <= modules.keys()  # the analysis found the entry points
+    assert {"ftlab.cli", "ftlab.stages", "ftlab.core.config"} <= modules.keys()  # the analysis found the entry points
     missing = sorted(str(p.relative_to(ROOT)) for p in stage_files(command) if not covered(p, spec["deps"]))
     assert not missing, f"dvc.yaml stage {stage!r} (`{spec['cmd']}`) imports these but does not depend on them: {missing}"
 
 
 def test_the_train_stage_depends_on_its_identity_and_the_plan_stage_on_the_training_code():
     """A cell retrains when its identity file changes; that file changes with the training code
-    (its code digest, ftlab.source), and the plan stage that writes it re-runs on every file of it."""
+    (its code digest, ftlab.core.source), and the plan stage that writes it re-runs on every file of it."""
     train, plan = _spec("train"), _spec("plan")
     assert train["deps"] == ["${report.dir}/plan/${item.method}/s${item.seed}-n${item.size}.json"]
     assert "params" not in train  # they are in the identity, less what does not change the result
@@ -55,10 +55,10 @@ def test_the_train_stage_depends_on_its_identity_and_the_plan_stage_on_the_train
 
 def test_the_import_analysis_sees_function_level_and_transitive_imports():
     train = stage_code("train").keys()
-    assert {"ftlab.train", "ftlab.trainer", "ftlab.data", "ftlab.metrics", "ftlab.modeling", "ftlab.methods.lora"} <= train
-    assert "ftlab.report" not in train and "ftlab.checks" not in train  # other stages' code is not train's
-    assert {"ftlab.report", "ftlab.stats"} <= stage_code("compare").keys()
-    assert "ftlab.demo" in stage_code("prepare")  # imported inside a function of ftlab.data
+    assert {"ftlab.training.train", "ftlab.training.trainer", "ftlab.data.prepare", "ftlab.learning.metrics", "ftlab.learning.modeling", "ftlab.learning.methods.lora"} <= train
+    assert "ftlab.analysis.report" not in train and "ftlab.analysis.checks" not in train  # other stages' code is not train's
+    assert {"ftlab.analysis.report", "ftlab.analysis.stats"} <= stage_code("compare").keys()
+    assert "ftlab.data.demo" in stage_code("prepare")  # imported inside a function of ftlab.data.prepare
 
 
 def _render(text: str, cfg, cell=None) -> str:
@@ -77,8 +77,8 @@ def test_the_run_layout_is_the_one_stages_py_defines():
     """Every path of a cell in dvc.yaml is the one ftlab.stages gives: the run directory, the plan
     file, the checks; and the matrix is the config's grid (the same three lists)."""
     from ftlab import stages
-    from ftlab.config import load_config
-    from ftlab.promote import model_dir
+    from ftlab.core.config import load_config
+    from ftlab.serving.promote import model_dir
 
     cfg = load_config(None, {"train_sizes": [20, "all"], "seeds": [1, 2]})
     train = _spec("train")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ftlab.config import ConfigError, load_config
-from ftlab.train import train
+from ftlab.core.config import ConfigError, load_config
+from ftlab.training.train import train
 
 pytestmark = pytest.mark.pipeline
 
@@ -117,7 +117,7 @@ def test_absurdly_long_texts_are_truncated_with_a_warning(tmp_path, make_config,
     data.loc[0, "text"] = "great " * 20_000  # 20,000 words in one review
     data.to_csv(tmp_path / "long.csv", index=False)
     cfg = make_config(data__source=str(tmp_path / "long.csv"), train__max_steps=2)
-    with caplog.at_level("WARNING", logger="ftlab.train"):
+    with caplog.at_level("WARNING", logger="ftlab.training.train"):
         metrics = train(cfg, "lora", tmp_path / "run")
     assert any("longer than model.max_length=128 were truncated" in r.getMessage() for r in caplog.records)
     assert metrics["n_train"] + metrics["n_validation"] + metrics["n_test"] == 120
@@ -167,7 +167,7 @@ def test_out_of_memory_says_what_to_lower_and_keeps_the_previous_result(tmp_path
     # one thread and few malloc arenas, on the CPU: the address space then grows with the tensors, not the cores
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2", "CUDA_VISIBLE_DEVICES": "",
            "TOKENIZERS_PARALLELISM": "false"}
-    probe = subprocess.run([sys.executable, "-c", "import ftlab.cli, ftlab.train, datasets, peft, transformers.trainer, "
+    probe = subprocess.run([sys.executable, "-c", "import ftlab.cli, ftlab.training.train, datasets, peft, transformers.trainer, "
                             "torch.utils.tensorboard; print(next(l.split()[1] for l in open('/proc/self/status') "
                             "if l.startswith('VmPeak')))"], capture_output=True, text=True, env=env, check=True)
     # the imports' address space (shared libraries, thread stacks) + 1.5 GiB: a run with batch 16 needs

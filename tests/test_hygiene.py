@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ftlab.config import ValidationConfig, load_config
-from ftlab.data import DataError, prepare
-from ftlab.validation import ValidationFailed, raise_on_failure, validate
+from ftlab.core.config import ValidationConfig, load_config
+from ftlab.data.prepare import DataError, prepare
+from ftlab.data.validation import ValidationFailed, raise_on_failure, validate
 
 
 def cfg_for(tmp: Path, source, **data):

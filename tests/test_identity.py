@@ -1,4 +1,4 @@
-"""A cell's identity (ftlab.identity): what decides whether the flow may skip a finished cell and
+"""A cell's identity (ftlab.training.identity): what decides whether the flow may skip a finished cell and
 which checkpoints a killed run resumes from. It changes with everything the result depends on and
 with nothing else."""
 
@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from ftlab import stages
-from ftlab.config import Cell
-from ftlab.identity import cell_identity, cell_key
-from ftlab.source import SRC, code_digest
+from ftlab.core.config import Cell
+from ftlab.core.source import SRC, code_digest
+from ftlab.training.identity import cell_identity, cell_key
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL = Cell("lora", 42, "all")

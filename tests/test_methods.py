@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ftlab.methods import METHODS, get_method
-from ftlab.methods.lora import infer_target_modules
-from ftlab.modeling import build_model, count_parameters, model_parts
+from ftlab.learning.methods import METHODS, get_method
+from ftlab.learning.methods.lora import infer_target_modules
+from ftlab.learning.modeling import build_model, count_parameters, model_parts
 
 HIDDEN, LAYERS, FFN, LABELS = 32, 4, 64, ["neg", "pos"]
 HEAD = HIDDEN * 2 + 2  # the linear classifier of the mean-pooling model

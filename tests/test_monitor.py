@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 from ftlab import stages
-from ftlab.data import DataError
-from ftlab.demo import generate_demo
-from ftlab.labelling import labelling_queue, novelty
-from ftlab.monitor import monitor
+from ftlab.data.demo import generate_demo
+from ftlab.data.prepare import DataError
+from ftlab.serving.labelling import labelling_queue, novelty
+from ftlab.serving.monitor import monitor
 from tests.prefect_server import prefect_server
 from tests.test_pipeline import ROOT, make_repo, smoke_params
 
@@ -40,7 +40,7 @@ def other_domain(n: int, seed: int = 0) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, tiny_model) -> tuple:
     """A promoted tiny model trained on 400 demo reviews; an undrifted and a drifted input file."""
-    from ftlab.config import load_config
+    from ftlab.core.config import load_config
 
     root = tmp_path_factory.mktemp("monitor")
     cfg = load_config(None, {
@@ -108,7 +108,7 @@ LABEL_FORMS = {
 
 @pytest.mark.parametrize("form", LABEL_FORMS)
 def test_labels_as_names_or_ids_are_read_as_training_encodes_them(form):
-    from ftlab.monitor import label_names
+    from ftlab.serving.monitor import label_names
 
     demo = generate_demo(60, 0.0, seed=3)
     assert label_names(LABEL_FORMS[form](demo["label"]), ["negative", "positive"], "label", "x.csv") == demo["label"].tolist()
@@ -124,7 +124,7 @@ def test_labels_as_names_or_ids_are_read_as_training_encodes_them(form):
     ([1, None], ["negative", "positive"], r"1 row\(s\) with no label \(rows 1\)"),
 ])
 def test_labels_that_match_neither_names_nor_ids_are_refused(values, names, message):
-    from ftlab.monitor import label_names
+    from ftlab.serving.monitor import label_names
 
     with pytest.raises(DataError, match=message):
         label_names(pd.Series(values), names, "label", "x.csv")
@@ -288,7 +288,7 @@ def test_word_pieces_moves_on_real_shift_and_stays_quiet_on_a_resample():
     from scipy.stats import wasserstein_distance
     from transformers import AutoTokenizer
 
-    from ftlab.monitor import word_pieces
+    from ftlab.serving.monitor import word_pieces
     from tests.test_pipeline import SHARED
 
     tok = AutoTokenizer.from_pretrained(str(MODEL_DIR))

@@ -185,7 +185,7 @@ def test_edits_that_change_no_result_retrain_no_cell(repo):
     the training code: dvc repro re-renders the report and retrains nothing."""
     edit_params(repo, train__threads=2, report__tolerance=0.05, monitor__numeric_threshold=0.3)
     edit_file(repo / "src/ftlab/cli/operations.py", '"""CI retraining: dvc pull', '"""Retrain in CI: dvc pull')
-    edit_file(repo / "src/ftlab/trainer.py", "from __future__", "# a comment\nfrom __future__")
+    edit_file(repo / "src/ftlab/training/trainer.py", "from __future__", "# a comment\nfrom __future__")
     out = sh("dvc", "repro", cwd=repo)
     assert trained(out.stdout) == set() and {"plan", "compare"} <= ran_stages(out.stdout), out.stdout
     settled(repo)
@@ -221,7 +221,7 @@ def test_a_statement_in_a_training_module_makes_every_cell_stale_under_both_driv
     """An edit of the code training runs (a statement, not a comment) changes every cell's identity:
     after the plan stage, `dvc status` names every train stage, and the flow's rule (run on the
     project's code) finds no cell current. Undone, both agree again that nothing is to be done."""
-    trainer = repo / "src/ftlab/trainer.py"
+    trainer = repo / "src/ftlab/training/trainer.py"
     original = trainer.read_text()
     trainer.write_text(original.replace("from __future__ import annotations", "from __future__ import annotations\nEDITED = 1", 1))
     try:

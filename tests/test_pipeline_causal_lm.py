@@ -31,7 +31,7 @@ def test_causal_lm_through_dvc_repro_and_the_prefect_flow(tmp_path):
     """The synthetic copy task through every stage under both drivers: full fine-tuning's test exact
     match clears the trivial baseline by a bootstrap interval, the flow reproduces `dvc repro`'s
     numbers, and the promoted model is the run's own files (no standard format for decoders yet)."""
-    from ftlab.tiny_decoder import build
+    from ftlab.learning.tiny_decoder import build
 
     decoder = build(tmp_path / "tiny-llama", "llama")
     reports, peaks = {}, {}

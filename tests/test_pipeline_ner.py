@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ftlab.identity import data_digest
+from ftlab.training.identity import data_digest
 from tests.test_pipeline import CELL, SHARED, head_lines, sh, task_project
 
 pytestmark = pytest.mark.pipeline

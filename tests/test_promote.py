@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from ftlab import stages
-from ftlab.data import DataError
-from ftlab.predict import predict_file
-from ftlab.promote import PromoteError, model_dir
-from ftlab.record import read_record
+from ftlab.core.record import read_record
+from ftlab.data.prepare import DataError
+from ftlab.serving.predict import predict_file
+from ftlab.serving.promote import PromoteError, model_dir
 
 # Runs in a process that cannot import ftlab: the standard library alone loads the export.
 LOADER = """
@@ -52,7 +52,7 @@ print(json.dumps(results))
 @pytest.fixture(scope="module")
 def promoted(tmp_path_factory, tiny_model, toy_csv) -> dict:
     """Promoted models of real tiny runs (fp32): mean pooling + LoRA (merged), cls + full, cls + prompt tuning."""
-    from ftlab.config import load_config
+    from ftlab.core.config import load_config
 
     root = tmp_path_factory.mktemp("promote")
     out = {}
@@ -116,8 +116,8 @@ def test_model_card_and_metadata(promoted):
 def test_model_card_says_what_the_test_number_was_measured_on(promoted):
     """A user file: the test split is a held-out part of that file. The built-in demo: the card says the
     data is synthetic template reviews and that real text will score lower."""
-    from ftlab.config import load_config
-    from ftlab.promote import model_card
+    from ftlab.core.config import load_config
+    from ftlab.serving.promote import model_card
 
     cfg, meta, model, run = promoted["mean-lora"]
     card = " ".join((model / "README.md").read_text().split())
@@ -135,7 +135,7 @@ def test_model_card_says_what_the_test_number_was_measured_on(promoted):
 def test_promote_prints_no_load_report_for_the_unused_pooler(promoted, tmp_path):
     """The sentence-transformers export loads the encoder with a [CLS] pooler it never had: transformers'
     LOAD REPORT ("pooler.dense.* MISSING ... Consider training") stays out; one INFO line says why."""
-    from ftlab.config import dump_config
+    from ftlab.core.config import dump_config
 
     cfg, _, _, _ = promoted["mean-lora"]
     params = tmp_path / "params.yaml"

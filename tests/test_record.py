@@ -1,4 +1,4 @@
-"""The typed run record (ftlab.record): one reader and writer of metrics.json, the cost as its own
+"""The typed run record (ftlab.core.record): one reader and writer of metrics.json, the cost as its own
 type, and a run's task rebuilt from the run's own recorded options."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ftlab.record import Run, read_record
+from ftlab.core.record import Run, read_record
 from tests.conftest import write_run_record
 
 

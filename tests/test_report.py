@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ftlab.config import ReportConfig
-from ftlab.report import compare
-from ftlab.train import train
+from ftlab.analysis.report import compare
+from ftlab.core.config import ReportConfig
+from ftlab.training.train import train
 from tests.conftest import write_run_record
 
 FULL_PARAMS = 22_713_986

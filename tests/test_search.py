@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from ftlab import stages
-from ftlab.config import load_config
-from ftlab.search import grid, trials
+from ftlab.core.config import load_config
+from ftlab.training.search import grid, trials
 
 
 def test_each_method_searches_its_own_grid_defaults_first():

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ftlab.stats import mean_ci, paired_bootstrap
+from ftlab.analysis.stats import mean_ci, paired_bootstrap
 
 
 def test_t_interval_matches_the_hand_computation():

@@ -26,14 +26,14 @@ import pytest
 import torch
 import yaml
 
-from ftlab.config import ConfigError, ModelConfig, load_config
-from ftlab.data import DataError, prepare
-from ftlab.modeling import load_tokenizer
-from ftlab.tasks import TASKS
-from ftlab.tasks.multilabel import THRESHOLDS, Multilabel
-from ftlab.tasks.token import TokenClassification
-from ftlab.train import best_metric, predict, train
-from ftlab.trainer import BestState
+from ftlab.core.config import ConfigError, ModelConfig, load_config
+from ftlab.data.prepare import DataError, prepare
+from ftlab.learning.modeling import load_tokenizer
+from ftlab.learning.tasks import TASKS
+from ftlab.learning.tasks.multilabel import THRESHOLDS, Multilabel
+from ftlab.learning.tasks.token import TokenClassification
+from ftlab.training.train import best_metric, predict, train
+from ftlab.training.trainer import BestState
 
 from .conftest import toy_reviews
 
@@ -259,7 +259,7 @@ def test_words_cut_by_max_length_are_predicted_o_with_a_warning(minilm_tokenizer
     task = TokenClassification()
     words = ["Nkurunziza", "met", "Pierre", "in", "Washington", "and", "Zürich", "on", "Monday"]
     df = ner_frame([(words, [2, 0, 2, 0, 1, 0, 1, 0, 0])])
-    with caplog.at_level(logging.WARNING, logger="ftlab.tasks.token"):
+    with caplog.at_level(logging.WARNING, logger="ftlab.learning.tasks.token"):
         ds = task.tokenize(df, minilm_tokenizer, 8, NER_LABELS)  # [CLS] nk ##uru ##nz ##iza met pierre [SEP]
     assert any("1 sentence(s) longer than model.max_length=8" in r.getMessage() for r in caplog.records)
     assert ds[0]["word_ids"] == [-1, 0, -1, -1, -1, 1, 2, -1]
@@ -270,7 +270,7 @@ def test_words_cut_by_max_length_are_predicted_o_with_a_warning(minilm_tokenizer
 
 def test_predict_returns_per_token_logits_without_padding(minilm_tokenizer, tiny_model):
     """predict() + align on a real model: per-word outputs whatever the batch's padding."""
-    from ftlab.modeling import build_token_model
+    from ftlab.learning.modeling import build_token_model
 
     task = TokenClassification()
     ds = task.tokenize(ner_frame(SENTENCES), minilm_tokenizer, 64, NER_LABELS)
@@ -525,7 +525,7 @@ def test_multilabel_threshold_is_tuned_on_validation():
 
 def test_multilabel_head_starts_at_the_labels_log_odds(tiny_model):
     """Each output's bias is its label's log-odds in train (clipped for a label that never occurs)."""
-    from ftlab.config import ModelConfig
+    from ftlab.core.config import ModelConfig
 
     train = pd.DataFrame({"text": ["a", "b", "c", "d"], "label": [[0], [0, 1], [], [0]]})
     model = Multilabel().build_model(ModelConfig(name=tiny_model), ["anger", "joy", "zest"], train)
@@ -537,7 +537,7 @@ def test_multilabel_head_starts_at_the_labels_log_odds(tiny_model):
 def test_encoder_dropout_reaches_every_dropout_inside_the_network_and_leaves_the_head(tiny_model, encoder_dropout):
     """model.encoder_dropout sets hidden and attention dropout (BERT's attention reads its module's p)
     for the mean-pooling, cls and token models; null keeps the checkpoint's 0.1; the head keeps model.dropout."""
-    from ftlab.modeling import build_model, build_token_model
+    from ftlab.learning.modeling import build_model, build_token_model
 
     cfg = ModelConfig(name=tiny_model, dropout=0.3, encoder_dropout=encoder_dropout)
     inside = 0.1 if encoder_dropout is None else encoder_dropout

@@ -10,12 +10,12 @@ import pytest
 import torch
 import yaml
 
-from ftlab.config import Cell
-from ftlab.data import DataError, load_prepared
-from ftlab.methods import METHODS
-from ftlab.modeling import load_tokenizer
-from ftlab.runs import load_run, merge_adapter
-from ftlab.train import predict, subsample, train
+from ftlab.analysis.runs import load_run, merge_adapter
+from ftlab.core.config import Cell
+from ftlab.data.prepare import DataError, load_prepared
+from ftlab.learning.methods import METHODS
+from ftlab.learning.modeling import load_tokenizer
+from ftlab.training.train import predict, subsample, train
 
 # learning rates that make the tiny random model learn the toy task within 60 steps
 FAST = {
@@ -136,7 +136,7 @@ def test_merged_adapter_predicts_like_the_adapter(make_config, tmp_path, method)
     run = tmp_path / method
     train(cfg, method, run)
     merged = merge_adapter(run, tmp_path / "merged")
-    from ftlab.modeling import load_trained
+    from ftlab.learning.modeling import load_trained
 
     model = load_trained(cfg.model, ["neg", "pos"], merged, adapter=False)
     assert not any("lora_" in n or "ia3_" in n for n, _ in model.named_parameters())
@@ -167,7 +167,7 @@ def test_diverging_loss_stops_with_step_and_method(make_config, tmp_path, tiny_m
 
     from safetensors.torch import load_file, save_file
 
-    from ftlab.trainer import TrainingDiverged
+    from ftlab.training.trainer import TrainingDiverged
 
     broken = tmp_path / "broken-model"
     shutil.copytree(tiny_model, broken)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ftlab.trainer import EpochSeededLengthSampler
+from ftlab.training.trainer import EpochSeededLengthSampler
 
 BATCH = 32
 

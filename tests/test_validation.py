@@ -9,9 +9,9 @@ import re
 import pandas as pd
 import pytest
 
-import ftlab.validation
-from ftlab.config import SPLITS, ValidationConfig
-from ftlab.validation import ValidationFailed, raise_on_failure, validate
+import ftlab.data.validation
+from ftlab.core.config import SPLITS, ValidationConfig
+from ftlab.data.validation import ValidationFailed, raise_on_failure, validate
 from tests.conftest import toy_reviews
 
 LABELS = ["neg", "pos"]
@@ -214,4 +214,4 @@ def test_raise_on_failure_names_rule_and_rows(tmp_path):
 
 
 def test_great_expectations_is_imported_lazily():
-    assert "gx" not in vars(ftlab.validation) and "great_expectations" not in vars(ftlab.validation)
+    assert "gx" not in vars(ftlab.data.validation) and "great_expectations" not in vars(ftlab.data.validation)

@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings, strategies as st
 from scipy import stats as sps
 
+from ftlab.analysis.report import compare
+from ftlab.analysis.stats import paired_bootstrap
 from ftlab.ci import gate
-from ftlab.config import ReportConfig, load_config
-from ftlab.report import compare
-from ftlab.stats import paired_bootstrap
-from ftlab.tasks import TASKS, Task
-from ftlab.train import best_metric
+from ftlab.core.config import ReportConfig, load_config
+from ftlab.learning.tasks import TASKS, Task
+from ftlab.training.train import best_metric
 from tests.conftest import write_run_record
 
 LABELS = {
@@ -268,7 +268,7 @@ def test_best_checkpoint_and_verdicts_follow_the_primary_metric(name):
 
 
 def test_a_task_whose_paired_test_computes_another_metric_is_refused():
-    from ftlab.tasks.base import MeanStatistic, register
+    from ftlab.learning.tasks.base import MeanStatistic, register
 
     class Mismatched(TASKS["classification"]):
         name = "mismatched"

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftlab.checks import fails
-from ftlab.config import Config, load_config
-from ftlab.io import write_text
+from ftlab.analysis.checks import fails
+from ftlab.core.config import Config, load_config
+from ftlab.core.io import write_text
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 One line in one format under both drivers: each ``train`` stage of ``dvc repro`` prints it after its
 cell (the stage logs), and the Prefect flow logs it after each cell and keeps it as a progress
 artifact. A run begins when the ``plan`` stage writes the cells' identities; a cell is done when its
-run directory records the identity the plan gives it (the rule of ``ftlab.identity``), so a cell
+run directory records the identity the plan gives it (the rule of ``ftlab.training.identity``), so a cell
 that an earlier run trained counts as done, and the estimate is taken from the cells trained since.
 """
 
@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftlab.config import Cell, Config
+from ftlab.core.config import Cell, Config
 from ftlab.stages import plan_file, run_dir
 
 

@@ -22,11 +22,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ftlab.config import Cell, Config
-from ftlab.io import atomic_dir, write_json
+from ftlab.core.config import Cell, Config
+from ftlab.core.io import atomic_dir, write_json
 
 if TYPE_CHECKING:
-    from ftlab.monitor import InputColumns
+    from ftlab.serving.monitor import InputColumns
 
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ RAW_DIR = Path("data/raw")  # what dvc.yaml's prepare stage watches
 
 
 def prepare(cfg: Config) -> Path:
-    from ftlab.data import prepare as prepare_data
+    from ftlab.data.prepare import prepare as prepare_data
 
     source = cfg.data.source
     files = list(source.values()) if isinstance(source, dict) else [] if source.startswith(("builtin:", "hub:")) else [source]
@@ -79,8 +79,8 @@ def prepare(cfg: Config) -> Path:
 def validate(cfg: Config) -> dict:
     """Validate the prepared splits, first preparing them if they are missing or were made from other
     params or files (never a stale copy); raises StageFailed naming each failed expectation."""
-    from ftlab.data import ensure_prepared
-    from ftlab.validation import ValidationFailed, raise_on_failure, validate as run_suite
+    from ftlab.data.prepare import ensure_prepared
+    from ftlab.data.validation import ValidationFailed, raise_on_failure, validate as run_suite
 
     result = run_suite(ensure_prepared(cfg), cfg.validation, validation_dir(cfg), cfg.task.type)
     try:
@@ -98,7 +98,7 @@ def with_threads(cfg: Config, threads: int) -> Config:
 def search(cfg: Config, method: str) -> dict:
     """Search ``method``'s hyperparameters when ``search.enabled``; otherwise record that defaults apply."""
     if cfg.search.enabled:
-        from ftlab.search import search as run_search
+        from ftlab.training.search import search as run_search
 
         result = run_search(cfg, method, cfg.data.prepared_dir)
     else:
@@ -118,12 +118,12 @@ def tuned(cfg: Config, method: str) -> Config:
 
 
 def plan(cfg: Config) -> dict[Cell, dict]:
-    """Each cell's identity (``ftlab.identity``: data, code, result-changing params), one file per
+    """Each cell's identity (``ftlab.training.identity``: data, code, result-changing params), one file per
     cell. dvc.yaml's train stage depends on its cell's file and on nothing else, so DVC retrains a
     cell exactly when the flow would (the flow compares the same identity with the one its run
     recorded): this stage re-runs on any edit of params or code, and rewrites unchanged files byte
     for byte, which leaves their cells up to date."""
-    from ftlab.identity import cell_identity
+    from ftlab.training.identity import cell_identity
 
     identities = {c: cell_identity(tuned(cfg, c.method), c) for c in cfg.cells()}
     with atomic_dir(cfg.report.dir / "plan") as tmp:
@@ -135,7 +135,7 @@ def plan(cfg: Config) -> dict[Cell, dict]:
 def train(cfg: Config, method: str, seed: int | None = None, train_size: int | Literal["all"] = "all",
           out: Path | None = None) -> dict:
     """Fine-tune one cell on the prepared data."""
-    from ftlab.train import train as run_train
+    from ftlab.training.train import train as run_train
 
     c = cell(cfg, method, seed, train_size)
     return run_train(tuned(cfg, method), method, out or run_dir(cfg, c), data_dir=cfg.data.prepared_dir,
@@ -144,7 +144,7 @@ def train(cfg: Config, method: str, seed: int | None = None, train_size: int | L
 
 def check(cfg: Config, method: str, seed: int | None = None, train_size: int | Literal["all"] = "all") -> dict:
     """Overfitting and drift checks of one finished cell; raises ChecksFailed per checks.fail_on."""
-    from ftlab.checks import ChecksFailed, check_run, enforce
+    from ftlab.analysis.checks import ChecksFailed, check_run, enforce
 
     c = cell(cfg, method, seed, train_size)
     result = check_run(run_dir(cfg, c), cfg.checks, checks_dir(cfg, c))
@@ -157,8 +157,8 @@ def check(cfg: Config, method: str, seed: int | None = None, train_size: int | L
 
 def compare(cfg: Config) -> dict:
     """The comparison report over every cell of the config, with the task's baselines."""
-    from ftlab.baselines import baselines
-    from ftlab.report import compare as write_report
+    from ftlab.analysis.baselines import baselines
+    from ftlab.analysis.report import compare as write_report
 
     cells = cfg.cells()
     checks: list[Path | None] = [checks_dir(cfg, c) for c in cells]
@@ -171,15 +171,15 @@ def compare(cfg: Config) -> dict:
 def promote(cfg: Config, method: str | None = None, seed: int | None = None,
             train_size: int | Literal["all"] | None = None) -> dict:
     """Package the recommended cell (or the one named) as a standalone model directory."""
-    from ftlab.promote import promote as run_promote
+    from ftlab.serving.promote import promote as run_promote
 
     return run_promote(cfg, method, seed, train_size)
 
 
 def monitor(cfg: Config, input_path: Path | None = None, columns: InputColumns | None = None) -> dict:
     """Compare new data (default: monitor.input) with the promoted model's training reference."""
-    from ftlab.monitor import InputColumns, monitor as run_monitor
-    from ftlab.promote import model_dir
+    from ftlab.serving.monitor import InputColumns, monitor as run_monitor
+    from ftlab.serving.promote import model_dir
 
     return run_monitor(model_dir(cfg), input_path or cfg.monitor.input, cfg.monitor, cfg.monitor.out_dir,
                        columns or InputColumns())

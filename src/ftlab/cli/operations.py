@@ -32,9 +32,9 @@ def predict(
     set_: list[str] | None = SET,
 ) -> None:
     """Score a file with a promoted model: each input row + prediction, confidence and per-class probabilities."""
-    from ftlab.data import DataError
-    from ftlab.predict import predict_file
-    from ftlab.promote import model_dir
+    from ftlab.data.prepare import DataError
+    from ftlab.serving.predict import predict_file
+    from ftlab.serving.promote import model_dir
 
     if precision not in ("auto", "bf16", "fp32"):
         fail(typer.BadParameter(f"--precision must be auto, bf16 or fp32, got {precision!r}"))
@@ -65,7 +65,7 @@ def monitor(
     fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="exit 3 on the verdict drift (for CI and cron)"),
 ) -> None:
     """Drift of new data against the promoted model's training reference: HTML report + JSON verdict."""
-    from ftlab.monitor import InputColumns
+    from ftlab.serving.monitor import InputColumns
 
     settings = {"monitor.out_dir": str(out_dir)} if out_dir is not None else None
     columns = InputColumns(text_column, label_column, header)
@@ -82,7 +82,7 @@ def monitor(
 @app.command()
 def merge(run: Path = typer.Argument(..., help="run directory of a LoRA/DoRA/IA3 run"), out: Path = typer.Option(..., help="where to write the merged model")) -> None:
     """Merge a run's adapter into the base model and save the full model (safetensors)."""
-    from ftlab.runs import merge_adapter
+    from ftlab.analysis.runs import merge_adapter
 
     try:
         merge_adapter(run, out)
@@ -102,7 +102,7 @@ def ci(
 ) -> None:
     """CI retraining: dvc pull, dvc repro, quality gate against --base, summary, dvc push."""
     from ftlab.ci import CiFailed, retrain
-    from ftlab.config import ConfigError
+    from ftlab.core.config import ConfigError
 
     try:
         result = retrain(base, summary, remote=remote, pull=pull, push=push, plots_dir=plots_dir)

@@ -20,7 +20,7 @@ METHOD = typer.Option(None, "--method", "-m", help="method (default: every metho
 @app.command()
 def tasks() -> None:
     """List the tasks (what is learned, set by `task.type` in params.yaml), one line each."""
-    from ftlab.tasks import TASKS
+    from ftlab.learning.tasks import TASKS
 
     for name, task in TASKS.items():
         typer.echo(f"{name:22} {task.summary}")
@@ -29,7 +29,7 @@ def tasks() -> None:
 @app.command()
 def methods() -> None:
     """List the fine-tuning methods, one line each on what they train."""
-    from ftlab.methods import METHODS
+    from ftlab.learning.methods import METHODS
 
     table = Table("method", "trains", "default lr", box=None)
     for name, method in METHODS.items():
@@ -46,7 +46,7 @@ def prepare(params: Path | None = PARAMS, set_: list[str] | None = SET) -> None:
 @app.command()
 def validate(params: Path | None = PARAMS, set_: list[str] | None = SET) -> None:
     """Run the Great Expectations suite on the prepared splits; exit 1 naming each failure."""
-    from ftlab.config import SPLITS
+    from ftlab.core.config import SPLITS
     from ftlab.stages import validation_dir
 
     result = run_stage("validate", params, set_)
@@ -57,8 +57,8 @@ def validate(params: Path | None = PARAMS, set_: list[str] | None = SET) -> None
 
 def _cells(cfg, method: str | None, seed: int | None, size: str | None):
     """The config's grid of cells, narrowed to the given method, seed and train size."""
-    from ftlab.config import ConfigError
-    from ftlab.methods import METHODS
+    from ftlab.core.config import ConfigError
+    from ftlab.learning.methods import METHODS
 
     if method is not None and method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
@@ -68,8 +68,8 @@ def _cells(cfg, method: str | None, seed: int | None, size: str | None):
 @app.command()
 def search(method: str | None = METHOD, params: Path | None = PARAMS, set_: list[str] | None = SET) -> None:
     """Search each method's own hyperparameters on the validation split (when search.enabled)."""
-    from ftlab.config import ConfigError
-    from ftlab.methods import METHODS
+    from ftlab.core.config import ConfigError
+    from ftlab.learning.methods import METHODS
 
     cfg = stage_config(params, set_)
     if method is not None and method not in METHODS:
@@ -96,8 +96,8 @@ def train(
     out: Path | None = typer.Option(None, help="run directory of a single run (default: <train.output_dir>/<method>/s<seed>-n<size>)"),
 ) -> None:
     """Fine-tune a method (per seed and train size) and write its run directory (weights, metrics, history, predictions)."""
-    from ftlab.config import ConfigError
-    from ftlab.data import DataError
+    from ftlab.core.config import ConfigError
+    from ftlab.data.prepare import DataError
 
     try:  # a bad option or param fails here, before torch and transformers take seconds to import
         cfg = load(params, set_)
@@ -107,10 +107,10 @@ def train(
     except (ConfigError, ValueError, OSError) as e:
         fail(e)
     from ftlab import stages
+    from ftlab.core.record import RunRecord
     from ftlab.progress import progress
-    from ftlab.record import RunRecord
     from ftlab.stages import StageFailed
-    from ftlab.trainer import TrainingDiverged
+    from ftlab.training.trainer import TrainingDiverged
 
     try:
         for cell in cells:

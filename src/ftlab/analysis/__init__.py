@@ -1,0 +1,1 @@
+"""Judging the runs: overfitting and drift checks, statistics, baselines, the comparison report."""

@@ -1,0 +1,327 @@
+"""Compare fine-tuning runs and recommend one, using measured numbers and their uncertainty only.
+
+Claims like "LoRA matches full fine-tuning with 0.1% of the parameters" are folklore until someone
+measures them on your data, model and hardware, with enough repeats to tell a difference from
+noise. This stage reads the run directories of every cell (method × seed × train size) that
+:func:`ftlab.training.train.train` wrote, plus the overfitting verdicts, and writes ``comparison.json`` for
+programs, ``comparison.md`` for the repository, a self-contained ``comparison.html`` and four plots.
+
+Per method and train size: mean ± std over seeds and a Student t interval (:mod:`ftlab.analysis.stats`).
+Per train size: a paired bootstrap test (same seeds, same test examples) of the best method
+against each other method. Where curves of two methods cross between two sizes is listed.
+
+Every number is the task's primary metric (accuracy, Spearman, micro-F1, entity F1; ``metrics.json``
+names it) in its own direction, and so is every paired test: each resample of the test examples
+recomputes that metric for both sides (:class:`ftlab.learning.tasks.base.Statistic`), so a verdict can neither
+test another metric than the table shows nor disagree in sign with the difference it reports.
+
+Recommendation rules, at the largest train size (quality is the mean primary test metric over seeds):
+
+* ``best``: the best quality. Ties go to fewer trainable parameters, then less train time.
+* ``cheapest_within_tolerance``: among the best and every method that is not significantly worse
+  than it (or is, but by at most ``tolerance``), the one with the fewest trainable parameters
+  (ties: less train time). A costlier method is preferred only when it is significantly better.
+  "Cost" here means trainable parameters, since they set the artifact size and optimizer state;
+  train time is reported beside it and never mixed in. Methods whose checks say "overfit" are
+  skipped unless every qualifying method overfits.
+* ``within_memory_budget`` / ``within_time_budget``: the best method whose
+  ``peak_memory_mb`` / ``train_seconds`` is at most the budget. Null when no budget is set;
+  ``method: null`` with a note when nothing fits.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ftlab.analysis import checks
+from ftlab.analysis.render import count, html, markdown, mib, p_value, plots
+from ftlab.analysis.stats import mean_ci, paired_bootstrap
+from ftlab.core.config import ReportConfig
+from ftlab.core.io import write_json, write_text
+from ftlab.core.record import COST_KEYS, Run
+from ftlab.learning.tasks import TASKS, Task
+
+RUN_KEYS = ("method", "seed", "train_size", "n_train", "trainable_params", "total_params", "trainable_percent")
+VERDICTS = (None, *checks.VERDICTS)  # unchecked, then mildest first: a method's verdict is its worst seed's
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _load(run_dirs: list[Path], checks_dirs: list[Path | None], task: Task) -> list[dict]:
+    """Read and validate every cell. Raises ValueError naming the directory, before anything is written."""
+    if not run_dirs:
+        raise ValueError("compare needs at least one run directory")
+    if len(checks_dirs) != len(run_dirs):
+        raise ValueError(f"got {len(run_dirs)} run directories but {len(checks_dirs)} checks directories")
+    runs, texts = [], None
+    sign = 1.0 if task.primary.higher_is_better else -1.0
+    seen: dict[tuple, Path] = {}
+    for run_dir, checks_dir in zip(map(Path, run_dirs), checks_dirs, strict=True):
+        run = Run(run_dir)
+        record = run.record
+        if record.task != task.name:
+            raise ValueError(f"{run_dir} is a {record.task!r} run; this comparison is of task {task.name!r}")
+        missing = [m.name for m in task.metrics if m.name not in record.quality]
+        if missing:
+            raise ValueError(f"{run_dir / 'metrics.json'} lacks {missing}")
+        key = (record.method, record.seed, record.train_size)
+        if key in seen:
+            raise ValueError(f"method {key[0]!r} at seed {key[1]}, train size {key[2]} appears twice: "
+                             f"{seen[key]} and {run_dir}")
+        seen[key] = run_dir
+        predictions = run.predictions()
+        if texts is None:
+            texts = predictions["text"].to_numpy()
+        elif not np.array_equal(texts, predictions["text"].to_numpy()):
+            raise ValueError(f"{run_dir} was tested on other examples than {run_dirs[0]}: paired tests need one test set")
+        checks: dict[str, Any] = {"verdict": None, "reasons": []}  # not checked: the report says so
+        if checks_dir is not None and (Path(checks_dir) / "checks.json").is_file():
+            checks = _read_json(Path(checks_dir) / "checks.json")
+        primary = record.quality[task.primary.name]
+        runs.append({**{k: getattr(record, k) for k in RUN_KEYS}, **record.costs(),
+                     "overfitting": checks["verdict"], "overfitting_reasons": checks.get("reasons", []),
+                     "history": run.history,
+                     "metrics": {m.name: record.quality[m.name] for m in task.metrics},
+                     "memory_kind": record.cost.memory_kind,
+                     "primary": primary, "score": sign * primary,
+                     "scores": task.example_scores(predictions, run.labels)})
+    return runs
+
+
+def _summarize(runs: list[dict], level: float) -> dict:
+    """One method at one train size, over its seeds: every metric of the task as mean, std and CI."""
+    first = runs[0]
+    stats = {name: mean_ci([r["metrics"][name] for r in runs], level) for name in first["metrics"]}
+    primary = stats[next(iter(stats))]
+    verdict = max((r["overfitting"] for r in runs), key=VERDICTS.index)
+    return {
+        "method": first["method"], "train_size": first["train_size"],
+        "n_train": round(float(np.mean([r["n_train"] for r in runs]))), "seeds": sorted(r["seed"] for r in runs),
+        "primary": primary["mean"], "primary_std": primary["std"], "primary_ci": [primary["ci_low"], primary["ci_high"]],
+        "score": float(np.mean([r["score"] for r in runs])),
+        **{name: st["mean"] for name, st in stats.items()},
+        **{f"{name}_std": st["std"] for name, st in stats.items()},
+        **{f"{name}_ci": [st["ci_low"], st["ci_high"]] for name, st in stats.items()},
+        **{k: first[k] for k in ("trainable_params", "total_params", "trainable_percent")},
+        **{k: float(np.mean([r[k] for r in runs])) for k in COST_KEYS},
+        "overfitting": verdict,
+        "overfitting_reasons": sorted({reason for r in runs for reason in r["overfitting_reasons"]}),
+    }
+
+
+def _best(rows: list[dict]) -> dict:
+    return max(rows, key=lambda r: (r["score"], -r["trainable_params"], -r["train_seconds"]))
+
+
+def _paired(a: np.ndarray, b: np.ndarray, level: float, task: Task) -> dict:
+    """The paired bootstrap of A against B on the task's primary metric, which the result names."""
+    test = paired_bootstrap(a, b, level, statistic=task.statistic, higher_is_better=task.primary.higher_is_better)
+    return {"metric": task.statistic.metric, **test}
+
+
+def _test_against_best(rows: list[dict], runs: dict[str, list[dict]], level: float, task: Task) -> dict:
+    """Set ``vs_best`` on every row: a paired bootstrap of it against the best, on their common seeds."""
+    best = _best(rows)
+    best_by_seed = {r["seed"]: r["scores"] for r in runs[best["method"]]}
+    for row in rows:
+        if row is best:
+            row["vs_best"] = None
+            continue
+        own = {r["seed"]: r["scores"] for r in runs[row["method"]]}
+        common = sorted(own.keys() & best_by_seed.keys())
+        row["vs_best"] = _paired(np.stack([own[s] for s in common]), np.stack([best_by_seed[s] for s in common]),
+                                 level, task) if common else None
+    return best
+
+
+def _pareto(rows: list[dict], cost: str) -> set[str]:
+    """Methods that no other method beats: at least as good for no more cost, and strictly better in one."""
+    def dominated(r: dict) -> bool:
+        return any(o[cost] <= r[cost] and o["score"] >= r["score"]
+                   and (o[cost] < r[cost] or o["score"] > r["score"]) for o in rows)
+    return {r["method"] for r in rows if not dominated(r)}
+
+
+def _budget(rows: list[dict], key: str, budget: float | None, unit: str, what: str, metric: str) -> dict | None:
+    """The best method with ``key`` within ``budget``. None when no budget is set."""
+    if budget is None:
+        return None
+    fits = [r for r in rows if r[key] <= budget]
+    if not fits:
+        low = min(rows, key=lambda r: r[key])
+        return {"method": None, "value": None, "budget": budget,
+                "note": f"No method fits the {budget:g} {unit} {what} budget "
+                        f"(the lowest is {low['method']} at {low[key]:g} {unit})"}
+    pick = _best(fits)
+    return {"method": pick["method"], "value": pick["primary"], "budget": budget, key: pick[key],
+            "note": f"Within the {budget:g} {unit} {what} budget, pick {pick['method']} "
+                    f"({pick['primary']:.3f} {metric}, {pick[key]:g} {unit})"}
+
+
+def _equivalent(row: dict, best: dict, tolerance: float) -> bool:
+    """Not worth paying for the best instead: not significantly worse, or worse by at most the tolerance."""
+    test = row["vs_best"]
+    return row is best or best["score"] - row["score"] <= tolerance + 1e-9 or (
+        test is not None and test["verdict"] != "worse")
+
+
+def _significance(row: dict) -> str:
+    test = row["vs_best"]
+    if test is None:
+        return "not tested"
+    word = "significantly" if test["verdict"] != "no significant difference" else "not significantly"
+    return f"{word} different at {test['level']:.0%} ({p_value(test['p_value'])})"
+
+
+def recommend(rows: list[dict], cfg: ReportConfig, metric: str = "accuracy") -> dict:
+    """Apply the recommendation rules in the module docstring to the rows of the largest train size;
+    ``metric`` names the task's primary metric in the text."""
+    best = _best(rows)
+    points = 100 * cfg.tolerance
+    unit = "point" if points == 1 else "points"
+    within = [r for r in rows if _equivalent(r, best, cfg.tolerance)]
+    healthy = [r for r in within if r["overfitting"] != "overfit"]
+    pick = min(healthy or within, key=lambda r: (r["trainable_params"], r["train_seconds"]))
+    why = (f"fewest trainable parameters ({count(pick['trainable_params'])}, ties broken by train time) "
+           f"among the best and the methods not significantly worse than it or within {points:g} {unit}: "
+           + ", ".join(r["method"] for r in within))
+    skipped = [r["method"] for r in within if r["overfitting"] == "overfit"]
+    if skipped:
+        why += f"; skipped as overfit: {', '.join(skipped)}" if healthy else "; all of them overfit"
+    memory_pick = _budget(rows, "peak_memory_mb", cfg.memory_budget_mb, "MB", "memory", metric)
+    time_pick = _budget(rows, "train_seconds", cfg.time_budget_s, "s", "time", metric)
+
+    if pick is best:
+        cheaper = [r for r in rows if r["trainable_params"] < best["trainable_params"]]
+        text = (f"Pick {best['method']}: it has the best {metric} ({best['primary']:.3f}), and "
+                + ("every method with fewer trainable parameters is significantly worse by more than "
+                   f"{points:g} {unit}." if cheaper else "no method trains fewer parameters."))
+    else:
+        saved = 1 - pick["train_seconds"] / best["train_seconds"]
+        sizes = f"{mib(pick['artifact_bytes']):.3g} MB", f"{mib(best['artifact_bytes']):.3g} MB"
+        text = (f"Pick {pick['method']}: {pick['primary']:.3f} {metric}, "
+                f"{100 * (best['score'] - pick['score']):.1f} points worse than {best['method']} "
+                f"({best['primary']:.3f}), {_significance(pick)}; it trains {pick['trainable_percent']:.3g}% "
+                f"of the parameters in {abs(saved):.0%} {'less' if saved >= 0 else 'more'} time"
+                + (f", with an artifact of {sizes[0]} instead of {sizes[1]}." if sizes[0] != sizes[1] else "."))
+    text += "".join(f" {b['note']}." for b in (memory_pick, time_pick) if b)
+    overfit = [r["method"] for r in rows if r["overfitting"] == "overfit"]
+    if overfit:
+        text += f" The checks flagged {', '.join(overfit)} as overfit"
+        text += "; overfit methods are not recommended as the cheap pick." if skipped and healthy else "."
+    return {"best": {"method": best["method"], "value": best["primary"]},
+            "cheapest_within_tolerance": {"method": pick["method"], "value": pick["primary"], "why": why},
+            "within_memory_budget": memory_pick, "within_time_budget": time_pick, "text": text}
+
+
+def _crossings(sizes: list[dict]) -> list[dict]:
+    """Pairs of methods whose order by the mean primary metric flips between two consecutive train sizes."""
+    out = []
+    for before, after in itertools.pairwise(sizes):
+        acc_before = {r["method"]: r["score"] for r in before["rows"]}
+        acc_after = {r["method"]: r["score"] for r in after["rows"]}
+        for a, b in itertools.combinations(sorted(acc_before.keys() & acc_after.keys()), 2):
+            if (acc_before[a] - acc_before[b]) * (acc_after[a] - acc_after[b]) < 0:
+                leader, overtaker = (a, b) if acc_before[a] > acc_before[b] else (b, a)
+                out.append({"overtaker": overtaker, "overtaken": leader,
+                            "between": [before["n_train"], after["n_train"]]})
+    return out
+
+
+def _by_size(sizes: list[dict]) -> str:
+    """Which method wins at each train size, and where the lead changes hands, in words."""
+    parts = []
+    for s in sizes:
+        tied = [r["method"] for r in s["rows"] if r is not s["best"] and r["vs_best"]
+                and r["vs_best"]["verdict"] != "worse"]
+        parts.append(f"at {s['n_train']} examples {s['best']['method']} ({s['best']['primary']:.3f})"
+                     + (f", not significantly better than {', '.join(tied)}" if tied else ", significantly better than the rest"))
+    text = "Best by train size: " + "; ".join(parts) + "."
+    for before, after in itertools.pairwise(sizes):
+        if before["best"]["method"] != after["best"]["method"]:
+            text += (f" The lead passes from {before['best']['method']} to {after['best']['method']} "
+                     f"between {before['n_train']} and {after['n_train']} examples.")
+    return text
+
+
+def _search(paths: list[Path]) -> dict[str, dict]:
+    return {s["method"]: s for s in map(_read_json, paths) if s.get("enabled")}
+
+
+def _against_baselines(baselines: list[dict], best: dict, runs: list[dict], level: float, task: Task) -> list[dict]:
+    """Each baseline's value and a paired bootstrap of the best method (its seeds) against it."""
+    own = np.stack([r["scores"] for r in runs if r["method"] == best["method"] and r["train_size"] == best["train_size"]])
+    return [{"name": b["name"], "value": b["value"],
+             "best_vs_baseline": _paired(own, np.broadcast_to(b["scores"], own.shape), level, task)}
+            for b in baselines]
+
+
+def compare(run_dirs: list[Path], checks_dirs: list[Path | None], cfg: ReportConfig, out_dir: Path,
+            search_files: Sequence[Path] = (), task: Task | None = None, baselines: Sequence[dict] = ()) -> dict:
+    """Compare cells and write comparison.{json,md,html} and the plots into ``out_dir``. Returns the comparison.
+
+    ``baselines``: ``{"name", "value", "scores"}`` per baseline (see :mod:`ftlab.analysis.baselines`), scored on
+    the same test examples. ``task`` defaults to classification."""
+    task = task or TASKS["classification"]()
+    runs = _load(run_dirs, checks_dirs, task)
+    groups: dict[Any, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        groups[run["train_size"]][run["method"]].append(run)
+    sizes = []
+    for size, by_method in groups.items():
+        rows = [_summarize(method_runs, cfg.confidence) for method_runs in by_method.values()]
+        best = _test_against_best(rows, by_method, cfg.confidence, task)
+        sizes.append({"train_size": size, "n_train": best["n_train"], "best": best,
+                      "rows": sorted(rows, key=lambda r: -r["score"])})
+    sizes.sort(key=lambda s: s["n_train"])
+    main = sizes[-1]
+    rows = main["rows"]
+    front_params, front_time = _pareto(rows, "trainable_params"), _pareto(rows, "train_seconds")
+    for r in rows:
+        r["pareto"], r["pareto_time"] = r["method"] in front_params, r["method"] in front_time
+    result = {
+        "task": task.name,
+        "primary_metric": {"name": task.primary.name, "label": task.primary.label,
+                           "higher_is_better": task.primary.higher_is_better,
+                           "statistic": task.statistic.label, "points": task.statistic.points},
+        "metrics": [{"name": m.name, "label": m.label, "higher_is_better": m.higher_is_better} for m in task.metrics],
+        "methods": rows,
+        "recommendation": recommend(rows, cfg, task.primary.label),
+        "baselines": _against_baselines(list(baselines), main["best"], runs, cfg.confidence, task),
+        "confidence": cfg.confidence,
+        "seeds": sorted({r["seed"] for r in runs}),
+        "train_sizes": [s["train_size"] for s in sizes],
+        "by_size": [{"train_size": s["train_size"], "n_train": s["n_train"], "best": s["best"]["method"],
+                     "tests": {r["method"]: r["vs_best"] for r in s["rows"] if r is not s["best"]}} for s in sizes],
+        "by_size_text": _by_size(sizes),
+        "crossings": _crossings(sizes),
+        "summary": [{"method": r["method"], "train_size": s["train_size"], "n_train": r["n_train"],
+                     "mean": r["primary"], "std": r["primary_std"], "ci_low": r["primary_ci"][0],
+                     "ci_high": r["primary_ci"][1], "n": len(r["seeds"]),
+                     **{m.name: r[m.name] for m in task.metrics}, "train_seconds": r["train_seconds"]}
+                    for s in sizes for r in s["rows"]],
+        "cells": [{**{k: run[k] for k in (*RUN_KEYS, "train_seconds", "overfitting", "memory_kind")},
+                   **run["metrics"]} for run in runs],
+        "search": _search(list(search_files)),
+    }
+    pngs = plots(rows, groups[main["train_size"]], sizes, task.primary)
+    text = markdown(result)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in pngs.items():
+        tmp = out_dir / f".{name}.tmp-{os.getpid()}"
+        tmp.write_bytes(data)
+        os.replace(tmp, out_dir / name)
+    write_json(out_dir / "comparison.json", result)
+    write_text(out_dir / "comparison.md", text)
+    write_text(out_dir / "comparison.html", html(text, pngs))
+    return result

@@ -1,0 +1,1 @@
+"""Data in: file readers, label hygiene, splitting, prepare, Great Expectations validation, demo data."""

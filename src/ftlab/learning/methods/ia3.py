@@ -1,0 +1,35 @@
+"""IA3 (Liu et al., 2022) through peft: learned rescaling of keys, values and FFN activations."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from ftlab.learning.methods.base import MethodParams, PeftMethod, head_modules, register
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+class IA3Params(MethodParams):
+    lr: float = Field(1e-2, gt=0, le=10)
+    target_modules: list[str] | None = None  # None: peft's default for the model type
+    feedforward_modules: list[str] | None = None
+
+
+@register
+class IA3(PeftMethod):
+    name = "ia3"
+    summary = "learned scaling vectors on keys, values and feed-forward activations + head"
+    Params = IA3Params
+
+    def peft_config(self, model: nn.Module, params: Any, task_type: str):
+        from peft import IA3Config
+
+        return IA3Config(
+            task_type=task_type,
+            target_modules=params.target_modules,
+            feedforward_modules=params.feedforward_modules,
+            modules_to_save=head_modules(model),
+        )

@@ -1,0 +1,71 @@
+"""LoRA (Hu et al., 2021) and DoRA (Liu et al., 2024) through peft: low-rank updates + head."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field
+
+from ftlab.learning.methods.base import MethodParams, PeftMethod, head_modules, register
+
+# Attention projections to adapt, by the names each model family uses, most specific first:
+# BERT/RoBERTa/ELECTRA, DeBERTa-v2/v3, DistilBERT, LLaMA/Mistral/Qwen/Gemma, GPT-2.
+TARGET_CANDIDATES = (
+    ("query_proj", "value_proj"),
+    ("query", "value"),
+    ("q_lin", "v_lin"),
+    ("q_proj", "v_proj"),
+    ("c_attn",),
+)
+
+
+def infer_target_modules(model: nn.Module) -> list[str]:
+    """The query/value projection names of ``model``, found from its module names."""
+    leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    for names in TARGET_CANDIDATES:
+        if set(names) <= leaves:
+            return list(names)
+    raise ValueError(
+        "cannot infer the attention projections to adapt for this model; "
+        "set method_params.<method>.target_modules"
+    )
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+class LoraParams(MethodParams):
+    lr: float = Field(1e-3, gt=0, le=10)
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    target_modules: list[str] | None = None  # None: inferred from the model
+
+
+@register
+class Lora(PeftMethod):
+    name = "lora"
+    summary = "low-rank adapters on the attention query/value projections + head"
+    Params = LoraParams
+    search_space: ClassVar[dict[str, list[Any]]] = {"r": [4, 8, 16]}
+    use_dora = False
+
+    def peft_config(self, model: nn.Module, params: Any, task_type: str):
+        from peft import LoraConfig
+
+        return LoraConfig(
+            task_type=task_type,
+            r=params.r,
+            lora_alpha=params.alpha,
+            lora_dropout=params.dropout,
+            target_modules=params.target_modules or infer_target_modules(model),
+            modules_to_save=head_modules(model),
+            use_dora=self.use_dora,
+        )
+
+
+@register
+class Dora(Lora):
+    name = "dora"
+    summary = "weight-decomposed LoRA: low-rank direction + learned magnitude + head"
+    use_dora = True

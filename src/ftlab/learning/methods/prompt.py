@@ -1,0 +1,104 @@
+"""Soft-prompt methods through peft: prompt tuning, prefix tuning and p-tuning.
+
+The transformer stays frozen; only virtual tokens (and the head) train, so they need learning
+rates two orders of magnitude above full fine-tuning.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+
+from pydantic import Field, model_validator
+
+from ftlab.learning.methods.base import MethodParams, PeftMethod, head_modules, register
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PreTrainedConfig
+
+
+class PromptParams(MethodParams):
+    lr: float = Field(3e-2, gt=0, le=10)
+    num_virtual_tokens: int = Field(20, ge=1)
+
+
+class PromptTuningParams(PromptParams):
+    init: Literal["random", "text"] = "text"
+    init_text: str = "Classify the sentiment of this review:"
+
+    @model_validator(mode="after")
+    def _text_given(self):
+        if self.init == "text" and not self.init_text.strip():
+            raise ValueError("init_text must not be empty when init is 'text'")
+        return self
+
+
+@register
+class PromptTuning(PeftMethod):
+    name = "prompt_tuning"
+    summary = "soft prompt of virtual token embeddings (random or text init) + head"
+    Params = PromptTuningParams
+    search_space: ClassVar[dict[str, list[Any]]] = {"num_virtual_tokens": [10, 20, 40]}
+
+    def peft_config(self, model: nn.Module, params: Any, task_type: str):
+        from peft import PromptTuningConfig, PromptTuningInit
+
+        text = params.init == "text"
+        return PromptTuningConfig(
+            task_type=task_type,
+            num_virtual_tokens=params.num_virtual_tokens,
+            prompt_tuning_init=PromptTuningInit.TEXT if text else PromptTuningInit.RANDOM,
+            prompt_tuning_init_text=params.init_text if text else None,
+            tokenizer_name_or_path=cast("PreTrainedConfig", model.config).name_or_path if text else None,
+            modules_to_save=head_modules(model),
+        )
+
+
+class PrefixParams(PromptParams):
+    lr: float = Field(1e-2, gt=0, le=10)
+    projection: bool = False  # reparameterise the prefix through an MLP (more stable, more params)
+    encoder_hidden_size: int = Field(128, ge=1)
+
+
+@register
+class PrefixTuning(PeftMethod):
+    name = "prefix_tuning"
+    summary = "trained key/value prefixes in every attention layer + head"
+    Params = PrefixParams
+    search_space: ClassVar[dict[str, list[Any]]] = {"num_virtual_tokens": [10, 20, 40]}
+
+    def peft_config(self, model: nn.Module, params: Any, task_type: str):
+        from peft import PrefixTuningConfig
+
+        return PrefixTuningConfig(
+            task_type=task_type,
+            num_virtual_tokens=params.num_virtual_tokens,
+            prefix_projection=params.projection,
+            encoder_hidden_size=params.encoder_hidden_size,
+            modules_to_save=head_modules(model),
+        )
+
+
+class PTuningParams(PromptParams):
+    lr: float = Field(3e-3, gt=0, le=10)
+    encoder_hidden_size: int = Field(128, ge=1)
+    encoder: Literal["MLP", "LSTM"] = "MLP"
+
+
+@register
+class PTuning(PeftMethod):
+    name = "p_tuning"
+    summary = "virtual tokens produced by a small trained prompt encoder (MLP/LSTM) + head"
+    Params = PTuningParams
+    search_space: ClassVar[dict[str, list[Any]]] = {"num_virtual_tokens": [10, 20, 40]}
+
+    def peft_config(self, model: nn.Module, params: Any, task_type: str):
+        from peft import PromptEncoderConfig
+
+        return PromptEncoderConfig(
+            task_type=task_type,
+            num_virtual_tokens=params.num_virtual_tokens,
+            encoder_hidden_size=params.encoder_hidden_size,
+            encoder_reparameterization_type=params.encoder,
+            modules_to_save=head_modules(model),
+        )

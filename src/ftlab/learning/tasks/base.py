@@ -1,0 +1,300 @@
+"""The interface every task implements, and the registry that holds them.
+
+A task is the problem being learned, orthogonal to the fine-tuning method (as peft keeps its
+``TaskType`` apart from its tuners). It owns everything that depends on the shape of the labels:
+the columns it reads, how labels are encoded, tokenisation and the collator, the head and the
+loss, the peft task type, the metrics with the primary one and its direction, how outputs are
+decoded and written, the per-example columns from which the paired tests recompute the primary
+metric on every resample, and its trivial baseline. Everything downstream asks the task instead of assuming single-label classification.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+    from torch import nn
+
+    from ftlab.core.config import Config, ModelConfig
+
+TASKS: dict[str, type[Task]] = {}
+
+
+class DataError(ValueError):
+    """Input data that cannot be used; the message names the file, column or rows at fault."""
+
+
+class TaskOptions(BaseModel):
+    """Options every task has: which source columns hold the text and the target."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    text_column: str = "text"
+    label_column: str = "label"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One scalar metric of a task: its key in metrics.json, its direction, how to print it."""
+
+    name: str
+    label: str
+    higher_is_better: bool = True
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """The task's primary metric as every paired test recomputes it on a resample of the test examples.
+
+    ``counts`` (resamples, examples) says how often each test example was drawn; ``scores``
+    (examples, k) are the task's :meth:`Task.example_scores`. ``statistic(counts, scores)`` is the
+    metric of each resample: what :meth:`Task.test_metrics` gives on the drawn rows, duplicates
+    included (tests/test_verdicts.py checks it for every task), so a verdict is always about the
+    metric the table and the recommendation name. :func:`register` refuses a task whose statistic
+    computes another metric than its primary one.
+    """
+
+    metric: str  # the Metric.name it computes: the task's primary metric
+    label: str  # e.g. "accuracy", "micro-F1", "Spearman"
+    points: bool = True  # a share in [0, 1], differences printed in percentage points
+
+    def __call__(self, counts: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class SumStatistic(Statistic):
+    """A metric that is a function of per-example score columns summed over the drawn examples (the
+    fast path: one matrix product per block of resamples); ``of_sums(sums, n)`` is that function."""
+
+    def __call__(self, counts: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        return self.of_sums(counts @ scores, counts.sum(-1))
+
+    def of_sums(self, sums: np.ndarray, n: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class MeanStatistic(SumStatistic):
+    """The mean of one per-example score: accuracy from 1/0 for right/wrong, exact match."""
+
+    def of_sums(self, sums: np.ndarray, n: np.ndarray) -> np.ndarray:
+        return sums[..., 0] / n
+
+
+class F1Statistic(SumStatistic):
+    """Micro-F1 from summed (true positive, false positive, false negative) counts; 0 when there is
+    nothing to count (no entity or label predicted or true), as seqeval and multilabel's micro-F1 say."""
+
+    def of_sums(self, sums: np.ndarray, n: np.ndarray) -> np.ndarray:
+        tp, fp, fn = sums[..., 0], sums[..., 1], sums[..., 2]
+        denominator = 2 * tp + fp + fn
+        return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1e-12), 0.0)
+
+
+class SpearmanStatistic(Statistic):
+    """Spearman's rank correlation of (target, prediction), the two score columns, on each resample.
+
+    Not a function of per-example sums: each resample is ranked again. An example drawn c times is c
+    tied rows of the resample, so its rank is the average rank of its value among the drawn rows and
+    the correlation is the count-weighted Pearson correlation of those ranks: exactly
+    ``scipy.stats.spearmanr`` of the drawn rows, without materialising them. A constant side
+    correlates with nothing: 0, as the task's test metric says.
+    """
+
+    def __call__(self, counts: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        counts = np.asarray(counts, dtype=float)
+        ry, rp = (_resampled_ranks(counts, scores[:, j]) for j in (0, 1))
+        n = counts.sum(-1, keepdims=True)
+        dy, dp = ry - (counts * ry).sum(-1, keepdims=True) / n, rp - (counts * rp).sum(-1, keepdims=True) / n
+        vy, vp = (counts * dy * dy).sum(-1), (counts * dp * dp).sum(-1)
+        cov = (counts * dy * dp).sum(-1)
+        ok = (vy > 1e-9) & (vp > 1e-9)  # doubled ranks are whole numbers: a non-constant side has vy >= 1
+        return np.where(ok, cov / np.sqrt(np.where(ok, vy * vp, 1.0)), 0.0)
+
+
+def _resampled_ranks(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(resamples, examples): twice the average rank, among the drawn rows of each resample, of each
+    example's value (twice: whole numbers; a correlation does not depend on the scale)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    new = np.r_[True, ordered[1:] != ordered[:-1]]  # the first of each run of equal values
+    if new.all():  # no ties: each example is its own run (the fast, common case of predictions)
+        drawn = counts[:, order]
+        twice = np.empty_like(drawn)
+        twice[:, order] = 2 * np.cumsum(drawn, axis=1) - drawn + 1
+        return twice
+    group = np.empty(len(values), dtype=int)
+    group[order] = np.cumsum(new) - 1
+    drawn = np.add.reduceat(counts[:, order], np.flatnonzero(new), axis=1)  # rows per distinct value
+    return (2 * np.cumsum(drawn, axis=1) - drawn + 1)[:, group]
+
+
+class Task:
+    """A kind of problem, bound to its options. Subclasses set the class attributes and implement the
+    data and output hooks."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    Options: ClassVar[type[TaskOptions]] = TaskOptions
+    peft_task_type: ClassVar[str] = "SEQ_CLS"
+    metrics: ClassVar[tuple[Metric, ...]]  # the first is the primary metric
+    statistic: ClassVar[Statistic]
+    # methods that cannot work on this task, with the reason (refused at config load)
+    unsupported_methods: ClassVar[dict[str, str]] = {}
+    calibrated: ClassVar[bool] = False  # True: calibrate() tunes a decision setting on validation
+    file_suffixes: ClassVar[tuple[str, ...]] = ()  # file types read_file reads (e.g. CoNLL columns)
+    builtin_sources: ClassVar[tuple[str, ...]] = ()  # datasets the task generates: data.source: builtin:<name>
+    # True: the model's loss is a sum over label tokens divided by the Trainer's num_items_in_batch
+    # (a causal LM's), which under DDP must count the tokens of every process's share of the batch
+    loss_over_batch_tokens: ClassVar[bool] = False
+
+    def __init__(self, opts: TaskOptions | None = None):
+        self.opts: Any = opts if opts is not None else self.Options(type=self.name)
+
+    @property
+    def primary(self) -> Metric:
+        return self.metrics[0]
+
+    @property
+    def selection_metric(self) -> Metric:
+        """What early stopping and the best weights follow unless train.metric_for_best says otherwise."""
+        return self.primary
+
+    @property
+    def gap_metric(self) -> Metric:
+        """The metric whose train − validation gap the overfitting check judges."""
+        return self.primary
+
+    def metric(self, name: str) -> Metric:
+        """The metric called ``name``; "loss" is every task's, lower is better."""
+        if name == "loss":
+            return Metric("loss", "loss", higher_is_better=False)
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(f"task {self.name!r} has no metric {name!r}; it has {[m.name for m in self.metrics]} and loss")
+
+    def check(self, cfg: Config) -> None:
+        """Raise ValueError for options the rest of ``cfg`` cannot serve (at config load; e.g. a method
+        that cannot train a bi-encoded pair). Per-task refusals that hold for any options are
+        :attr:`unsupported_methods`."""
+
+    # ---- data -------------------------------------------------------------------------------
+    def source_columns(self) -> dict[str, str]:
+        """Canonical column name → the source's column name, for every column this task reads."""
+        columns = {"text": self.opts.text_column, "label": self.opts.label_column}
+        pair = getattr(self.opts, "text_pair_column", None)
+        return {**columns, "text_pair": pair} if pair else columns
+
+    def read_file(self, path: Path) -> pd.DataFrame:
+        """A file of a task-specific format (one of ``file_suffixes``), in canonical columns."""
+        raise NotImplementedError
+
+    def builtin(self, name: str, n: int, seed: int) -> pd.DataFrame:
+        """``n`` rows of the task's own dataset ``data.source: builtin:<name>`` (one of
+        :attr:`builtin_sources`), in the task's source columns."""
+        raise NotImplementedError
+
+    def check_rows(self, df: pd.DataFrame, split: str) -> None:
+        """Raise DataError for rows that cannot be used at all (before splitting)."""
+        bad = df["text"].isna() | (df["text"].astype(str).str.strip() == "")
+        if bad.any():
+            raise DataError(f"{split}: {int(bad.sum())} null or blank text(s), e.g. {where(df, bad)}")
+        for column in ("text_pair", "label"):
+            if column in df and df[column].isna().any():
+                raise DataError(f"{split}: null {column.replace('_', ' ')}(s), e.g. {where(df, df[column].isna())}")
+
+    def stratify(self, df: pd.DataFrame) -> pd.Series | None:
+        """The column to stratify splits and subsamples on, or None."""
+        return None
+
+    def encode(self, splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[str]]:
+        """Prepared splits (canonical columns, encoded labels) and the label names."""
+        raise NotImplementedError
+
+    # ---- model ------------------------------------------------------------------------------
+    def tokenize(self, df: pd.DataFrame, tokenizer: Any, max_length: int, labels: list[str]) -> Any:
+        """A ``datasets.Dataset`` of unpadded token ids and ``labels`` (padding is the collator's)."""
+        raise NotImplementedError
+
+    def collator(self, tokenizer: Any, pad_to_multiple_of: int | None = None) -> Any:
+        """Batches padded to their longest row, or up to a multiple of ``pad_to_multiple_of``."""
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+
+    def build_model(self, cfg: ModelConfig, labels: list[str], train: pd.DataFrame) -> nn.Module:
+        """A fresh model with this task's head over the pretrained encoder (seed first)."""
+        raise NotImplementedError
+
+    # ---- outputs ----------------------------------------------------------------------------
+    def reduce_logits(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """What an evaluation keeps of each batch's logits (``preprocess_logits_for_metrics``)."""
+        return logits
+
+    def eval_metrics(self, logits: np.ndarray, label_ids: np.ndarray, labels: list[str]) -> dict[str, float]:
+        """The scalar metrics from a Trainer evaluation (``reduce_logits`` output, labels padded with -100)."""
+        raise NotImplementedError
+
+    def align(self, dataset: Any, logits: list[np.ndarray]) -> list[np.ndarray]:
+        """Per-row model outputs as :meth:`predictions` reads them (token tasks map sub-words to words)."""
+        return logits
+
+    def calibrate(self, validation: pd.DataFrame, logits: list[np.ndarray], labels: list[str]) -> dict:
+        """Decision settings tuned on the validation split (e.g. a threshold); recorded in metrics.json."""
+        return {}
+
+    def test_outputs(self, model: nn.Module, tokenizer: Any, dataset: Any, batch_size: int, bf16: bool) -> list[Any] | None:
+        """Per-row outputs this task computes itself (e.g. generated text), for :meth:`predictions`;
+        None (the default): the logits of one forward pass, as :meth:`align` maps them."""
+        return None
+
+    def predictions(self, df: pd.DataFrame, logits: list[Any], labels: list[str], decision: dict) -> pd.DataFrame:
+        """The rows with their target, the prediction and its scores: ``predictions.parquet``."""
+        raise NotImplementedError
+
+    def test_metrics(self, predictions: pd.DataFrame, labels: list[str]) -> dict:
+        """Every metric of the task (scalars first) from a predictions frame."""
+        raise NotImplementedError
+
+    def example_scores(self, predictions: pd.DataFrame, labels: list[str]) -> np.ndarray:
+        """(examples, k) per-example columns from which :attr:`statistic` recomputes the primary metric
+        on any resample of the examples (e.g. 1/0 for right/wrong; tp, fp, fn; target and prediction)."""
+        raise NotImplementedError
+
+    def drift_columns(self, predictions: pd.DataFrame, labels: list[str]) -> tuple[dict[str, Any], list[str]]:
+        """Target and prediction columns the drift check compares (name → values), and which of them
+        are categorical (the rest are numeric). Default: how many labels each row has and is given."""
+        count = predictions["label"].map(len), predictions["prediction"].map(len)
+        return {"label_count": count[0].to_numpy(), "prediction_count": count[1].to_numpy()}, []
+
+    def trivial(self, train: pd.DataFrame, test: pd.DataFrame, labels: list[str]) -> tuple[str, pd.DataFrame]:
+        """The trivial predictor (majority class, mean score, ...): its name and its predictions on test."""
+        raise NotImplementedError
+
+
+def where(df: pd.DataFrame, mask: pd.Series) -> str:
+    """Up to five offending rows: where they start in their file when known, else their positions."""
+    rows = df.loc[mask.to_numpy()]
+    if "origin" in rows and rows["origin"].notna().all():
+        return ", ".join(rows["origin"].head(5))
+    return f"rows {[int(i) for i in np.flatnonzero(mask.to_numpy())[:5]]}"
+
+
+def register(cls: type[Task]) -> type[Task]:
+    """Class decorator: add ``cls`` to the registry under ``cls.name``. Its paired tests must test its
+    primary metric: the one its table, recommendation and CI gate name."""
+    if cls.name in TASKS:
+        raise ValueError(f"task {cls.name!r} registered twice")
+    if cls.statistic.metric != cls.metrics[0].name:
+        raise ValueError(f"task {cls.name!r}: its paired tests compute {cls.statistic.metric!r}, "
+                         f"not its primary metric {cls.metrics[0].name!r}")
+    TASKS[cls.name] = cls
+    return cls

@@ -1,0 +1,98 @@
+"""``regression``: a real-valued score per text or text pair (similarity, rating, readability)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ftlab.learning.tasks.base import DataError, Metric, SpearmanStatistic, register, where
+from ftlab.learning.tasks.pairs import PairOptions, PairTask
+from ftlab.learning.tasks.sequence import stack
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ftlab.core.config import ModelConfig
+
+
+class RegressionOptions(PairOptions):
+    # standardise the target with the train split's mean and std inside the head (mean pooling): the
+    # loss is then in units of std whatever the scale, and the model still outputs the original scale
+    scale_target: bool = True
+
+
+@register
+class Regression(PairTask):
+    name = "regression"
+    summary = "a real-valued score per text or text pair: MSE loss, Spearman (primary), Pearson, RMSE"
+    Options = RegressionOptions
+    problem_type = "regression"
+    metrics = (Metric("spearman", "Spearman"), Metric("pearson", "Pearson"),
+               Metric("rmse", "RMSE", higher_is_better=False))
+    # the paired tests rank every resample again: Spearman, not squared error, which would favour a
+    # calibrated regressor over a better-ranking but unscaled cosine (issue 29)
+    statistic = SpearmanStatistic("spearman", "Spearman", points=False)
+
+    def encode(self, splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[str]]:
+        out = {}
+        for split, df in splits.items():
+            score = pd.to_numeric(df["label"], errors="coerce")
+            bad = score.isna() | ~np.isfinite(score.fillna(0))
+            if bad.any():
+                values = ", ".join(repr(v) for v in df["label"][bad].head(3))
+                raise DataError(f"{split}: {int(bad.sum())} score(s) that are not finite numbers ({values}) at {where(df, bad)}")
+            out[split] = self.frame(df).assign(label=score.to_numpy(dtype=np.float32))
+        if out["train"]["label"].nunique() < 2:
+            raise DataError("train: every score is the same; regression needs varying targets")
+        return out, ["score"]
+
+    def targets(self, df: pd.DataFrame, labels: list[str]) -> np.ndarray:
+        return df["label"].to_numpy(dtype=np.float32)
+
+    def build_model(self, cfg: ModelConfig, labels: list[str], train: pd.DataFrame | None = None) -> nn.Module:
+        from ftlab.learning.modeling import build_model
+
+        target = (0.0, 1.0)
+        if self.bi:  # the cosine is reported on the train targets' range (ftlab.learning.tasks.biencoder.cosine_to_score)
+            from ftlab.learning.tasks.biencoder import build_bi_model
+
+            if train is not None:
+                target = (float(train["label"].min()), float(train["label"].max()))
+            return build_bi_model(cfg, labels, self.problem_type, target=target)
+        if train is not None and self.opts.scale_target:
+            target = (float(train["label"].mean()), float(train["label"].std()) or 1.0)
+        return build_model(cfg, labels, self.problem_type, target=target)
+
+    def eval_metrics(self, logits: np.ndarray, label_ids: np.ndarray, labels: list[str]) -> dict[str, float]:
+        return _scores(label_ids.reshape(-1), logits.reshape(-1))
+
+    def predictions(self, df: pd.DataFrame, logits: list[np.ndarray], labels: list[str], decision: dict) -> pd.DataFrame:
+        return self.frame(df).assign(label=df["label"].to_numpy(), prediction=stack(logits)[:, 0])
+
+    def test_metrics(self, predictions: pd.DataFrame, labels: list[str]) -> dict:
+        y, p = predictions["label"].to_numpy(dtype=float), predictions["prediction"].to_numpy(dtype=float)
+        return {**_scores(y, p), "mse": float(np.mean((y - p) ** 2))}
+
+    def example_scores(self, predictions: pd.DataFrame, labels: list[str]) -> np.ndarray:
+        return predictions[["label", "prediction"]].to_numpy(dtype=float)
+
+    def drift_columns(self, predictions: pd.DataFrame, labels: list[str]) -> tuple[dict, list[str]]:
+        return {c: predictions[c].to_numpy(dtype=float) for c in ("label", "prediction")}, []
+
+    def trivial(self, train: pd.DataFrame, test: pd.DataFrame, labels: list[str]) -> tuple[str, pd.DataFrame]:
+        mean = float(train["label"].mean())
+        return "mean_score", self.predictions(test, [np.array([mean])] * len(test), labels, {})
+
+
+def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Spearman, Pearson and RMSE; a constant prediction correlates with nothing: 0, not NaN."""
+    from scipy import stats
+
+    constant = np.ptp(p) == 0 or np.ptp(y) == 0
+    return {
+        "spearman": 0.0 if constant else float(stats.spearmanr(y, p).statistic),
+        "pearson": 0.0 if constant else float(stats.pearsonr(y, p).statistic),
+        "rmse": float(np.sqrt(np.mean((y - p) ** 2))),
+    }

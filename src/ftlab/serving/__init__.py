@@ -1,0 +1,1 @@
+"""A promoted model at work: export, promote, predict, monitor, the labelling queue."""

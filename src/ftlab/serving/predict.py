@@ -1,0 +1,235 @@
+"""Batch inference with a promoted model: ``ftlab predict --model DIR --input FILE``.
+
+Input is read in chunks (pandas ``chunksize`` for CSV/TSV/JSONL, pyarrow ``iter_batches`` for
+Parquet), so memory stays bounded by the chunk, not the file. Within a chunk the texts are
+tokenized at once, scored in batches of similar length (little padding) and put back in input
+order. Output goes to a temporary sibling file, renamed over ``--output`` only when every row was
+scored: a failure leaves no half-written file and an earlier output untouched.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ftlab.data.readers import DELIMITERS, SUFFIXES as READERS, sniff_quoting
+from ftlab.learning.tasks import DataError
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 8192
+HEADER_LINES = {".csv": 1, ".tsv": 1, ".jsonl": 0, ".json": 0}  # file line of row 0, minus one
+
+
+def read_meta(model_dir: Path) -> dict:
+    """``ftlab.json`` of a promoted model directory, with an error that says how to make one."""
+    model_dir = Path(model_dir)
+    path = model_dir / "ftlab.json"
+    if not model_dir.exists():
+        raise DataError(f"model directory not found: {model_dir}. `make run` (or `dvc repro`) trains, compares and "
+                        "promotes one to models/ftlab-model; `ftlab promote` promotes after `ftlab compare`")
+    if not path.is_file():
+        raise DataError(f"{model_dir}: not a promoted ftlab model (it has no ftlab.json); promote one with `make run` "
+                        "(or `dvc repro`), or `ftlab promote` after `ftlab compare`")
+    meta = json.loads(path.read_text())
+    if meta.get("layout") == "ftlab":
+        raise DataError(f"{model_dir}: a {meta.get('task_type')} model; ftlab predict and monitor serve single-text "
+                        "classification models so far (load this one with ftlab.analysis.runs.load_run)")
+    return meta
+
+
+def check_input(path: Path) -> None:
+    """Fail before any model is loaded when the input file cannot be read at all."""
+    suffix = path.suffix.lower()
+    if suffix not in READERS:
+        raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {sorted(READERS)}")
+    if not path.exists():
+        raise DataError(f"input file not found: {path}")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file")
+
+
+def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS, header: bool = True) -> Iterator[pd.DataFrame]:
+    """The rows of a CSV/TSV/JSONL/Parquet file, ``chunk_rows`` at a time, indexed by row number.
+
+    ``header=False``: a CSV/TSV file's first line is a row, and its columns are named "1", "2", ...
+    """
+    check_input(path)
+    suffix = path.suffix.lower()
+    if not header and suffix not in DELIMITERS:
+        raise DataError(f"{path}: --no-header applies to CSV and TSV files; {suffix} files name their columns")
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        start = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            df = batch.to_pandas()
+            yield df.set_axis(pd.RangeIndex(start, start + len(df)))
+            start += len(df)
+        return
+    options: dict[str, Any] = {"encoding": "utf-8", "chunksize": chunk_rows}
+    if suffix in (".jsonl", ".json"):
+        reader: Any = pd.read_json(path, lines=True, **options)
+    else:
+        delimiter = DELIMITERS[suffix]
+        reader = pd.read_csv(path, sep=delimiter, quoting=sniff_quoting(path, delimiter),
+                             header=0 if header else None, **options)
+    try:
+        with reader:
+            for chunk in reader:
+                yield chunk if header else chunk.rename(columns=lambda i: str(i + 1))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not valid UTF-8 (byte {e.start}: {e.reason})") from None
+    except (ValueError, pd.errors.ParserError) as e:
+        raise DataError(f"{path}: cannot parse as {suffix} ({e})") from None
+
+
+def default_text_column(meta: dict, header: bool) -> str:
+    """The column to score when none is named: the training text column, or column 1 without a header."""
+    return meta["text_column"] if header else "1"
+
+
+def texts_of(df: pd.DataFrame, path: Path, column: str, header: bool = True) -> list[str]:
+    """The column to score as strings; names the file, rows and lines of texts that cannot be scored."""
+    if column not in df.columns:
+        raise DataError(f"{path}: no column {column!r} (found {list(df.columns)}); name the text column with "
+                        "--text-column" + ("" if header else " (without a header, columns are numbered 1, 2, ...)"))
+    values = df[column]
+    bad = df.index[values.isna() | (values.astype(str).str.strip() == "")]
+    if len(bad):
+        first = HEADER_LINES.get(path.suffix.lower())
+        first = None if first is None else first - (0 if header else 1)
+        where = ", ".join(f"row {i}" + ("" if first is None else f" (line {i + first + 1})") for i in bad[:5])
+        raise DataError(f"{path}: {len(bad)} empty or missing text(s) in column {column!r} cannot be scored: {where}")
+    return values.astype(str).tolist()
+
+
+@torch.inference_mode()
+def class_probabilities(model: nn.Module, tokenizer: Any, texts: list[str], batch_size: int,
+                        max_length: int, bf16: bool) -> np.ndarray:
+    """Softmax over the classes for each text, in input order; batches sorted by token length."""
+    device = next(model.parameters()).device
+    num_labels = int(cast(Any, model).config.num_labels)
+    ids = tokenizer(texts, truncation=True, max_length=max_length, verbose=False)["input_ids"]
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    pad = tokenizer.pad_token_id or 0
+    out = np.empty((len(texts), num_labels), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = max(len(ids[i]) for i in rows)
+        batch = np.full((len(rows), width), pad, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for j, i in enumerate(rows):
+            batch[j, : len(ids[i])] = ids[i]
+            mask[j, : len(ids[i])] = 1
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(input_ids=torch.from_numpy(batch).to(device), attention_mask=torch.from_numpy(mask).to(device)).logits
+        out[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    return out
+
+
+def with_predictions(df: pd.DataFrame, probs: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    """The input rows plus ``prediction`` (a label name), ``confidence`` and ``prob_<label>`` per class."""
+    out = df.copy()
+    out["prediction"] = np.asarray(labels, dtype=object)[probs.argmax(-1)]
+    out["confidence"] = probs.max(-1)
+    for i, name in enumerate(labels):
+        out[f"prob_{name}"] = probs[:, i]
+    return out
+
+
+class ChunkWriter:
+    """Appends chunks to a temporary file in the output's format; ``commit`` renames it into place."""
+
+    def __init__(self, path: Path):
+        self.path, self.suffix = Path(path), Path(path).suffix.lower()
+        if self.suffix not in READERS:
+            raise DataError(f"--output {path}: unsupported file type {self.suffix!r}; use one of {sorted(READERS)}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.parquet: Any = None
+        self.first = True
+
+    def write(self, df: pd.DataFrame) -> None:
+        if self.suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            if self.parquet is None:
+                self.parquet = pq.ParquetWriter(self.tmp, table.schema)
+            self.parquet.write_table(table)
+        elif self.suffix in (".jsonl", ".json"):
+            with open(self.tmp, "a", encoding="utf-8") as f:
+                df.to_json(f, orient="records", lines=True, force_ascii=False)
+        else:
+            sep = {"sep": "\t", "quoting": csv.QUOTE_NONE, "escapechar": "\\"} if self.suffix == ".tsv" else {}
+            df.to_csv(self.tmp, mode="w" if self.first else "a", header=self.first, index=False, **sep)
+        self.first = False
+
+    def commit(self) -> None:
+        if self.parquet is not None:
+            self.parquet.close()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        if self.parquet is not None:
+            self.parquet.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _rows(path: Path) -> int | None:
+    """Row count for the progress bar where it is free (Parquet metadata); None otherwise."""
+    if path.suffix.lower() != ".parquet" or not path.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def predict_file(model_dir: Path, input_path: Path, output: Path, text_column: str | None = None,
+                 batch_size: int = 128, precision: str = "auto", chunk_rows: int = CHUNK_ROWS,
+                 header: bool = True) -> dict:
+    """Score every row of ``input_path`` with the promoted model in ``model_dir``; write ``output``."""
+    from tqdm.auto import tqdm
+
+    from ftlab.serving.export import load_exported
+    from ftlab.training.trainer import use_bf16
+
+    model_dir, input_path, output = Path(model_dir), Path(input_path), Path(output)
+    if output.resolve() == input_path.resolve():
+        raise DataError(f"--output {output} is the input file: choose another path")
+    meta = read_meta(model_dir)
+    check_input(input_path)  # before the model loads (seconds)
+    model, tokenizer = load_exported(model_dir, meta)
+    if torch.cuda.is_available():
+        model = model.cuda()
+    bf16 = use_bf16(precision)
+    column = text_column or default_text_column(meta, header)
+    writer, rows = ChunkWriter(output), 0
+    try:
+        with tqdm(total=_rows(input_path), unit="rows", desc=f"predict {input_path.name}") as bar:
+            for chunk in read_chunks(input_path, chunk_rows, header):
+                probs = class_probabilities(model, tokenizer, texts_of(chunk, input_path, column, header), batch_size,
+                                            meta["max_length"], bf16)
+                writer.write(with_predictions(chunk, probs, meta["labels"]))
+                rows += len(chunk)
+                bar.update(len(chunk))
+        if rows == 0:
+            raise DataError(f"{input_path}: no rows")
+        writer.commit()
+    except BaseException:
+        writer.discard()
+        raise
+    log.info("scored %d rows of %s -> %s (%s)", rows, input_path, output, "bf16" if bf16 else "fp32")
+    return {"rows": rows, "output": str(output), "precision": "bf16" if bf16 else "fp32"}

@@ -1,0 +1,284 @@
+"""Promote one cell of the comparison to ``<promote.dir>/<promote.name>/``: a standalone model.
+
+By default the cell is the comparison's recommendation (``cheapest_within_tolerance``) at its
+largest train size; among that method's seeds, the one with the best validation score (never the
+test score: the test set judges the pick, it does not make it). The directory holds the exported
+model (:mod:`ftlab.serving.export`), ``ftlab.json`` (what ``ftlab predict`` and ``ftlab monitor`` need to
+know), ``reference.parquet`` (scored held-out test rows, the monitor's reference) and a model
+card, ``README.md``, whose YAML metadata a model hub or DVC Studio reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ftlab.core.config import BUILTIN_DEMO, BUILTIN_MODEL, Cell, Config
+from ftlab.core.io import atomic_dir, write_json, write_text
+from ftlab.core.record import RunRecord, read_record, write_record
+
+log = logging.getLogger(__name__)
+
+FORMAT = "ftlab-model/1"
+HUB_NAMES = {BUILTIN_MODEL: "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+class PromoteError(ValueError):
+    """Nothing to promote: no comparison yet, or the named cell was not trained."""
+
+
+def model_dir(cfg: Config) -> Path:
+    return cfg.promote.dir / cfg.promote.name
+
+
+def choose_cell(cfg: Config, comparison: dict, method: str | None = None, seed: int | None = None,
+                train_size: int | Literal["all"] | None = None) -> Cell:
+    """The recommended cell, or the one named; its run directory must be finished."""
+    from ftlab.stages import run_dir
+
+    method = method or comparison["recommendation"]["cheapest_within_tolerance"]["method"]
+    size = train_size if train_size is not None else comparison["train_sizes"][-1]  # sorted by examples
+    cells = [Cell(method, c["seed"], c["train_size"]) for c in comparison["cells"]
+             if c["method"] == method and c["train_size"] == size and seed in (None, c["seed"])]
+    if not cells:
+        where = cfg.report.dir / "comparison.json"
+        raise PromoteError(f"{where} has no cell method={method} seed={seed} train_size={size}; "
+                           f"trained: {sorted({(c['method'], c['seed'], c['train_size']) for c in comparison['cells']})}")
+
+    task = cfg.task_type()
+
+    def validation_score(c: Cell) -> float:
+        best = read_record(run_dir(cfg, c)).best_validation
+        return best.value if task.metric(best.metric).higher_is_better else -best.value
+
+    return max(cells, key=validation_score)  # the first seed on ties
+
+
+def promote(cfg: Config, method: str | None = None, seed: int | None = None,
+            train_size: int | Literal["all"] | None = None) -> dict:
+    """Export the chosen cell to ``model_dir(cfg)``, whole or not at all; returns its ``ftlab.json``."""
+    from transformers import AutoTokenizer
+
+    from ftlab.analysis.runs import load_run
+    from ftlab.serving.export import export_classifier
+    from ftlab.stages import run_dir
+
+    report = cfg.report.dir / "comparison.json"
+    if not report.is_file():
+        raise PromoteError(f"{report} not found: run `ftlab compare` (or `dvc repro compare`) before promoting")
+    comparison = json.loads(report.read_text())
+    cell = choose_cell(cfg, comparison, method, seed, train_size)
+    run = run_dir(cfg, cell)
+    run_cfg, model, labels = load_run(run)
+    tokenizer = AutoTokenizer.from_pretrained(str(run / "tokenizer"))
+    record = read_record(run)
+    out = model_dir(cfg)
+    with atomic_dir(out) as tmp:
+        if standalone(run_cfg):
+            layout = export_classifier(model, tokenizer, run_cfg.model, labels, tmp)
+            bi = bi_meta(model)
+        else:  # no standard library class reads these heads yet: the run's own files, loaded by ftlab
+            layout, bi = "ftlab", {}
+            for name in ("model", "tokenizer"):
+                shutil.copytree(run / name, tmp / name)
+            shutil.copy(run / "config.yaml", tmp / "config.yaml")
+            write_json(tmp / "labels.json", labels)
+            write_record(tmp, record)
+        reference(run, tmp / "reference.parquet")
+        meta = task_meta(run_cfg, labels) | bi | {
+            "format": FORMAT, "layout": layout, "method": cell.method, "seed": cell.seed,
+            "train_size": cell.train_size, "run": str(run), "precision": record.cost.precision,
+            "base_model": run_cfg.model.name, "pooling": run_cfg.model.pooling, "max_length": run_cfg.model.max_length,
+            "data_fingerprint": data_fingerprint(cfg),
+            # held-out quality on the whole test split: the monitor's accuracy baseline for labelled new data
+            "test_metrics": {m.name: record.quality[m.name] for m in run_cfg.task_type().metrics}, "n_test": record.n_test,
+        }
+        write_json(tmp / "ftlab.json", meta)
+        write_text(tmp / "README.md", model_card(cfg, meta, record, comparison, out))
+    log.info("promoted %s %s (%s layout) to %s", cell.method, cell.name, layout, out)
+    return meta
+
+
+REFERENCE_ROWS = 1000
+
+
+def reference(run: Path, out: Path) -> None:
+    """The monitor's reference: up to 1,000 scored test rows (a seeded sample). Held-out rows, not
+    training rows: on its own training rows the model is more confident and more accurate than on
+    any new data, and fresh samples of the training distribution were flagged as drift on
+    confidence against them (benchmarks/monitor.py)."""
+    import pandas as pd
+
+    rows = pd.read_parquet(run / "predictions.parquet")
+    if len(rows) > REFERENCE_ROWS:
+        rows = rows.sample(n=REFERENCE_ROWS, random_state=0).sort_index()
+    rows.to_parquet(out, index=False)
+
+
+def standalone(cfg: Config) -> bool:
+    """Whether the run exports to a standard library's format: single-text classification does (a
+    transformers or sentence-transformers directory), and so do bi-encoded pairs (a sentence-transformers
+    encoder); cross-encoded pairs, regression, multi-label, NER and causal LMs are promoted as ftlab run
+    files for now (``layout: ftlab``, loaded with ``ftlab.analysis.runs.load_run``)."""
+    if getattr(cfg.task, "pair_encoding", "cross") == "bi":
+        return True
+    return cfg.task.type == "classification" and getattr(cfg.task, "text_pair_column", None) is None
+
+
+def task_meta(cfg: Config, labels: list[str]) -> dict:
+    """The task's part of ``ftlab.json``: what the model reads and what it predicts."""
+    bi = getattr(cfg.task, "pair_encoding", "cross") == "bi"
+    kind = "text-classification" if cfg.task.type == "classification" else "sentence-similarity" if bi else cfg.task.type
+    opts: Any = cfg.task
+    pair = {"text_pair_column": opts.text_pair_column, "pair_encoding": opts.pair_encoding} if bi else {}
+    return {"task": kind, "task_type": cfg.task.type, "text_column": cfg.task.text_column, **pair,
+            "label_column": cfg.task.label_column, "labels": labels}
+
+
+def bi_meta(model: object) -> dict:
+    """A bi-encoded regressor's score range: its prediction is ``low + (1 + cos) / 2 * (high - low)``."""
+    from ftlab.learning.tasks.biencoder import BiEncoder
+
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft-wrapped one
+    if not isinstance(model, BiEncoder) or model.classifier is not None:
+        return {}
+    return {"score_range": list(model.score_range())}
+
+
+def data_fingerprint(cfg: Config) -> dict:
+    """The data config's hash and a hash of the prepared training split's bytes."""
+    from ftlab.data.prepare import fingerprint
+
+    train = cfg.data.prepared_dir / "train.parquet"
+    content = hashlib.sha256(train.read_bytes()).hexdigest()[:16] if train.is_file() else None
+    return {"config": fingerprint(cfg), "train_sha256": content}
+
+
+def _row(comparison: dict, meta: dict) -> dict | None:
+    """The comparison's summary of the promoted method at the promoted train size (seeds pooled)."""
+    return next((r for r in comparison["summary"]
+                 if r["method"] == meta["method"] and r["train_size"] == meta["train_size"]), None)
+
+
+def _card_metadata(cfg: Config, meta: dict, record: RunRecord, comparison: dict) -> dict:
+    row = _row(comparison, meta)
+    task = cfg.task_type()
+    results = [{"type": m.name, "name": f"test {m.label} (this seed)", "value": record.quality[m.name]} for m in task.metrics]
+    if row is not None and row["ci_low"] is not None:  # an interval needs two seeds or more
+        results.append({"type": task.primary.name, "name": f"test {task.primary.label}, mean over {row['n']} seeds, "
+                        f"{comparison['confidence']:.0%} interval [{row['ci_low']:.4f}, {row['ci_high']:.4f}]",
+                        "value": row["mean"]})
+    params = {"method_params": cfg.params_for(meta["method"]).model_dump(mode="json"),
+              "model": cfg.model.model_dump(mode="json"), "train": cfg.train.model_dump(mode="json")}
+    library = {"sentence-transformers": "sentence-transformers", "bi-encoder": "sentence-transformers",
+               "ftlab": "ftlab"}.get(meta["layout"], "transformers")
+    return {
+        "library_name": library, "pipeline_tag": meta["task"], "tags": ["ftlab", meta["method"], meta["task_type"]],
+        "base_model": HUB_NAMES.get(meta["base_model"], meta["base_model"]),
+        "model-index": [{"name": cfg.promote.name, "results": [{"task": {"type": meta["task"]},
+                                                                  "dataset": {"name": str(cfg.data.source), "type": "custom"},
+                                                                  "metrics": results}]}],
+        "ftlab": {**{k: meta[k] for k in ("method", "seed", "train_size", "layout", "precision", "labels",
+                                            "data_fingerprint")},
+                  "primary_interval": None if row is None else [row["ci_low"], row["ci_high"]],
+                  "verdict": comparison["recommendation"]["text"], "params": params},
+    }
+
+
+LOADERS = {
+    "transformers": """```python
+from transformers import pipeline
+classify = pipeline("text-classification", model="{dir}")
+classify(["a sentence"], truncation=True, top_k=None)
+```""",
+    "sentence-transformers": """```python
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer("{dir}")                  # Transformer + mean Pooling + Dense head
+logits = model.encode(["a sentence"], convert_to_tensor=True)  # one logit per class
+labels = model[0].auto_model.config.id2label          # class id -> name
+```
+No `transformers` class does mean pooling + a linear head; sentence-transformers' standard modules do,
+with no remote code.""",
+    "bi-encoder": """```python
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer("{dir}")                    # Transformer + mean Pooling + Normalize
+u = model.encode(["first texts"], convert_to_tensor=True)
+v = model.encode(["second texts"], convert_to_tensor=True)
+cosine = model.similarity_pairwise(u, v)                # the trained similarity (regression)
+```
+Each text is encoded alone (a bi-encoder): embed a corpus once, then search or deduplicate by cosine.
+A regressor's score on the targets' scale is `low + (1 + cosine) / 2 * (high - low)` (`score_range` in
+`ftlab.json`); Spearman and Pearson are those of the cosine. A pair classifier adds its head:
+`logits = torch.cat([u, v, (u - v).abs()], -1) @ W.T + b`, with `W`, `b` = `weight`, `bias` of
+`pair_classifier.safetensors` (`safetensors.torch.load_file`); `labels` in `ftlab.json`.""",
+    "peft": """```python
+from peft import PeftModel
+from transformers import AutoModelForSequenceClassification
+base = AutoModelForSequenceClassification.from_pretrained("{dir}")   # model.pooling: cls
+model = PeftModel.from_pretrained(base, "{dir}/adapter")
+```
+This method (prompt, prefix or p-tuning) cannot be merged into the weights: the base model is here,
+the trained virtual tokens and head in `adapter/`. With `model.pooling: mean` the base is an
+`AutoModel` encoder: wrap it in a module with attributes `encoder` and `classifier`
+(`torch.nn.Linear(hidden_size, num_labels)`) that averages the last hidden states over the attention
+mask, then apply `PeftModel.from_pretrained` to that module.""",
+    "ftlab": """```python
+from ftlab.analysis.runs import load_run
+config, model, labels = load_run("{dir}")      # the run's own files: model/, tokenizer/, config.yaml
+```
+Only single-text classification exports to a standard library's format so far; this task's head is
+ftlab's own, so loading it needs ftlab (`ftlab predict` and `ftlab monitor` serve classification only).""",
+}
+
+
+def data_note(cfg: Config, n_test: int | None) -> str:
+    """What the test number was measured on, and so what it does and does not promise."""
+    source = cfg.data.source
+    examples = f" ({n_test:,} examples)" if n_test else ""
+    if source == BUILTIN_DEMO:
+        demo = cfg.data.demo
+        return (f"**The test data is synthetic.** `{BUILTIN_DEMO}` is ftlab's built-in demo set: {demo.n_samples:,} "
+                "short review-like sentences (products, films, restaurants, hotels) composed from templates, with "
+                f"{demo.label_noise:.0%} of labels flipped on purpose; the test split{examples} is a held-out part "
+                "of it. The number shows how well the model learned that template grammar, not how it will do on "
+                "real text: expect real sentences to score lower, possibly much lower. Before using this model, "
+                "measure it on labelled held-out data of your own (`ftlab predict` on it, then compare labels).")
+    if isinstance(source, str) and source.startswith("builtin:"):
+        return (f"**The test data is synthetic**: a held-out part{examples} of the built-in generated set `{source}`. "
+                "The number promises nothing on real data: measure the model on held-out data of your own.")
+    if isinstance(source, dict) and "test" in source:
+        where = f"the file `{source['test']}`{examples}, given as the test split"
+    elif isinstance(source, dict) or not source.startswith("hub:"):
+        file = source["train"] if isinstance(source, dict) else source
+        where = (f"a held-out part{examples} of `{file}` (data.test_size {cfg.data.test_size:g}, drawn at random, "
+                 "never trained or tuned on)")
+    else:
+        where = f"the test split{examples} of `{source}` (its own, or a held-out part of its training split)"
+    return (f"The test set is {where}. The number holds for data like it; text from another source, domain or "
+            "period can score lower: measure on held-out data of that kind before relying on it.")
+
+
+def model_card(cfg: Config, meta: dict, record: RunRecord, comparison: dict, out: Path) -> str:
+    """The model card: YAML metadata, the verdict, the numbers and how to load it without ftlab."""
+    front = yaml.safe_dump(_card_metadata(cfg, meta, record, comparison), sort_keys=False, allow_unicode=True)
+    report = os.path.relpath(cfg.report.dir / "comparison.md", out)
+    labels = f" ({', '.join(meta['labels'])})" if meta["labels"] else ""  # a regressor or a causal LM has none
+    return (f"---\n{front}---\n\n# {cfg.promote.name}\n\n"
+            f"A {meta['task']} model{labels} fine-tuned from `{meta['base_model']}` with "
+            f"`{meta['method']}` (seed {meta['seed']}, train size {meta['train_size']}), promoted by ftlab.\n\n"
+            + "Test-set " + ", ".join(f"{m.label} {record.quality[m.name]:.4f}" for m in cfg.task_type().metrics)
+            + f" (evaluated in {meta['precision']}).\n\n"
+            + data_note(cfg, record.n_test) + "\n\n"
+            f"> {comparison['recommendation']['text']}\n\nFull comparison: [{report}]({report}).\n\n"
+            f"## Load it without ftlab\n\n{LOADERS[meta['layout']].format(dir='path/to/' + cfg.promote.name)}\n\n"
+            "## Use it with ftlab\n\n```bash\nftlab predict --model " + str(out) + " --input new.csv --output scored.csv\n"
+            "ftlab monitor --input new.csv      # drift against reference.parquet, scored held-out test rows\n```\n\n"
+            f"`ftlab.json` records the task, text column, label names, pooling, max length, base model and method; "
+            f"`reference.parquet` holds up to {REFERENCE_ROWS:,} scored test rows, the monitor's reference.\n")

@@ -1,0 +1,1 @@
+"""Training one cell: the Trainer loop, hyperparameter search, the cell's identity, thread sizing."""

@@ -1,0 +1,301 @@
+"""Fine-tune one method on the configured task and write its self-contained run directory.
+
+A run directory holds: ``model/`` (safetensors: the whole model, or only adapter + head for
+peft methods), ``metrics.json`` (test quality and cost), ``history.json`` (train/validation loss
+and the task's metrics at every evaluation), ``predictions.parquet`` (test set) and
+``train_predictions.parquet`` (the train subset scored at each evaluation, for drift and
+overfitting checks), ``config.yaml`` (the resolved config), ``labels.json``, ``tokenizer/``,
+``tensorboard/`` and ``dvclive/`` logs. It appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ftlab.core.config import Cell, Config, dump_config
+from ftlab.core.io import atomic_dir, write_json, write_text
+from ftlab.core.record import RunRecord, write_record
+from ftlab.data.prepare import DataError, load_prepared
+from ftlab.learning.methods import get_method
+from ftlab.learning.metrics import PeakMemory, dir_bytes
+from ftlab.learning.modeling import count_parameters, load_tokenizer, save_weights
+from ftlab.learning.tasks import Task
+from ftlab.training.identity import cell_identity, cell_key
+from ftlab.training.parallel import (
+    is_main_process,
+    processes_on_this_node,
+    threads_per_process,
+    world_size,
+)
+from ftlab.training.trainer import BestState, bucket, build_trainer, static_graphs, use_compile
+
+log = logging.getLogger(__name__)
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, dataset: Any, collator: Any, batch_size: int, bf16: bool = False) -> list[np.ndarray]:
+    """The model's output for every row of ``dataset``, in its order (batched by length), in the
+    precision the model was trained and evaluated in: one logit vector per row for sequence
+    tasks, one per token (padding removed) for token tasks."""
+    model.eval()
+    device = next(model.parameters()).device
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    order = np.argsort(lengths, kind="stable")
+    features = [{k: v for k, v in dataset[int(i)].items() if k in MODEL_INPUTS} for i in order]
+    out: list[np.ndarray] = [np.empty(0)] * len(order)
+    for start in range(0, len(features), batch_size):
+        batch = {k: v.to(device) for k, v in collator(features[start : start + batch_size]).items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(**batch).logits.float().cpu().numpy()
+        width = batch["input_ids"].shape[1]
+        for row, i in zip(logits, order[start : start + batch_size], strict=True):
+            # per-token outputs: peft's prompt methods prepend virtual tokens, so the batch's own
+            # (right-padded) positions are the last `width`, and this row's are the first of those
+            out[i] = row if row.ndim == 1 else row[-width:][: lengths[i]]
+    return out
+
+
+def _last_checkpoint(root: Path | None) -> str | None:
+    """The newest complete checkpoint under ``root`` (BestState's file is written last)."""
+    if root is None or not root.is_dir():
+        return None
+    done = [p for p in root.glob("checkpoint-*") if (p / "best_state.json").is_file()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[1]))) if done else None
+
+
+def _history(log_history: list[dict], task: Task) -> list[dict]:
+    """One record per evaluation step: train-subset and validation loss and the task's metrics."""
+    by_step: dict[int, dict] = {}
+    for entry in log_history:
+        step = entry["step"]  # Trainer.log stamps every entry with it
+        for split in ("train", "validation"):
+            if f"eval_{split}_loss" in entry:
+                rec = by_step.setdefault(step, {"step": step, "epoch": round(entry["epoch"], 4)})
+                for m in ("loss", *(m.name for m in task.metrics)):
+                    rec[f"{split}_{m}"] = entry[f"eval_{split}_{m}"]
+                rec[f"{split}_primary"] = rec[f"{split}_{task.primary.name}"]  # one key for DVC's plot of any task
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def best_metric(cfg: Config) -> Any:
+    """The validation metric that early stopping and the best weights follow: train.metric_for_best or
+    the task's selection metric (its primary one unless the task says otherwise), with its direction."""
+    task = cfg.task_type()
+    return task.metric(cfg.train.metric_for_best) if cfg.train.metric_for_best else task.selection_metric
+
+
+def outputs(task: Task, model: nn.Module, dataset: Any, collator: Any, batch_size: int, bf16: bool) -> list[np.ndarray]:
+    """The model's outputs on ``dataset`` as the task's predictions read them."""
+    return task.align(dataset, predict(model, dataset, collator, batch_size, bf16))
+
+
+def scored(task: Task, model: nn.Module, trainer: Any, df: pd.DataFrame, dataset: Any, labels: list[str],
+           decision: dict, batch_size: int) -> pd.DataFrame:
+    """The predictions frame of ``df``: from the task's own outputs (e.g. generation) if it has them,
+    else from one forward pass."""
+    bf16 = trainer.args.bf16
+    own = task.test_outputs(model, trainer.processing_class, dataset, batch_size, bf16)
+    rows = own if own is not None else outputs(task, model, dataset, trainer.data_collator, batch_size, bf16)
+    return task.predictions(df, rows, labels, decision)
+
+
+def checkpoint_dir(cfg: Config, cell: Cell, identity: dict) -> Path | None:
+    """Where an unfinished run of this cell keeps its checkpoints (None: no checkpoints), keyed by the
+    cell's identity: a killed run resumes after an edit that does not change its result, never on
+    other data, params or code."""
+    if cfg.train.checkpoint_dir is None:
+        return None
+    return cfg.train.checkpoint_dir / f"{cell.method}-{cell.name}-{cell_key(identity)}"
+
+
+def subsample(train: pd.DataFrame, size: int | Literal["all"], seed: int) -> pd.DataFrame:
+    """The first ``size`` rows of a seeded shuffle of ``train``, in their original order.
+
+    For one seed the subsets are nested (the 100 examples are among the 500), so a learning curve
+    adds data instead of swapping it; across seeds they differ, so the spread includes which
+    examples a small training set happened to get.
+    """
+    if size == "all":
+        return train
+    if size > len(train):
+        raise DataError(f"train size {size} (train_sizes, or search.train_size for a search) is more than the "
+                        f"{len(train)} rows of the train split; lower it or use 'all'")
+    keep = np.sort(np.random.default_rng(seed).permutation(len(train))[:size])
+    return train.iloc[keep].reset_index(drop=True)
+
+
+@contextmanager
+def _output_dir(out_dir: Path) -> Iterator[Path]:
+    """Where this process writes: the run directory (atomically) on the main process; on the other
+    ranks of a DDP run a private scratch directory, so they never touch the run or its temporaries."""
+    if is_main_process():
+        with atomic_dir(out_dir) as tmp:
+            yield tmp
+    else:
+        with tempfile.TemporaryDirectory(prefix="ftlab-rank-") as scratch:
+            yield Path(scratch)
+
+
+def _fit(trainer: Any, method_name: str, cfg: Config, resume: str | None) -> float:
+    """Train; the wall time in seconds. Out-of-memory becomes a MemoryError that says what to lower."""
+    start = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        # on CPU torch reports a failed allocation as a plain RuntimeError from its allocator
+        if not isinstance(e, (torch.OutOfMemoryError, MemoryError)) and "can't allocate memory" not in str(e):
+            raise
+        raise MemoryError(
+            f"{method_name}: out of memory at batch size {cfg.train.batch_size}, max length "
+            f"{cfg.model.max_length}; lower train.batch_size or model.max_length"
+        ) from e
+    return time.perf_counter() - start
+
+
+def _cost(cfg: Config, trainer: Any, train_seconds: float, n_train: int, memory: PeakMemory) -> dict:
+    """Measured cost, the only part that differs between two runs of the same config: wall time
+    includes the periodic evaluations, samples/s excludes them."""
+    state = trainer.state
+    eval_seconds = sum(v for e in state.log_history for k, v in e.items() if k.startswith("eval_") and k.endswith("_runtime"))
+    samples_seen = min(state.global_step * cfg.train.batch_size, round(n_train * state.epoch))
+    return {
+        "train_seconds": round(train_seconds, 3),
+        "eval_seconds_in_training": round(eval_seconds, 3),
+        "train_samples_per_second": round(samples_seen / max(train_seconds - eval_seconds, 1e-9), 3),
+        "peak_memory_mb": round(memory.peak_mb, 1),
+        "memory_kind": memory.kind,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "threads": torch.get_num_threads(),
+        "precision": "bf16" if trainer.args.bf16 else "fp32",
+        "compile": trainer.args.torch_compile,
+        "pad_to_multiple_of": bucket(cfg),
+        "processes": world_size(),  # of a DDP run (torchrun); samples/s counts all of them
+    }
+
+
+def _evaluate(task: Task, model: nn.Module, trainer: Any, ds: dict, splits: dict, labels: list[str],
+              batch_size: int) -> tuple[dict, pd.DataFrame, float]:
+    """Decision settings tuned on validation (if the task has any), test predictions and the test
+    latency per example."""
+    bf16, collate = trainer.args.bf16, trainer.data_collator
+    decision = {}
+    if task.calibrated:
+        decision = task.calibrate(splits["validation"], outputs(task, model, ds["validation"], collate, batch_size, bf16), labels)
+    start = time.perf_counter()
+    test = scored(task, model, trainer, splits["test"], ds["test"], labels, decision, batch_size)
+    return decision, test, (time.perf_counter() - start) / len(ds["test"])
+
+
+def _record(cfg: Config, method_name: str, cell: Cell, trainer: Any, best: BestState, ds: dict, test: pd.DataFrame,
+            labels: list[str], decision: dict, counts: tuple[int, int], cost: dict, model_dir: Path) -> RunRecord:
+    """metrics.json: the test metrics, what trained, the best step and the measured cost."""
+    task, state = cfg.task_type(), trainer.state
+    trainable, total = counts
+    return RunRecord.model_validate({
+        "method": method_name,
+        "task": task.name,
+        "primary_metric": task.primary.name,
+        **task.test_metrics(test, labels),
+        "decision": decision,
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_percent": round(100 * trainable / total, 4),
+        "best_step": best.best_step,
+        "best_validation": {"metric": best_metric(cfg).name, "value": best.best_value},
+        "steps": state.global_step,
+        "epochs": round(state.epoch or 0.0, 4),
+        "n_train": len(ds["train"]),
+        "n_validation": len(ds["validation"]),
+        "n_test": len(ds["test"]),
+        "seed": cell.seed,
+        "train_size": cell.train_size,
+        "artifact_bytes": dir_bytes(model_dir),  # the weights a user deploys
+        "cost": cost,
+    })
+
+
+def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = None,
+          seed: int | None = None, train_size: int | Literal["all"] = "all") -> dict:
+    """Fine-tune ``method_name`` on the prepared data and write the run directory ``out_dir``.
+
+    ``seed`` (default: the first of ``cfg.seeds``) seeds the model's new weights, dropout, batch
+    order and the training subset; ``train_size`` trains on that many training examples.
+
+    Under ``torchrun``/``accelerate launch`` every process calls this; they train one model together
+    and the main process (rank 0) alone evaluates it and writes the run; the others return ``{}``.
+    Returns the run's record (``ftlab.core.record.RunRecord``) as written to ``metrics.json``.
+    """
+    from transformers import set_seed
+
+    method, task = get_method(method_name), cfg.task_type()
+    params = cfg.params_for(method_name)
+    cell = Cell(method_name, cfg.seeds[0] if seed is None else seed, train_size)
+    torch.set_num_threads(cfg.train.threads or threads_per_process(processes_on_this_node()))
+    splits, labels = load_prepared(cfg, data_dir)
+    splits["train"] = subsample(splits["train"], cell.train_size, cell.seed)
+    set_seed(cell.seed)
+    model = method.prepare(task.build_model(cfg.model, labels, splits["train"]), params, task.peft_task_type)
+    tokenizer = load_tokenizer(cfg.model)
+    ds = {name: task.tokenize(df, tokenizer, cfg.model.max_length, labels) for name, df in splits.items()}
+    train_eval_rows = np.random.default_rng(cell.seed).permutation(len(ds["train"]))[:cfg.train.train_eval_samples]
+    train_eval = ds["train"].select(train_eval_rows)
+    trainable, total = count_parameters(model)
+    log.info("%s: training %s of %s parameters (%.3f%%)", method_name, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    groups = method.param_groups(model, params, cfg.train.weight_decay)
+    if use_compile(cfg.train.compile):
+        static_graphs(cfg, bucket(cfg) or 1)
+
+    identity = cell_identity(cfg, cell, data_dir)
+    ckpt_root = checkpoint_dir(cfg, cell, identity)
+    resume = _last_checkpoint(ckpt_root)
+    metric = best_metric(cfg)
+    best = BestState(metric.name, metric.higher_is_better, cfg.train.early_stopping_patience)
+    if resume:
+        log.info("%s: resuming from %s", method_name, resume)
+        best.load(resume)
+    with _output_dir(Path(out_dir)) as tmp:
+        work = ckpt_root or tmp / "trainer"
+        trainer = build_trainer(cfg, method_name, model, tokenizer, ds, train_eval, labels, work, cell.seed,
+                                ckpt_root is not None, best, groups)
+        with PeakMemory() as memory:
+            train_seconds = _fit(trainer, method_name, cfg, resume)
+        trainer.accelerator.wait_for_everyone()  # every rank's checkpoint files are written before rank 0 goes on
+        if not is_main_process():
+            return {}
+        shutil.move(work / "tensorboard", tmp / "tensorboard")
+        shutil.move(work / "dvclive", tmp / "dvclive")
+        decision, test, latency = _evaluate(task, model, trainer, ds, splits, labels, cfg.train.eval_batch_size)
+        train_rows = splits["train"].iloc[train_eval_rows]
+        train_predictions = scored(task, model, trainer, train_rows, train_eval, labels, decision, cfg.train.eval_batch_size)
+        save_weights(model, tmp / "model", method.saves_adapter)
+        tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        cost = {**_cost(cfg, trainer, train_seconds, len(ds["train"]), memory),
+                "eval_latency_ms_per_sample": round(1000 * latency, 4)}
+        record = _record(cfg, method_name, cell, trainer, best, ds, test, labels, decision, (trainable, total), cost,
+                         tmp / "model")
+        test.to_parquet(tmp / "predictions.parquet", index=False)
+        train_predictions.to_parquet(tmp / "train_predictions.parquet", index=False)
+        write_record(tmp, record)
+        write_json(tmp / "history.json", _history(trainer.state.log_history, task))
+        write_json(tmp / "labels.json", labels)
+        write_json(tmp / "param_groups.json", [
+            {"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups
+        ])
+        write_text(tmp / "config.yaml", dump_config(cfg.for_cell(cell)))
+        write_json(tmp / "identity.json", identity)  # what the flow compares to skip this cell
+        shutil.rmtree(work, ignore_errors=True)  # a finished run needs no checkpoints
+    log.info("%s: %s %.4f in %.1fs -> %s", method_name, task.primary.label, record.primary, train_seconds, out_dir)
+    return record.model_dump(mode="json")
