@@ -47,7 +47,7 @@ def smoke_params(tiny_model: str) -> dict:
 def make_repo(path: Path, params: dict) -> Path:
     """A fresh git + DVC project holding ftlab's dvc.yaml, flows and sources (the stage deps)."""
     path.mkdir(parents=True)
-    for item in ("dvc.yaml", "flows", "src", "prefect.yaml", "data/raw"):
+    for item in ("dvc.yaml", "flows", "src", "prefect.yaml", "data/raw", "data/batches"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, path / item)
     for cache in path.rglob("__pycache__"):

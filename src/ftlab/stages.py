@@ -4,7 +4,8 @@
 driver holds stage logic of its own. A comparison is a grid of cells, method × seed × train
 size (``Config.cells``), and where each stage reads and writes follows from the config:
 
-    prepare                 -> <data.prepared_dir>/
+    ingest <file>           -> <data.batches_dir>/<NNNN>-<name>/ (a batch of new rows; not a dvc.yaml stage)
+    prepare                 -> <data.prepared_dir>/   (data.source and the labelled batches)
     validate                -> <report.dir>/validation/          (stops the pipeline on bad data)
     search <method>         -> <report.dir>/search/<method>.json (hyperparameters; a stub when disabled)
     plan                    -> <report.dir>/plan/<method>/s<seed>-n<size>.json (each cell's identity)
@@ -22,8 +23,10 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ftlab.core.config import Cell, Config
+from ftlab.core.config import Cell
 from ftlab.core.io import atomic_dir, write_json
+from ftlab.core.layout import checks_dir, plan_file, run_dir, search_file, validation_dir
+from ftlab.learning.config import Config
 
 if TYPE_CHECKING:
     from ftlab.serving.monitor import InputColumns
@@ -34,26 +37,6 @@ log = logging.getLogger(__name__)
 
 class StageFailed(RuntimeError):
     """A stage refused to pass its result on: invalid data, or a check verdict set to fail."""
-
-
-def run_dir(cfg: Config, cell: Cell) -> Path:
-    return cfg.train.output_dir / cell.method / cell.name
-
-
-def checks_dir(cfg: Config, cell: Cell) -> Path:
-    return cfg.report.dir / "checks" / cell.method / cell.name
-
-
-def validation_dir(cfg: Config) -> Path:
-    return cfg.report.dir / "validation"
-
-
-def search_file(cfg: Config, method: str) -> Path:
-    return cfg.report.dir / "search" / f"{method}.json"
-
-
-def plan_file(cfg: Config, cell: Cell) -> Path:
-    return cfg.report.dir / "plan" / cell.method / f"{cell.name}.json"
 
 
 def cell(cfg: Config, method: str, seed: int | None = None, train_size: int | Literal["all"] = "all") -> Cell:
@@ -74,6 +57,21 @@ def prepare(cfg: Config) -> Path:
         log.warning("dvc repro does not see edits to %s: dvc.yaml's prepare stage watches %s/; move the "
                     "data there to have an edit re-prepare the data and retrain", ", ".join(unseen), RAW_DIR)
     return prepare_data(cfg, cfg.data.prepared_dir)
+
+
+def ingest(cfg: Config, path: Path, name: str | None = None) -> dict:
+    """Keep a batch of new rows under ``data.batches_dir`` (labelled: it joins training at the next
+    prepare); in a DVC project the batch is ``dvc add``-ed, versioned like the rest of the data."""
+    from ftlab.data.ingest import ingest as keep
+
+    info = keep(Path(path), cfg.task_type(), cfg.data, name)
+    if Path(".dvc").is_dir():
+        from dvc.repo import Repo
+
+        with Repo(".") as repo:
+            repo.add(info["dir"])
+        info["dvc_file"] = f"{info['dir']}.dvc"
+    return info
 
 
 def validate(cfg: Config) -> dict:

@@ -1,5 +1,5 @@
-"""The operations commands, which put a promoted model to work and keep the project honest: predict,
-monitor, merge an adapter, and the CI retraining gate. No dvc.yaml stage runs them."""
+"""The operations commands, which put a promoted model to work and keep the project honest: ingest,
+predict, monitor, merge an adapter, and the CI retraining gate. No dvc.yaml stage runs them."""
 
 from __future__ import annotations
 
@@ -16,6 +16,22 @@ TEXT_COLUMN = typer.Option(None, "--text-column", metavar="NAME",
 HEADER = typer.Option(True, "--header/--no-header",
                       help="CSV/TSV: the first line names the columns (default); --no-header: it is a row, and the "
                            "columns are numbered 1, 2, ...")
+
+
+@app.command()
+def ingest(
+    file: Path = typer.Argument(..., metavar="FILE", help="CSV, TSV, JSONL or Parquet file of new rows, in the training columns"),
+    name: str | None = typer.Option(None, "--name", metavar="NAME", help="the batch's name, its slice in reports (default: the file's name)"),
+    params: Path | None = PARAMS,
+    set_: list[str] | None = SET,
+) -> None:
+    """Keep a batch of new rows under data.batches_dir: with labels it joins training (and the test set) at the next run; without, it is for monitoring."""
+    info = run_stage("ingest", params, set_, file, name)
+    use = ("joins training at the next `dvc repro` / `ftlab pipeline`" if info["labelled"]
+           else f"has no labels: monitor it with `ftlab monitor --input {info['dir']}/rows.parquet`")
+    say(f"ingested {info['rows']} rows from {file} as batch {info['name']!r} ({info['dir']}); it {use}")
+    if "dvc_file" in info:
+        say(f"versioned by DVC: commit {info['dvc_file']} (git add {info['dvc_file']} data/batches/.gitignore)")
 
 
 @app.command()
@@ -102,7 +118,7 @@ def ci(
 ) -> None:
     """CI retraining: dvc pull, dvc repro, quality gate against --base, summary, dvc push."""
     from ftlab.ci import CiFailed, retrain
-    from ftlab.core.config import ConfigError
+    from ftlab.core.params import ConfigError
 
     try:
         result = retrain(base, summary, remote=remote, pull=pull, push=push, plots_dir=plots_dir)

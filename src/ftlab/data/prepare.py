@@ -15,19 +15,22 @@ import json
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ftlab.core.config import BUILTIN_DEMO, SPLITS, Config, DataConfig
+from ftlab.core.builtins import BUILTIN_DEMO, SPLITS
+from ftlab.core.config import DataConfig
 from ftlab.core.io import atomic_dir
+from ftlab.data.batches import SOURCE_SLICE, digests as batch_digests, labelled, split_batch
 from ftlab.data.labels import clean_labels, codes, is_blank, order_key
 from ftlab.data.readers import CHUNK_ROWS, Table, open_table, read_table
 from ftlab.data.splitting import plan
 from ftlab.data.streamed import prepare_streamed
+from ftlab.learning.config import Config
 from ftlab.learning.tasks import DataError, Task
 from ftlab.learning.tasks.base import where
 
@@ -92,18 +95,25 @@ def check_raw(raw: dict[str, pd.DataFrame], task: Task) -> dict[str, pd.DataFram
     if task.name == "classification":
         raw = clean_labels(raw)
     for name, df in raw.items():
-        _check_blank(df, name)
+        check_blank(df, name)
         task.check_rows(df, name)
     return raw
 
 
-def split(raw: dict[str, pd.DataFrame], cfg: DataConfig, task: Task, seed: int) -> tuple[dict[str, pd.DataFrame], list[str]]:
+def split(raw: dict[str, pd.DataFrame], cfg: DataConfig, task: Task, seed: int,
+          batches: Sequence[tuple[str, pd.DataFrame]] = ()) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Train/validation/test with the task's encoded labels (and ``origin`` where known), and the label
-    names. Which rows, in which order, is decided by :func:`ftlab.data.splitting.plan`."""
+    names. Which rows, in which order, is decided by :func:`ftlab.data.splitting.plan`. Each labelled
+    batch (name, rows) is split in the same proportions and appended, every row tagged with its ``slice``."""
     raw = check_raw(raw, task)
     rows = plan({name: len(df) for name, df in raw.items()}, {name: _strata(df, task) for name, df in raw.items()},
                 cfg, seed)
     sampled = {name: raw[rows[name][0]].iloc[rows[name][1]] for name in SPLITS}
+    if batches:
+        sampled = {name: df.assign(slice=SOURCE_SLICE) for name, df in sampled.items()}
+        for batch, df in batches:
+            parts = split_batch(df, cfg, _strata(df, task), seed)
+            sampled = {name: pd.concat([sampled[name], parts[name].assign(slice=batch)]) for name in SPLITS}
     for name, df in sampled.items():
         sampled[name] = df.assign(**{c: df[c].astype(str) for c in ("text", "text_pair") if c in df})
     encoded, names = task.encode(sampled)
@@ -115,11 +125,13 @@ def split(raw: dict[str, pd.DataFrame], cfg: DataConfig, task: Task, seed: int) 
         origin = sampled[name].get("origin")
         if origin is not None and origin.notna().all():
             df["origin"] = origin.to_numpy()
+        if batches:
+            df["slice"] = sampled[name]["slice"].to_numpy()
         out[name] = df
     return out, names
 
 
-def _check_blank(df: pd.DataFrame, split: str) -> None:
+def check_blank(df: pd.DataFrame, split: str) -> None:
     """Texts that show no visible character (spaces, zero-width characters, ...) are blank."""
     for column in ("text", "text_pair"):
         if column in df:
@@ -143,8 +155,9 @@ def fingerprint(cfg: Config) -> str:
     files = [Path(p) for p in source.values()] if isinstance(source, dict) else (
         [] if source.startswith(("builtin:", "hub:")) else [Path(source)])
     digests = {str(f): _sha256(f) if f.is_file() else None for f in files}
-    blob = json.dumps({"data": cfg.data.model_dump(mode="json"), "task": cfg.task.model_dump(mode="json"),
-                       "seed": cfg.seed, "files": digests}, sort_keys=True)
+    data = cfg.data.model_dump(mode="json", exclude={"batches_dir"})  # where batches are kept is not what they hold
+    blob = json.dumps({"data": data, "task": cfg.task.model_dump(mode="json"), "seed": cfg.seed, "files": digests,
+                       **({"batches": batches} if (batches := batch_digests(cfg.data)) else {})}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -188,10 +201,11 @@ def prepare(cfg: Config, out_dir: Path | None = None, chunk_rows: int = CHUNK_RO
     out_dir = Path(out_dir or cfg.data.prepared_dir)
     task = cfg.task_type()
     with _stoppable():
-        tables = _tables(cfg.data, task)
+        batches = labelled(cfg.data)
+        tables = None if batches else _tables(cfg.data, task)  # a source with batches is read whole
         splits: dict[str, pd.DataFrame] = {}
         if tables is None:
-            splits, names = split(load_source(cfg.data, task, cfg.seed), cfg.data, task, cfg.seed)
+            splits, names = split(load_source(cfg.data, task, cfg.seed), cfg.data, task, cfg.seed, batches)
         with atomic_dir(out_dir) as tmp:
             if tables is not None:
                 rows, names = prepare_streamed(tables, cfg.data, task, cfg.seed, tmp, chunk_rows)
@@ -199,6 +213,8 @@ def prepare(cfg: Config, out_dir: Path | None = None, chunk_rows: int = CHUNK_RO
                 df.to_parquet(tmp / f"{name}.parquet", index=False)
             (tmp / "labels.json").write_text(json.dumps(names, indent=2))
             meta = {"fingerprint": fingerprint(cfg), "rows": rows if tables is not None else {k: len(v) for k, v in splits.items()}}
+            if batches:  # rows per slice (the source and each labelled batch) in each split
+                meta["slices"] = {k: v["slice"].value_counts(sort=False).to_dict() for k, v in splits.items()}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     log.info("prepared %s in %s", meta["rows"], out_dir)
     return out_dir
