@@ -68,7 +68,7 @@ def build(method: str, fields: dict, device: torch.device) -> tuple[torch.nn.Mod
     """A fresh random decoder prepared by ``method`` at its default hyperparameters, and its optimizer."""
     from transformers import LlamaConfig, LlamaForCausalLM, set_seed
 
-    from ftlab.core.config import load_config
+    from ftlab.learning.config import load_config
     from ftlab.learning.methods import get_method
 
     # a random prompt: the text initialisation needs a tokenizer, which a random model lacks

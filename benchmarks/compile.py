@@ -69,7 +69,7 @@ def sorted_order(lengths: list[int], seed: int) -> list[int]:
 def batches(n_train: int, bucket: int | None, grouped: bool = False) -> tuple[list[dict], int]:
     """One epoch's training batches, from ftlab's sampler (``grouped``) or the whole epoch sorted,
     and their real (unpadded) tokens."""
-    from ftlab.core.config import load_config
+    from ftlab.learning.config import load_config
     from ftlab.learning.modeling import load_tokenizer
     from ftlab.training.trainer import EpochSeededLengthSampler
 
@@ -86,7 +86,7 @@ def batches(n_train: int, bucket: int | None, grouped: bool = False) -> tuple[li
 
 def full_model() -> torch.nn.Module:
     """ftlab's default model for SST-2 (MiniLM, mean pooling, a seeded head) in training mode."""
-    from ftlab.core.config import load_config
+    from ftlab.learning.config import load_config
 
     torch.manual_seed(0)
     cfg = load_config()
@@ -160,7 +160,7 @@ def matmul_share(n_train: int) -> float:
 
 
 def non_embedding_params() -> int:
-    from ftlab.core.config import load_config
+    from ftlab.learning.config import load_config
     from ftlab.learning.modeling import model_parts
 
     cfg = load_config()

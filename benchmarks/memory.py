@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", help="default: every registered method (full always runs: the reference)")
     args = parser.parse_args()
 
-    from ftlab.core.config import load_config
+    from ftlab.learning.config import load_config
     from ftlab.learning.methods import METHODS
 
     cfg = load_config(PARAMS)

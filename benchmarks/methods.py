@@ -23,7 +23,7 @@ KEYS = ["method", "accuracy", "macro_f1", "trainable_params", "total_params", "t
 
 
 def main() -> None:
-    from ftlab.core.config import load_config
+    from ftlab.learning.config import load_config
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, required=True)

@@ -72,7 +72,7 @@ def matmul_peak(dtype: torch.dtype, repeats: int = 50, hidden: int = 384) -> dic
 
 def train_flops(n_train: int, precision: str, model: str | None = None) -> dict:
     """Full fine-tuning with ftlab (no evaluation during training) and its achieved GFLOP/s."""
-    from ftlab.core.config import load_config
+    from ftlab.learning.config import load_config
     from ftlab.learning.modeling import build_model, load_tokenizer, model_parts
 
     metrics = train_ftlab(n_train, precision, model=model)
@@ -94,7 +94,7 @@ def profile(bf16: bool, n_steps: int = 8) -> str:
     from torch.profiler import ProfilerActivity, profile as torch_profile
     from transformers import DataCollatorWithPadding
 
-    from ftlab.core.config import load_config
+    from ftlab.learning.config import load_config
     from ftlab.learning.modeling import build_model, load_tokenizer
 
     cfg = load_config()

@@ -41,8 +41,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from ftlab import stages  # noqa: E402
-from ftlab.core.config import load_config  # noqa: E402
 from ftlab.data.demo import generate_demo  # noqa: E402
+from ftlab.learning.config import load_config  # noqa: E402
 from ftlab.serving.export import load_exported  # noqa: E402
 from ftlab.serving.monitor import frame, judge, label_names, score  # noqa: E402
 from ftlab.serving.predict import read_meta  # noqa: E402

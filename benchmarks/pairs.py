@@ -44,7 +44,7 @@ BI_LR = {"full": 2e-5}  # sentence-transformers' STS-B example; other methods ke
 
 
 def config(dataset: str, encoding: str = "cross", method: str = "full") -> Any:
-    from ftlab.core.config import load_config
+    from ftlab.learning.config import load_config
 
     return load_config(params_file(dataset, "targets"), _parsed(overrides(dataset, encoding, method)))
 

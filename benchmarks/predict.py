@@ -39,7 +39,7 @@ RESULTS = Path(__file__).parent / "results"
 def promote_model(work: Path, train_steps: int) -> Path:
     """A briefly trained MiniLM + LoRA (mean pooling), promoted by ftlab: a sentence-transformers export."""
     from ftlab import stages
-    from ftlab.core.config import load_config
+    from ftlab.learning.config import load_config
 
     cfg = load_config(None, {
         "data.source": str(SST2 / "dev.tsv"), "data.text_column": "sentence", "data.max_train_samples": 2000,

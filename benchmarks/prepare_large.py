@@ -64,7 +64,7 @@ def run_prepare(data: Path, out: Path, max_train: int | None) -> dict:
         overrides["data.max_train_samples"] = max_train
     script = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr, "
               "format='%(asctime)s %(message)s')\n"
-              "from ftlab.core.config import load_config; from ftlab.data.prepare import prepare\n"
+              "from ftlab.learning.config import load_config; from ftlab.data.prepare import prepare\n"
               f"prepare(load_config(None, {overrides!r}))\n")
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True, cwd=ROOT)

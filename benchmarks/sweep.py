@@ -42,8 +42,8 @@ def parallel(jobs: int, calls: list[tuple[str, ...]], run) -> None:
 
 
 def main() -> None:
-    from ftlab import stages
-    from ftlab.core.config import load_config
+    from ftlab.core import layout
+    from ftlab.learning.config import load_config
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=ROOT / "benchmarks/params/sweep_sst2.yaml")
@@ -58,8 +58,8 @@ def main() -> None:
     run("prepare")
     run("validate")
     parallel(args.jobs, [("search", "-m", m) for m in cfg.methods
-                         if not stages.search_file(cfg, m).is_file()], run)
-    todo = [c for c in cfg.cells() if not (stages.run_dir(cfg, c) / "metrics.json").is_file()]
+                         if not layout.search_file(cfg, m).is_file()], run)
+    todo = [c for c in cfg.cells() if not (layout.run_dir(cfg, c) / "metrics.json").is_file()]
     parallel(args.jobs, [("train", "-m", c.method, "--seed", str(c.seed), "--train-size", str(c.train_size))
                          for c in todo], run)
     for c in cfg.cells():

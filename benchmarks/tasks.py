@@ -73,8 +73,9 @@ def row(dataset: str, cfg: Any, method: str, metrics: dict | None, **extra: Any)
 
 def train_row(dataset: str, cfg: Any, method: str, overrides: list[str], recipe: str) -> dict:
     """Train ``method`` in a fresh ``ftlab train`` process (so its peak memory is its own)."""
-    from ftlab.core.config import ConfigError, load_config
+    from ftlab.core.params import ConfigError
     from ftlab.core.record import read_record
+    from ftlab.learning.config import load_config
 
     params = params_file(dataset, recipe)
     try:  # a method that cannot train this task is refused when the config loads
@@ -159,8 +160,8 @@ def zero_shot_row(dataset: str, cfg: Any) -> dict | None:
 
 def run_dataset(dataset: str, methods: list[str], overrides: list[str], recipe: str) -> Iterator[dict]:
     """The rows of ``dataset``, one by one as they finish, each marked with its recipe."""
-    from ftlab.core.config import load_config
     from ftlab.data.prepare import load_prepared
+    from ftlab.learning.config import load_config
 
     if not params_file(dataset, recipe).is_file():
         log.info("%s: no %s recipe (%s)", dataset, recipe, params_file(dataset, recipe).name)

@@ -110,8 +110,8 @@ def run_baseline(variant: str, n_train: int) -> dict:
 def train_ftlab(n_train: int, precision: str, train_embeddings: bool = True, compile_: str = "auto",
                 model: str | None = None, encoder_dropout: float | None = None) -> dict:
     """ftlab's full fine-tuning, one epoch, no evaluation during training; its metrics.json."""
-    from ftlab.core.config import load_config
     from ftlab.core.record import RunRecord
+    from ftlab.learning.config import load_config
     from ftlab.training.train import train as ftlab_train
 
     train, val = load(n_train)

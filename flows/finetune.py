@@ -44,8 +44,10 @@ from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from ftlab import stages
-from ftlab.core.config import Cell, Config, load_config
+from ftlab.core import layout
+from ftlab.core.config import Cell
 from ftlab.core.record import read_record
+from ftlab.learning.config import Config, load_config
 from ftlab.progress import progress
 from ftlab.training.identity import cell_identity, cell_key, recorded_key
 from ftlab.training.parallel import dask_slots_on_this_host, threads_per_process
@@ -94,13 +96,13 @@ def search(params: str, overrides: Overrides, method: str, width: int) -> dict:
 def _finished(cfg: Config, cell: Cell) -> bool:
     """A complete run directory whose recorded identity is the cell's current one: the same data,
     code, result-changing settings and params (ftlab.training.identity); not threads, paths or report edits."""
-    recorded = recorded_key(stages.run_dir(cfg, cell))
+    recorded = recorded_key(layout.run_dir(cfg, cell))
     return recorded is not None and recorded == cell_key(cell_identity(stages.tuned(cfg, cell.method), cell))
 
 
 def _planned(cfg: Config, cell: Cell) -> bool:
     """The cell's identity file (the dep of its dvc.yaml train stage) holds its current identity."""
-    path = stages.plan_file(cfg, cell)
+    path = layout.plan_file(cfg, cell)
     current = cell_identity(stages.tuned(cfg, cell.method), cell)
     return path.is_file() and cell_key(json.loads(path.read_text())) == cell_key(current)
 
@@ -116,7 +118,7 @@ def train(params: str, overrides: Overrides, cell: Cell, width: int) -> dict:
     cfg = stages.with_threads(cfg, _threads(cfg, width))
     if _finished(cfg, cell):
         get_run_logger().info("%s %s: finished run found, skipping", cell.method, cell.name)
-        return read_record(stages.run_dir(cfg, cell)).model_dump(mode="json")
+        return read_record(layout.run_dir(cfg, cell)).model_dump(mode="json")
     get_run_logger().info("%s %s: %d torch threads, process %d on %s", cell.method, cell.name,
                           cfg.train.threads, os.getpid(), socket.gethostname())
     return train_cell(params, overrides, cell, cfg.train.threads)
@@ -142,7 +144,7 @@ def train_cell(params: str, overrides: Overrides, cell: Cell, threads: int | Non
         output = (done.stdout + done.stderr).strip()
         raise RuntimeError(f"train {cell.method} {cell.name} failed (exit {done.returncode}): {output[-4000:]}")
     get_run_logger().info("%s", done.stdout.strip())
-    return read_record(stages.run_dir(_config(params, overrides), cell)).model_dump(mode="json")
+    return read_record(layout.run_dir(_config(params, overrides), cell)).model_dump(mode="json")
 
 
 @task(name="check", task_run_name="check {cell.method} {cell.name}")

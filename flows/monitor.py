@@ -18,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.deployments import run_deployment
 
 from ftlab import stages
-from ftlab.core.config import load_config
+from ftlab.learning.config import load_config
 
 RETRAIN = "finetune_pipeline/nightly"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ftlab.core.config import Config, load_config
+from ftlab.learning.config import Config, load_config
 
 # The tests start `ftlab`, `dvc` and `prefect` by name: take them from this interpreter's environment
 # (the project's .venv under `make test`), even when pytest was started without activating it.
@@ -38,8 +38,8 @@ FILLER = ["the", "movie", "was", "a", "plot", "and", "acting", "film", "story", 
 def write_run_record(run_dir: Path, task: str = "classification", cost: dict | None = None, **fields) -> None:
     """A run's metrics.json and config.yaml by hand, for tests of what reads runs: a complete record
     (``fields`` and ``cost`` override its values; quality metrics are fields too) and the config of ``task``."""
-    from ftlab.core.config import dump_config
     from ftlab.core.record import RunRecord, write_record
+    from ftlab.learning.config import dump_config
 
     cost = {"train_seconds": 1.0, "train_samples_per_second": 1.0, "peak_memory_mb": 1.0,
             "eval_latency_ms_per_sample": 1.0, **(cost or {})}

@@ -16,8 +16,10 @@ import pytest
 import torch
 
 from ftlab import stages
-from ftlab.core.config import ConfigError, load_config
+from ftlab.core import layout
+from ftlab.core.params import ConfigError
 from ftlab.data.prepare import DataError, load_prepared
+from ftlab.learning.config import load_config
 from ftlab.learning.modeling import load_tokenizer
 from ftlab.learning.tasks.biencoder import BiEncoder, cosine_to_score
 from ftlab.serving.promote import model_dir
@@ -69,7 +71,7 @@ def stsb(tmp_path_factory, tiny_model):
 
 
 def run(cfg, method: str) -> Path:
-    return stages.run_dir(cfg, stages.cell(cfg, method))
+    return layout.run_dir(cfg, stages.cell(cfg, method))
 
 
 def test_each_text_is_encoded_alone_by_the_one_shared_encoder(stsb):

@@ -16,8 +16,9 @@ import pytest
 import torch
 import yaml
 
-from ftlab.core.config import ConfigError, load_config
+from ftlab.core.params import ConfigError
 from ftlab.data.prepare import DataError, prepare
+from ftlab.learning.config import load_config
 from ftlab.learning.methods import METHODS
 from ftlab.learning.tasks import TASKS
 from ftlab.learning.tasks.causal_lm import synthetic

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from ftlab.ci import gate
-from ftlab.core.config import load_config
+from ftlab.learning.config import load_config
 from tests.test_pipeline import ROOT, make_repo, sh, smoke_params
 
 pytestmark = pytest.mark.pipeline

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ftlab.core.config import ConfigError, dump_config, load_config
+from ftlab.core.params import ConfigError
+from ftlab.learning.config import dump_config, load_config
 
 
 def load_yaml(tmp_path, text: str):

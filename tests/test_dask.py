@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from ftlab.core.config import load_config
+from ftlab.learning.config import load_config
 from tests.prefect_server import flow_on_a_server
 from tests.test_pipeline import CELL, METHODS, ROOT, make_repo, sh, smoke_params
 

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from ftlab.core.config import load_config
 from ftlab.data.prepare import DataError, load_prepared, prepare
+from ftlab.learning.config import load_config
 from tests.conftest import toy_reviews
 
 

@@ -20,9 +20,9 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ftlab.core.config import load_config
 from ftlab.data.labels import is_blank
 from ftlab.data.prepare import DataError, load_prepared, prepare
+from ftlab.learning.config import load_config
 from tests.conftest import toy_reviews
 
 
@@ -355,7 +355,7 @@ def test_sigterm_stops_a_prepare_promptly_and_leaves_earlier_data(tmp_path):
         f.writelines(f"text number {i},{'ab'[i % 2]}\n" for i in range(400_000))
     script = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
               "import ftlab.data.delimited as d; d.PROGRESS_SECONDS = 0.1\n"
-              "from ftlab.core.config import load_config; from ftlab.data.prepare import prepare\n"
+              "from ftlab.learning.config import load_config; from ftlab.data.prepare import prepare\n"
               f"prepare(load_config(None, {{'data.source': {str(path)!r}, "
               f"'data.prepared_dir': {str(tmp_path / 'prepared')!r}}}))\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)

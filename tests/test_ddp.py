@@ -21,8 +21,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from ftlab.core.config import load_config
 from ftlab.data.prepare import load_prepared
+from ftlab.learning.config import load_config
 from ftlab.learning.modeling import load_tokenizer
 from ftlab.learning.tiny_decoder import build as build_decoder
 from ftlab.stages import prepare

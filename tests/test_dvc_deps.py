@@ -74,20 +74,20 @@ def _render(text: str, cfg, cell=None) -> str:
 
 
 def test_the_run_layout_is_the_one_stages_py_defines():
-    """Every path of a cell in dvc.yaml is the one ftlab.stages gives: the run directory, the plan
+    """Every path of a cell in dvc.yaml is the one ftlab.core.layout gives: the run directory, the plan
     file, the checks; and the matrix is the config's grid (the same three lists)."""
-    from ftlab import stages
-    from ftlab.core.config import load_config
+    from ftlab.core import layout
+    from ftlab.learning.config import load_config
     from ftlab.serving.promote import model_dir
 
     cfg = load_config(None, {"train_sizes": [20, "all"], "seeds": [1, 2]})
     train = _spec("train")
     assert train["matrix"] == {"method": "${methods}", "seed": "${seeds}", "size": "${train_sizes}"}
     for cell in cfg.cells():
-        assert _render(train["deps"][0], cfg, cell) == str(stages.plan_file(cfg, cell))
+        assert _render(train["deps"][0], cfg, cell) == str(layout.plan_file(cfg, cell))
         outs = [_render(next(iter(o)) if isinstance(o, dict) else o, cfg, cell) for o in train["outs"]]
-        assert all(Path(o).parent == stages.run_dir(cfg, cell) or Path(o).parent.parent == stages.run_dir(cfg, cell)
+        assert all(Path(o).parent == layout.run_dir(cfg, cell) or Path(o).parent.parent == layout.run_dir(cfg, cell)
                    for o in outs), outs
-        assert stages.checks_dir(cfg, cell).is_relative_to(_render(_spec("check")["outs"][0], cfg))
-    assert _render(next(iter(_spec("plan")["outs"][0])), cfg) == str(stages.plan_file(cfg, cfg.cells()[0]).parents[1])
+        assert layout.checks_dir(cfg, cell).is_relative_to(_render(_spec("check")["outs"][0], cfg))
+    assert _render(next(iter(_spec("plan")["outs"][0])), cfg) == str(layout.plan_file(cfg, cfg.cells()[0]).parents[1])
     assert _render(_spec("promote")["outs"][0], cfg) == str(model_dir(cfg))

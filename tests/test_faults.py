@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ftlab.core.config import ConfigError, load_config
+from ftlab.core.params import ConfigError
+from ftlab.learning.config import load_config
 from ftlab.training.train import train
 
 pytestmark = pytest.mark.pipeline

@@ -13,9 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ftlab.core.config import ValidationConfig, load_config
+from ftlab.core.config import ValidationConfig
 from ftlab.data.prepare import DataError, prepare
 from ftlab.data.validation import ValidationFailed, raise_on_failure, validate
+from ftlab.learning.config import load_config
 
 
 def cfg_for(tmp: Path, source, **data):

@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ftlab.core.config import load_config
 from ftlab.data.labels import printed
 from ftlab.data.prepare import DataError, prepare
+from ftlab.learning.config import load_config
 
 NAMES = ["pos", "neg", "Pos", "POS", "1", "01", "1.0", "2", "10", "-1", "NaN", "nan", "true", "a b", "é", "e\u0301"]
 EDGES = ["", " ", "  ", "\t", "\u00a0", "\u200b", "\ufeff"]

@@ -40,7 +40,7 @@ def other_domain(n: int, seed: int = 0) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, tiny_model) -> tuple:
     """A promoted tiny model trained on 400 demo reviews; an undrifted and a drifted input file."""
-    from ftlab.core.config import load_config
+    from ftlab.learning.config import load_config
 
     root = tmp_path_factory.mktemp("monitor")
     cfg = load_config(None, {

@@ -8,13 +8,14 @@ import os
 import shutil
 
 from ftlab import stages
+from ftlab.core import layout
 from ftlab.progress import Progress, progress
 from tests.conftest import write_run_record
 
 
 def finish(cfg, cell, identity: dict, age: float = 0.0) -> None:
     """A finished run directory of ``cell`` recording ``identity``, its metrics.json ``age`` s old."""
-    run = stages.run_dir(cfg, cell)
+    run = layout.run_dir(cfg, cell)
     run.mkdir(parents=True, exist_ok=True)
     write_run_record(run, method=cell.method)
     (run / "identity.json").write_text(json.dumps(identity))

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from ftlab import stages
+from ftlab.core.layout import run_dir
 from ftlab.core.record import read_record
 from ftlab.data.prepare import DataError
 from ftlab.serving.predict import predict_file
@@ -52,7 +53,7 @@ print(json.dumps(results))
 @pytest.fixture(scope="module")
 def promoted(tmp_path_factory, tiny_model, toy_csv) -> dict:
     """Promoted models of real tiny runs (fp32): mean pooling + LoRA (merged), cls + full, cls + prompt tuning."""
-    from ftlab.core.config import load_config
+    from ftlab.learning.config import load_config
 
     root = tmp_path_factory.mktemp("promote")
     out = {}
@@ -70,7 +71,7 @@ def promoted(tmp_path_factory, tiny_model, toy_csv) -> dict:
         for m in methods:
             named = cfg.model_copy(update={"promote": cfg.promote.model_copy(update={"name": f"model-{m}"})})
             meta = stages.promote(named, method=m)
-            out[f"{pooling}-{m}"] = (named, meta, model_dir(named), stages.run_dir(cfg, stages.cell(cfg, m)))
+            out[f"{pooling}-{m}"] = (named, meta, model_dir(named), run_dir(cfg, stages.cell(cfg, m)))
     return out
 
 
@@ -116,7 +117,7 @@ def test_model_card_and_metadata(promoted):
 def test_model_card_says_what_the_test_number_was_measured_on(promoted):
     """A user file: the test split is a held-out part of that file. The built-in demo: the card says the
     data is synthetic template reviews and that real text will score lower."""
-    from ftlab.core.config import load_config
+    from ftlab.learning.config import load_config
     from ftlab.serving.promote import model_card
 
     cfg, meta, model, run = promoted["mean-lora"]
@@ -135,7 +136,7 @@ def test_model_card_says_what_the_test_number_was_measured_on(promoted):
 def test_promote_prints_no_load_report_for_the_unused_pooler(promoted, tmp_path):
     """The sentence-transformers export loads the encoder with a [CLS] pooler it never had: transformers'
     LOAD REPORT ("pooler.dense.* MISSING ... Consider training") stays out; one INFO line says why."""
-    from ftlab.core.config import dump_config
+    from ftlab.learning.config import dump_config
 
     cfg, _, _, _ = promoted["mean-lora"]
     params = tmp_path / "params.yaml"

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from ftlab.core.record import Run, read_record
+from ftlab.analysis.rundir import Run
+from ftlab.core.record import read_record
 from tests.conftest import write_run_record
 
 

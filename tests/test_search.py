@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from ftlab import stages
-from ftlab.core.config import load_config
+from ftlab.core import layout
+from ftlab.learning.config import load_config
 from ftlab.training.search import grid, trials
 
 
@@ -36,7 +37,7 @@ def test_search_picks_by_validation_and_training_uses_the_choice(make_config, tm
     best = max(result["trials"], key=lambda t: t["validation"])
     assert result["chosen"] == best["params"]
     metrics = stages.train(cfg, "lora")
-    used = yaml.safe_load((stages.run_dir(cfg, stages.cell(cfg, "lora")) / "config.yaml").read_text())
+    used = yaml.safe_load((layout.run_dir(cfg, stages.cell(cfg, "lora")) / "config.yaml").read_text())
     assert {k: used["method_params"]["lora"][k] for k in result["chosen"]} == result["chosen"]
     assert metrics["method"] == "lora"
 

@@ -26,8 +26,10 @@ import pytest
 import torch
 import yaml
 
-from ftlab.core.config import ConfigError, ModelConfig, load_config
+from ftlab.core.config import ModelConfig
+from ftlab.core.params import ConfigError
 from ftlab.data.prepare import DataError, prepare
+from ftlab.learning.config import load_config
 from ftlab.learning.modeling import load_tokenizer
 from ftlab.learning.tasks import TASKS
 from ftlab.learning.tasks.multilabel import THRESHOLDS, Multilabel

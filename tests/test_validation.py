@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 import ftlab.data.validation
-from ftlab.core.config import SPLITS, ValidationConfig
+from ftlab.core.builtins import SPLITS
+from ftlab.core.config import ValidationConfig
 from ftlab.data.validation import ValidationFailed, raise_on_failure, validate
 from tests.conftest import toy_reviews
 

@@ -20,7 +20,8 @@ from scipy import stats as sps
 from ftlab.analysis.report import compare
 from ftlab.analysis.stats import paired_bootstrap
 from ftlab.ci import gate
-from ftlab.core.config import ReportConfig, load_config
+from ftlab.core.config import ReportConfig
+from ftlab.learning.config import load_config
 from ftlab.learning.tasks import TASKS, Task
 from ftlab.training.train import best_metric
 from tests.conftest import write_run_record

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ftlab.analysis.checks import fails
-from ftlab.core.config import Config, load_config
 from ftlab.core.io import write_text
+from ftlab.learning.config import Config, load_config
 
 log = logging.getLogger(__name__)
 

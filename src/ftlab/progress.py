@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftlab.core.config import Cell, Config
-from ftlab.stages import plan_file, run_dir
+from ftlab.core.config import Cell
+from ftlab.core.layout import plan_file, run_dir
+from ftlab.learning.config import Config
 
 
 def _read(path: Path) -> object:

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ftlab.core.config import Config
 from ftlab.data.prepare import load_prepared
+from ftlab.learning.config import Config
 
 log = logging.getLogger(__name__)
 

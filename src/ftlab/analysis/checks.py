@@ -19,8 +19,8 @@ import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftlab.analysis.rundir import Run
 from ftlab.core.io import write_json, write_text
-from ftlab.core.record import Run
 from ftlab.learning.tasks import Metric
 
 VERDICTS = ("ok", "warn", "overfit")  # mildest first: checks.fail_on fails a verdict at or after it

@@ -43,10 +43,11 @@ import numpy as np
 
 from ftlab.analysis import checks
 from ftlab.analysis.render import count, html, markdown, mib, p_value, plots
+from ftlab.analysis.rundir import Run
 from ftlab.analysis.stats import mean_ci, paired_bootstrap
 from ftlab.core.config import ReportConfig
 from ftlab.core.io import write_json, write_text
-from ftlab.core.record import COST_KEYS, Run
+from ftlab.core.record import COST_KEYS
 from ftlab.learning.tasks import TASKS, Task
 
 RUN_KEYS = ("method", "seed", "train_size", "n_train", "trainable_params", "total_params", "trainable_percent")

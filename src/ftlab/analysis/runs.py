@@ -8,9 +8,9 @@ from pathlib import Path
 
 from torch import nn
 
-from ftlab.core.config import Config, dump_config
+from ftlab.analysis.rundir import Run
 from ftlab.core.io import atomic_dir, write_text
-from ftlab.core.record import Run
+from ftlab.learning.config import Config, dump_config
 from ftlab.learning.methods import get_method
 from ftlab.learning.modeling import load_trained, save_weights
 

@@ -42,7 +42,7 @@ def set_values(overrides: list[str] | None) -> dict:
     """The ``-S KEY=VALUE`` items as {dotted key: YAML value}."""
     import yaml
 
-    from ftlab.core.config import ConfigError
+    from ftlab.core.params import ConfigError
 
     parsed = {}
     for item in overrides or []:
@@ -60,7 +60,7 @@ def load(params: Path | None, overrides: list[str] | None, model: Path | None = 
     """The config from ``params`` with the -S overrides and the ``settings`` of a command's own
     options; ``model`` (an operations command's --model) sets promote.dir and promote.name, so that
     promote writes and predict and monitor read there."""
-    from ftlab.core.config import load_config
+    from ftlab.learning.config import load_config
 
     if params is None and Path("params.yaml").is_file():
         params = Path("params.yaml")
@@ -83,7 +83,7 @@ def fail(e: Exception) -> NoReturn:
 def stage_config(params: Path | None, overrides: list[str] | None, model: Path | None = None,
                  settings: dict | None = None):
     """The config, or exit 1 naming the bad field."""
-    from ftlab.core.config import ConfigError
+    from ftlab.core.params import ConfigError
 
     try:
         return load(params, overrides, model, settings)
@@ -95,7 +95,7 @@ def run_stage(name: str, params: Path | None, overrides: list[str] | None, *args
               settings: dict | None = None):
     """Run one stage function from ftlab.stages, turning every expected failure into exit 1."""
     from ftlab import stages
-    from ftlab.core.config import ConfigError
+    from ftlab.core.params import ConfigError
     from ftlab.data.prepare import DataError
 
     try:

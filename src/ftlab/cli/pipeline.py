@@ -46,8 +46,8 @@ def prepare(params: Path | None = PARAMS, set_: list[str] | None = SET) -> None:
 @app.command()
 def validate(params: Path | None = PARAMS, set_: list[str] | None = SET) -> None:
     """Run the Great Expectations suite on the prepared splits; exit 1 naming each failure."""
-    from ftlab.core.config import SPLITS
-    from ftlab.stages import validation_dir
+    from ftlab.core.builtins import SPLITS
+    from ftlab.core.layout import validation_dir
 
     result = run_stage("validate", params, set_)
     splits = [s for s in SPLITS if any(c["split"] == s for c in result["checks"])]
@@ -57,7 +57,7 @@ def validate(params: Path | None = PARAMS, set_: list[str] | None = SET) -> None
 
 def _cells(cfg, method: str | None, seed: int | None, size: str | None):
     """The config's grid of cells, narrowed to the given method, seed and train size."""
-    from ftlab.core.config import ConfigError
+    from ftlab.core.params import ConfigError
     from ftlab.learning.methods import METHODS
 
     if method is not None and method not in METHODS:
@@ -68,7 +68,7 @@ def _cells(cfg, method: str | None, seed: int | None, size: str | None):
 @app.command()
 def search(method: str | None = METHOD, params: Path | None = PARAMS, set_: list[str] | None = SET) -> None:
     """Search each method's own hyperparameters on the validation split (when search.enabled)."""
-    from ftlab.core.config import ConfigError
+    from ftlab.core.params import ConfigError
     from ftlab.learning.methods import METHODS
 
     cfg = stage_config(params, set_)
@@ -96,7 +96,7 @@ def train(
     out: Path | None = typer.Option(None, help="run directory of a single run (default: <train.output_dir>/<method>/s<seed>-n<size>)"),
 ) -> None:
     """Fine-tune a method (per seed and train size) and write its run directory (weights, metrics, history, predictions)."""
-    from ftlab.core.config import ConfigError
+    from ftlab.core.params import ConfigError
     from ftlab.data.prepare import DataError
 
     try:  # a bad option or param fails here, before torch and transformers take seconds to import

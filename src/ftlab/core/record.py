@@ -4,25 +4,18 @@ A run directory's ``metrics.json`` holds the task's quality metrics at the top l
 task: accuracy, spearman, f1, ...; ``dvc metrics show`` lists them), what trained, the best step and
 the measured cost as a section of its own. ``RunRecord`` is that file as a type: the quality metrics
 are ``quality``, the cost is ``cost`` (a ``Cost``), so NER's entity ``precision`` and the numeric
-``cost.precision`` it ran in never meet. ``Run`` reads the rest of a run directory the same way
-everywhere, and rebuilds the run's task from the options the run recorded in its ``config.yaml``.
+``cost.precision`` it ran in never meet. ``ftlab.analysis.rundir.Run`` reads the rest of a run
+directory.
 """
 
 from __future__ import annotations
 
-import json
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ftlab.core.io import write_json
-
-if TYPE_CHECKING:
-    from ftlab.core.config import Config
-    from ftlab.learning.tasks import Task
 
 # the comparison's per-run cost columns: the artifact's size and the cost section's timings and memory
 COST_KEYS = ("train_seconds", "train_samples_per_second", "peak_memory_mb", "artifact_bytes",
@@ -116,46 +109,3 @@ def read_record(run_dir: Path) -> RunRecord:
 
 def write_record(run_dir: Path, record: RunRecord) -> None:
     write_json(Path(run_dir) / "metrics.json", record.model_dump(mode="json"))
-
-
-class Run:
-    """A finished run directory, read the same way everywhere (each file when first asked for)."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.record = read_record(self.path)
-
-    def _json(self, name: str) -> Any:
-        file = self.path / name
-        if not file.is_file():
-            raise ValueError(f"run directory {self.path} has no {name}")
-        return json.loads(file.read_text(encoding="utf-8"))
-
-    @cached_property
-    def history(self) -> list[dict]:
-        """One record per evaluation step: train-subset and validation loss and the task's metrics."""
-        return self._json("history.json")
-
-    @cached_property
-    def labels(self) -> list[str]:
-        return self._json("labels.json")
-
-    @cached_property
-    def config(self) -> Config:
-        """The resolved config the run trained with."""
-        import yaml
-
-        from ftlab.core.config import Config
-
-        return Config.model_validate(yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8")))
-
-    @cached_property
-    def task(self) -> Task:
-        """The run's task, rebuilt from its own recorded options (not from today's params)."""
-        return self.config.task_type()
-
-    def predictions(self, split: Literal["test", "train"] = "test") -> pd.DataFrame:
-        name = "predictions.parquet" if split == "test" else "train_predictions.parquet"
-        if not (self.path / name).is_file():
-            raise ValueError(f"run directory {self.path} has no {name}")
-        return pd.read_parquet(self.path / name)

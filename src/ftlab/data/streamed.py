@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ftlab.core.config import SPLITS, DataConfig
+from ftlab.core.builtins import SPLITS
+from ftlab.core.config import DataConfig
 from ftlab.data.labels import LabelCleaner, is_blank, order_key
 from ftlab.data.readers import CHUNK_ROWS, Table
 from ftlab.data.splitting import Plan, plan

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftlab.core.config import SPLITS
+from ftlab.core.builtins import SPLITS
 from ftlab.core.io import atomic_dir, write_json
 from ftlab.data.labels import INVISIBLE
 

@@ -16,7 +16,7 @@ from torch import nn
 from transformers import AutoConfig
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
-from ftlab.core.config import BUILTIN_MODEL
+from ftlab.core.builtins import BUILTIN_MODEL
 
 if TYPE_CHECKING:
     from peft import PeftModel

@@ -20,9 +20,12 @@ from typing import Any, Literal
 
 import yaml
 
-from ftlab.core.config import BUILTIN_DEMO, BUILTIN_MODEL, Cell, Config
+from ftlab.core.builtins import BUILTIN_DEMO, BUILTIN_MODEL
+from ftlab.core.config import Cell
 from ftlab.core.io import atomic_dir, write_json, write_text
+from ftlab.core.layout import run_dir
 from ftlab.core.record import RunRecord, read_record, write_record
+from ftlab.learning.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +44,6 @@ def model_dir(cfg: Config) -> Path:
 def choose_cell(cfg: Config, comparison: dict, method: str | None = None, seed: int | None = None,
                 train_size: int | Literal["all"] | None = None) -> Cell:
     """The recommended cell, or the one named; its run directory must be finished."""
-    from ftlab.stages import run_dir
-
     method = method or comparison["recommendation"]["cheapest_within_tolerance"]["method"]
     size = train_size if train_size is not None else comparison["train_sizes"][-1]  # sorted by examples
     cells = [Cell(method, c["seed"], c["train_size"]) for c in comparison["cells"]
@@ -68,7 +69,6 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
 
     from ftlab.analysis.runs import load_run
     from ftlab.serving.export import export_classifier
-    from ftlab.stages import run_dir
 
     report = cfg.report.dir / "comparison.json"
     if not report.is_file():

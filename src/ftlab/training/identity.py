@@ -21,8 +21,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ftlab.core.config import Cell, Config
+from ftlab.core.config import Cell
 from ftlab.core.source import code_digest
+from ftlab.learning.config import Config
 
 # train.* settings that do not change what is learned: where files go, how often it logs, cores
 NOT_RESULT = frozenset({"threads", "output_dir", "checkpoint_dir", "logging_steps"})

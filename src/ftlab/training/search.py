@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ftlab.core.config import Config
+from ftlab.learning.config import Config
 from ftlab.learning.methods import get_method
 
 log = logging.getLogger(__name__)

@@ -24,10 +24,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ftlab.core.config import Cell, Config, dump_config
+from ftlab.core.config import Cell
 from ftlab.core.io import atomic_dir, write_json, write_text
 from ftlab.core.record import RunRecord, write_record
 from ftlab.data.prepare import DataError, load_prepared
+from ftlab.learning.config import Config, dump_config
 from ftlab.learning.methods import get_method
 from ftlab.learning.metrics import PeakMemory, dir_bytes
 from ftlab.learning.modeling import count_parameters, load_tokenizer, save_weights
@@ -196,6 +197,8 @@ def _evaluate(task: Task, model: nn.Module, trainer: Any, ds: dict, splits: dict
         decision = task.calibrate(splits["validation"], outputs(task, model, ds["validation"], collate, batch_size, bf16), labels)
     start = time.perf_counter()
     test = scored(task, model, trainer, splits["test"], ds["test"], labels, decision, batch_size)
+    if "slice" in splits["test"]:  # the source's rows or an ingested batch's: the report and the gate read it
+        test["slice"] = splits["test"]["slice"].to_numpy()
     return decision, test, (time.perf_counter() - start) / len(ds["test"])
 
 

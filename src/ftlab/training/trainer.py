@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from ftlab.core.config import Config
+from ftlab.learning.config import Config
 from ftlab.training.parallel import is_main_process, world_size
 
 if TYPE_CHECKING:

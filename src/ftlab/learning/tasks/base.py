@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ftlab.core.config import Config, ModelConfig
+    from ftlab.core.config import ModelConfig
+    from ftlab.learning.config import Config
 
 TASKS: dict[str, type[Task]] = {}
 

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     import numpy as np
     from torch import nn
 
-    from ftlab.core.config import Config, ModelConfig
+    from ftlab.core.config import ModelConfig
+    from ftlab.learning.config import Config
 
 # peft methods that prepend virtual tokens (or key/value prefixes) to input_ids: the second text of a
 # bi-encoded pair, encoded apart, would not get them

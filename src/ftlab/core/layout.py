@@ -1,0 +1,42 @@
+"""Where the pipeline writes each cell's outputs: one definition for the stages, promotion and progress.
+
+A leaf over the config sections, so promotion (which reads finished runs) and the stages (which
+write them) share these paths without importing each other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from ftlab.core.config import Cell, ReportConfig, TrainConfig
+
+
+class Dirs(Protocol):
+    """The two sections the paths hang from (any ``Config`` has them)."""
+
+    @property
+    def train(self) -> TrainConfig: ...
+
+    @property
+    def report(self) -> ReportConfig: ...
+
+
+def run_dir(cfg: Dirs, cell: Cell) -> Path:
+    return cfg.train.output_dir / cell.method / cell.name
+
+
+def checks_dir(cfg: Dirs, cell: Cell) -> Path:
+    return cfg.report.dir / "checks" / cell.method / cell.name
+
+
+def validation_dir(cfg: Dirs) -> Path:
+    return cfg.report.dir / "validation"
+
+
+def search_file(cfg: Dirs, method: str) -> Path:
+    return cfg.report.dir / "search" / f"{method}.json"
+
+
+def plan_file(cfg: Dirs, cell: Cell) -> Path:
+    return cfg.report.dir / "plan" / cell.method / f"{cell.name}.json"
