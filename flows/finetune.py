@@ -164,10 +164,19 @@ def compare(params: str, overrides: Overrides) -> dict:
 
 @task(name="promote")
 def promote(params: str, overrides: Overrides) -> dict:
+    from ftlab.serving.versions import card_note
+
     meta = stages.promote(_config(params, overrides))
-    create_markdown_artifact(
-        f"**Promoted** {meta['method']} (seed {meta['seed']}, train size {meta['train_size']}) as a "
-        f"{meta['layout']} model.", key="promoted-model")
+    decision = meta["promotion"]
+    pick = decision["challenger"]
+    head = (f"**Promoted** {pick['method']} (seed {pick['seed']}, train size {pick['train_size']}) as a "
+            f"{meta['layout']} model, version {meta['version']}." if decision["promoted"] else
+            f"**Refused** {pick['method']} (seed {pick['seed']}, train size {pick['train_size']}): version "
+            f"{meta.get('version')} keeps serving.")
+    note = card_note({**decision, "version": decision.get("version", meta.get("version"))})
+    create_markdown_artifact(head + "\n" + note, key="promoted-model")
+    if not decision["promoted"]:
+        get_run_logger().warning("promotion refused: %s", decision["reason"])
     return meta
 
 

@@ -3,8 +3,9 @@
     prefect deploy --all       (prefect.yaml: the deployment `monitor`, its own schedule)
 
 Each run calls the same stage function as ``ftlab monitor`` on ``monitor.input`` (or the
-``input`` parameter). On the verdict ``drift`` it starts the training deployment with a ``reason``
-parameter that says which signals drifted, and records the event as a Prefect artifact; on ``ok``
+``input`` parameter). On the verdict ``drift`` it keeps labelled input as a batch (``ftlab ingest``),
+so the retrain trains on it, and starts the training deployment with a ``reason`` parameter that
+says which signals drifted and which batches it trains on, and records the event as a Prefect artifact; on ``ok``
 it starts nothing; with no new data (``monitor.input`` missing or empty) the verdict is ``no_data``
 and it starts nothing either.
 """
@@ -28,6 +29,17 @@ def monitor(params: str, input_path: str | None) -> dict:
     return stages.monitor(load_config(Path(params)), Path(input_path) if input_path else None)
 
 
+@task(name="ingest")
+def ingest(params: str, path: str) -> dict | None:
+    """Keep the drifted labelled file as a batch, so the retrain trains on it (None: already kept)."""
+    from ftlab.data.ingest import ingested
+
+    cfg = load_config(Path(params))
+    if ingested(Path(path), cfg.data) is not None:
+        return None
+    return stages.ingest(cfg, Path(path))
+
+
 @flow(name="monitor_data")
 def monitor_data(params: str = "params.yaml", input_path: str | None = None, retrain: str = RETRAIN) -> dict:
     """Monitor, and on drift start the deployment ``retrain`` (flow/deployment) without waiting for it."""
@@ -40,6 +52,11 @@ def monitor_data(params: str = "params.yaml", input_path: str | None = None, ret
                  *(f"- {r}" for r in result["reasons"]), "", f"Next step: {result['next_step']}"]
     if result["verdict"] == "drift":
         reason = "data drift: " + "; ".join(result["reasons"])
+        if result["labelled"]:  # labelled drifted rows: the retrain trains (and is gated) on them
+            kept = [b for b in (ingest(params, f) for f in result["input"]) if b is not None]
+            result["ingested"] = [b["dir"] for b in kept]
+            lines += ["", *(f"Ingested `{b['source']}` as batch `{b['name']}` ({b['rows']} rows)." for b in kept)]
+            reason += "".join(f"; trains on batch {b['name']}" for b in kept)
         run = run_deployment(retrain, parameters={"params": params, "reason": reason}, timeout=0)
         get_run_logger().info("drift: started %s as flow run %s", retrain, run.id)
         lines += ["", f"Retraining started: `{retrain}`, flow run `{run.id}`."]

@@ -65,11 +65,13 @@ def ingest(cfg: Config, path: Path, name: str | None = None) -> dict:
     from ftlab.data.ingest import ingest as keep
 
     info = keep(Path(path), cfg.task_type(), cfg.data, name)
-    if Path(".dvc").is_dir():
+    batch = Path(info["dir"]).resolve()
+    project = next((d for d in batch.parents if (d / ".dvc").is_dir()), None)  # the DVC project holding it
+    if project is not None:
         from dvc.repo import Repo
 
-        with Repo(".") as repo:
-            repo.add(info["dir"])
+        with Repo(str(project)) as repo:
+            repo.add(str(batch))
         info["dvc_file"] = f"{info['dir']}.dvc"
     return info
 
@@ -80,7 +82,7 @@ def validate(cfg: Config) -> dict:
     from ftlab.data.prepare import ensure_prepared
     from ftlab.data.validation import ValidationFailed, raise_on_failure, validate as run_suite
 
-    result = run_suite(ensure_prepared(cfg), cfg.validation, validation_dir(cfg), cfg.task.type)
+    result = run_suite(ensure_prepared(cfg), cfg.validation, validation_dir(cfg), cfg.task_type())
     try:
         raise_on_failure(result)
     except ValidationFailed as e:
@@ -172,6 +174,14 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
     from ftlab.serving.promote import promote as run_promote
 
     return run_promote(cfg, method, seed, train_size)
+
+
+def rollback(cfg: Config, to: int | None = None) -> dict:
+    """Serve an earlier promoted version again (default: the one before the serving one)."""
+    from ftlab.serving.promote import model_dir
+    from ftlab.serving.versions import rollback as restore
+
+    return restore(cfg, model_dir(cfg), to)
 
 
 def monitor(cfg: Config, input_path: Path | None = None, columns: InputColumns | None = None) -> dict:

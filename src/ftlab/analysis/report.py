@@ -41,14 +41,15 @@ from typing import Any
 
 import numpy as np
 
-from ftlab.analysis import checks
+from ftlab.analysis import checks, slices
 from ftlab.analysis.render import count, html, markdown, mib, p_value, plots
 from ftlab.analysis.rundir import Run
 from ftlab.analysis.stats import mean_ci, paired_bootstrap
 from ftlab.core.config import ReportConfig
 from ftlab.core.io import write_json, write_text
 from ftlab.core.record import COST_KEYS
-from ftlab.learning.tasks import TASKS, Task
+from ftlab.learning.config import default_task
+from ftlab.learning.tasks import Task
 
 RUN_KEYS = ("method", "seed", "train_size", "n_train", "trainable_params", "total_params", "trainable_percent")
 VERDICTS = (None, *checks.VERDICTS)  # unchecked, then mildest first: a method's verdict is its worst seed's
@@ -93,7 +94,8 @@ def _load(run_dirs: list[Path], checks_dirs: list[Path | None], task: Task) -> l
                      "metrics": {m.name: record.quality[m.name] for m in task.metrics},
                      "memory_kind": record.cost.memory_kind,
                      "primary": primary, "score": sign * primary,
-                     "scores": task.example_scores(predictions, run.labels)})
+                     "scores": task.example_scores(predictions, run.labels),
+                     "slices": slices.run_slices(predictions, run.labels, task)})
     return runs
 
 
@@ -115,6 +117,7 @@ def _summarize(runs: list[dict], level: float) -> dict:
         **{k: float(np.mean([r[k] for r in runs])) for k in COST_KEYS},
         "overfitting": verdict,
         "overfitting_reasons": sorted({reason for r in runs for reason in r["overfitting_reasons"]}),
+        **({"slices": by_slice} if (by_slice := slices.summarize(runs, level)) else {}),
     }
 
 
@@ -270,8 +273,8 @@ def compare(run_dirs: list[Path], checks_dirs: list[Path | None], cfg: ReportCon
     """Compare cells and write comparison.{json,md,html} and the plots into ``out_dir``. Returns the comparison.
 
     ``baselines``: ``{"name", "value", "scores"}`` per baseline (see :mod:`ftlab.analysis.baselines`), scored on
-    the same test examples. ``task`` defaults to classification."""
-    task = task or TASKS["classification"]()
+    the same test examples. ``task`` defaults to the default task (classification)."""
+    task = task or default_task()
     runs = _load(run_dirs, checks_dirs, task)
     groups: dict[Any, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
@@ -314,7 +317,7 @@ def compare(run_dirs: list[Path], checks_dirs: list[Path | None], cfg: ReportCon
         "search": _search(list(search_files)),
     }
     pngs = plots(rows, groups[main["train_size"]], sizes, task.primary)
-    text = markdown(result)
+    text = markdown(result) + slices.markdown(result)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

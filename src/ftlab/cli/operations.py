@@ -35,6 +35,20 @@ def ingest(
 
 
 @app.command()
+def rollback(
+    to: int | None = typer.Option(None, "--to", metavar="N", help="the version to serve (default: the one before the serving one)"),
+    params: Path | None = PARAMS,
+    set_: list[str] | None = SET,
+) -> None:
+    """Serve an earlier promoted version again, byte for byte, from <promote.dir>/history/<promote.name>/."""
+    meta = run_stage("rollback", params, set_, to)  # RollbackError (nothing to roll back to) exits 1
+    say(f"serving version {meta['version']} again ({meta['method']} s{meta['seed']}-n{meta['train_size']})")
+    if Path("dvc.lock").is_file():
+        say("dvc.lock still records the version promote wrote: `dvc commit promote` records the rollback; "
+            "a `dvc repro` that re-runs promote gates the pipeline's pick against this version")
+
+
+@app.command()
 def predict(
     input_: Path = typer.Option(..., "--input", "-i", metavar="FILE", help="CSV, TSV, JSONL or Parquet file to score"),
     output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE",

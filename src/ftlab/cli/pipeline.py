@@ -164,7 +164,14 @@ def promote(
     except typer.BadParameter as e:
         fail(e)
     meta = run_stage("promote", params, set_, method, seed, size, model=model)
-    say(f"promoted {meta['method']} s{meta['seed']}-n{meta['train_size']} as a {meta['layout']} model")
+    decision = meta["promotion"]
+    pick = decision["challenger"]
+    if decision["promoted"]:
+        say(f"promoted {pick['method']} s{pick['seed']}-n{pick['train_size']} as a {meta['layout']} model, "
+            f"version {meta['version']}: {decision['reason']}")
+    else:
+        say(("refused:", "bold yellow"), f" {pick['method']} s{pick['seed']}-n{pick['train_size']} is "
+            f"{decision['reason']}; version {meta.get('version')} ({meta.get('method')}) keeps serving")
 
 
 @app.command()

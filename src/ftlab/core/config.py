@@ -232,6 +232,10 @@ class PromoteConfig(Strict):
 
     name: str = Field("ftlab-model", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # also dvc.yaml's artifact name
     dir: Path = Path("models")
+    # champion / challenger (README: the loop): a new pick replaces the serving model when it is not
+    # significantly worse (not_worse), only when significantly better (better), or always
+    gate: Literal["better", "not_worse", "always"] = "not_worse"
+    tolerance: float = Field(0.0, ge=0.0)  # a loss (not_worse) or gain (better) of the primary metric that does not count
 
 
 class MonitorConfig(Strict):

@@ -20,8 +20,8 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1]  # the ftlab package directory
 CLI, STAGES = "ftlab.cli", "ftlab.stages"  # the `ftlab` command, and the stage functions its commands call
-STAGE_FUNCTIONS = frozenset({"prepare", "validate", "search", "plan", "train", "check", "compare", "promote",
-                             "monitor"})
+STAGE_FUNCTIONS = frozenset({"ingest", "prepare", "validate", "search", "plan", "train", "check", "compare", "promote",
+                             "rollback", "monitor"})
 
 
 def module_file(name: str, src: Path = SRC) -> Path | None:

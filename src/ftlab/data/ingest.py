@@ -74,23 +74,27 @@ def _digest(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def ingested(path: Path, cfg: DataConfig) -> Path | None:
+    """The batch that already holds this file (same SHA-256), if any."""
+    sha = _digest(Path(path))
+    return next((b for b in batch_dirs(cfg.batches_dir) if read_info(b)["sha256"] == sha), None)
+
+
 def ingest(path: Path, task: Task, cfg: DataConfig, name: str | None = None) -> dict:
     """Keep the batch ``path`` under ``cfg.batches_dir``; returns its ``batch.json``. The same file
     twice is refused (it would count its rows twice), and so is a name already taken."""
     path = Path(path)
-    sha = _digest(path) if path.is_file() else None
-    existing = batch_dirs(cfg.batches_dir)
-    for batch in existing:
-        if sha is not None and read_info(batch)["sha256"] == sha:
-            raise DataError(f"{path}: already ingested as {batch} (same SHA-256): nothing to add")
     df, labelled = read_batch(path, task, cfg.quoting)
+    if (known := ingested(path, cfg)) is not None:
+        raise DataError(f"{path}: already ingested as {known} (same SHA-256): nothing to add")
+    existing = batch_dirs(cfg.batches_dir)
     name = name or re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-") or "batch"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or name == SOURCE_SLICE:
         raise DataError(f"--name {name!r}: use letters, digits, '.', '_' and '-', not {SOURCE_SLICE!r}")
     if any(read_info(b)["name"] == name for b in existing):
         raise DataError(f"--name {name!r}: a batch of that name exists in {cfg.batches_dir}; choose another")
     number = 1 + max((int(b.name.split("-", 1)[0]) for b in existing if b.name.split("-", 1)[0].isdigit()), default=0)
-    info = {"name": name, "number": number, "source": str(path), "sha256": sha, "rows": len(df), "labelled": labelled,
+    info = {"name": name, "number": number, "source": str(path), "sha256": _digest(path), "rows": len(df), "labelled": labelled,
             "ingested_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     out = cfg.batches_dir / f"{number:04d}-{name}"
     with atomic_dir(out) as tmp:

@@ -286,7 +286,7 @@ def monitor(model_dir: Path, input_path: Path, cfg: MonitorConfig, out_dir: Path
     result: dict[str, Any] = {
         "verdict": verdict, "reasons": reasons or [f"no signal above its threshold ({len(found)} checked)"],
         "drifted": drifted, "signals": found, "min_drifted": cfg.min_drifted,
-        "rows": {"reference": len(ref), "current": len(new)}, "input": [str(f) for f in files],
+        "rows": {"reference": len(ref), "current": len(new)}, "input": [str(f) for f in files], "labelled": labels is not None,
         "model": str(model_dir), "report": str(Path(out_dir) / "monitor.html")}
     result["next_step"] = next_step(result)
     if labels is None and cfg.queue_size:  # from drift to labels: the rows to label first

@@ -26,6 +26,7 @@ from ftlab.core.io import atomic_dir, write_json, write_text
 from ftlab.core.layout import run_dir
 from ftlab.core.record import RunRecord, read_record, write_record
 from ftlab.learning.config import Config
+from ftlab.serving import versions
 
 log = logging.getLogger(__name__)
 
@@ -64,22 +65,29 @@ def choose_cell(cfg: Config, comparison: dict, method: str | None = None, seed: 
 
 def promote(cfg: Config, method: str | None = None, seed: int | None = None,
             train_size: int | Literal["all"] | None = None) -> dict:
-    """Export the chosen cell to ``model_dir(cfg)``, whole or not at all; returns its ``ftlab.json``."""
+    """Export the chosen cell to ``model_dir(cfg)``, whole or not at all, if the gate lets it replace the
+    model serving there (:mod:`ftlab.serving.gate`); returns the serving model's ``ftlab.json`` with
+    the decision under ``promotion`` (also in ``<report.dir>/promotion.json``)."""
     from transformers import AutoTokenizer
 
     from ftlab.analysis.runs import load_run
     from ftlab.serving.export import export_classifier
+    from ftlab.serving.gate import gate_run
 
     report = cfg.report.dir / "comparison.json"
     if not report.is_file():
         raise PromoteError(f"{report} not found: run `ftlab compare` (or `dvc repro compare`) before promoting")
     comparison = json.loads(report.read_text())
     cell = choose_cell(cfg, comparison, method, seed, train_size)
-    run = run_dir(cfg, cell)
+    run, out = run_dir(cfg, cell), model_dir(cfg)
+    decision = gate_run(cfg, run, out) | {"challenger": {"method": cell.method, "seed": cell.seed,
+                                                          "train_size": cell.train_size, "run": str(run)}}
+    if not decision["promoted"]:
+        return refused(cfg, out, decision)
+    decision["version"] = versions.next_version(cfg, out)
     run_cfg, model, labels = load_run(run)
     tokenizer = AutoTokenizer.from_pretrained(str(run / "tokenizer"))
     record = read_record(run)
-    out = model_dir(cfg)
     with atomic_dir(out) as tmp:
         if standalone(run_cfg):
             layout = export_classifier(model, tokenizer, run_cfg.model, labels, tmp)
@@ -93,7 +101,7 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
             write_record(tmp, record)
         reference(run, tmp / "reference.parquet")
         meta = task_meta(run_cfg, labels) | bi | {
-            "format": FORMAT, "layout": layout, "method": cell.method, "seed": cell.seed,
+            "format": FORMAT, "version": decision["version"], "layout": layout, "method": cell.method, "seed": cell.seed,
             "train_size": cell.train_size, "run": str(run), "precision": record.cost.precision,
             "base_model": run_cfg.model.name, "pooling": run_cfg.model.pooling, "max_length": run_cfg.model.max_length,
             "data_fingerprint": data_fingerprint(cfg),
@@ -101,9 +109,20 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
             "test_metrics": {m.name: record.quality[m.name] for m in run_cfg.task_type().metrics}, "n_test": record.n_test,
         }
         write_json(tmp / "ftlab.json", meta)
-        write_text(tmp / "README.md", model_card(cfg, meta, record, comparison, out))
-    log.info("promoted %s %s (%s layout) to %s", cell.method, cell.name, layout, out)
-    return meta
+        write_text(tmp / "README.md", model_card(cfg, meta, record, comparison, out) + versions.card_note(decision))
+    versions.keep(cfg, out, decision)
+    write_json(versions.promotion_file(cfg), decision)
+    log.info("promoted %s %s (%s layout) to %s as v%d", cell.method, cell.name, layout, out, decision["version"])
+    return meta | {"promotion": decision}
+
+
+def refused(cfg: Config, out: Path, decision: dict) -> dict:
+    """The champion keeps serving: the decision is recorded, nothing under ``out`` changes."""
+    versions.ensure_history(cfg)
+    write_json(versions.promotion_file(cfg), decision)
+    log.warning("promote: the challenger %s is refused, %s keeps serving: %s", decision["challenger"], out,
+                decision["reason"])
+    return (versions.serving(out) or {}) | {"promotion": decision}
 
 
 REFERENCE_ROWS = 1000
@@ -126,19 +145,16 @@ def standalone(cfg: Config) -> bool:
     """Whether the run exports to a standard library's format: single-text classification does (a
     transformers or sentence-transformers directory), and so do bi-encoded pairs (a sentence-transformers
     encoder); cross-encoded pairs, regression, multi-label, NER and causal LMs are promoted as ftlab run
-    files for now (``layout: ftlab``, loaded with ``ftlab.analysis.runs.load_run``)."""
-    if getattr(cfg.task, "pair_encoding", "cross") == "bi":
-        return True
-    return cfg.task.type == "classification" and getattr(cfg.task, "text_pair_column", None) is None
+    files for now (``layout: ftlab``, loaded with ``ftlab.analysis.runs.load_run``). The task says which."""
+    return cfg.task_type().exportable()
 
 
 def task_meta(cfg: Config, labels: list[str]) -> dict:
     """The task's part of ``ftlab.json``: what the model reads and what it predicts."""
     bi = getattr(cfg.task, "pair_encoding", "cross") == "bi"
-    kind = "text-classification" if cfg.task.type == "classification" else "sentence-similarity" if bi else cfg.task.type
     opts: Any = cfg.task
     pair = {"text_pair_column": opts.text_pair_column, "pair_encoding": opts.pair_encoding} if bi else {}
-    return {"task": kind, "task_type": cfg.task.type, "text_column": cfg.task.text_column, **pair,
+    return {"task": cfg.task_type().pipeline_tag(), "task_type": cfg.task.type, "text_column": cfg.task.text_column, **pair,
             "label_column": cfg.task.label_column, "labels": labels}
 
 
