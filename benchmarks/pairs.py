@@ -91,9 +91,8 @@ def saved_cell(dataset: str, method: str, encoding: str) -> tuple[dict, pd.DataF
 
 def baseline_cells(dataset: str) -> list[tuple[dict, pd.DataFrame]]:
     """The trivial predictor and, for pair regression, the zero-shot cosine, on the test split."""
-    from ftlab.analysis.baselines import zero_shot_cosine
     from ftlab.data.prepare import load_prepared
-    from ftlab.learning.tasks.biencoder import cosine_to_score
+    from ftlab.learning.tasks.biencoder import cosine_to_score, zero_shot_cosine
 
     cfg = config(dataset)
     task = cfg.task_type()
@@ -103,7 +102,7 @@ def baseline_cells(dataset: str) -> list[tuple[dict, pd.DataFrame]]:
     out = [(f"baseline:{name}", trivial, 0.0)]
     if task.name == "regression":
         start = time.perf_counter()
-        cosine = zero_shot_cosine(cfg, list(test["text"]), list(test["text_pair"]))
+        cosine = zero_shot_cosine(cfg.model, list(test["text"]), list(test["text_pair"]))
         seconds = time.perf_counter() - start
         score = cosine_to_score(cosine, float(train["label"].min()), float(train["label"].max()))
         out.append(("baseline:zero_shot_cosine", task.predictions(test, [np.array([s]) for s in score], labels, {}), seconds))

@@ -49,7 +49,7 @@ def load_source(cfg: DataConfig, task: Task, seed: int) -> dict[str, pd.DataFram
     if source == BUILTIN_DEMO:
         from ftlab.data.demo import generate_demo
 
-        if task.name != "classification":
+        if not task.demo_data:
             raise DataError(f"data.source: {BUILTIN_DEMO} is a classification dataset; task.type is {task.name!r}")
         return {"train": generate_demo(cfg.demo.n_samples, cfg.demo.label_noise, seed)}
     if source.startswith("builtin:"):
@@ -82,9 +82,9 @@ def _load_hub(cfg: DataConfig, task: Task, name: str) -> dict[str, pd.DataFrame]
 
 
 def _strata(df: pd.DataFrame, task: Task) -> np.ndarray | None:
-    """What splits stratify on: for classification always the class (also when a class has a single
+    """What splits stratify on: for class labels always the class (also when a class has a single
     row: the split is then by largest remainder, which keeps it in train under every seed)."""
-    if task.name == "classification":
+    if task.class_labels:
         return codes(df["label"])
     strata = task.stratify(df)
     return None if strata is None else pd.factorize(strata.astype(str), sort=True)[0]
@@ -92,7 +92,7 @@ def _strata(df: pd.DataFrame, task: Task) -> np.ndarray | None:
 
 def check_raw(raw: dict[str, pd.DataFrame], task: Task) -> dict[str, pd.DataFrame]:
     """The raw splits with class labels cleaned (see :mod:`ftlab.data.labels`); unusable rows refused."""
-    if task.name == "classification":
+    if task.class_labels:
         raw = clean_labels(raw)
     for name, df in raw.items():
         check_blank(df, name)
@@ -117,7 +117,7 @@ def split(raw: dict[str, pd.DataFrame], cfg: DataConfig, task: Task, seed: int,
     for name, df in sampled.items():
         sampled[name] = df.assign(**{c: df[c].astype(str) for c in ("text", "text_pair") if c in df})
     encoded, names = task.encode(sampled)
-    if task.name == "classification":
+    if task.class_labels:
         encoded, names = _in_label_order(encoded, names)
     out = {}
     for name, df in encoded.items():
@@ -167,10 +167,10 @@ def _sha256(path: Path) -> str:
 
 
 def _tables(cfg: DataConfig, task: Task) -> dict[str, Table] | None:
-    """The source's files opened for a streamed prepare (classification from CSV, TSV or JSON Lines
+    """The source's files opened for a streamed prepare (class labels from CSV, TSV or JSON Lines
     files), or None for the other sources and tasks, which are read whole."""
     source = cfg.source
-    if task.name != "classification" or (isinstance(source, str) and source.startswith(("builtin:", "hub:"))):
+    if not task.class_labels or (isinstance(source, str) and source.startswith(("builtin:", "hub:"))):
         return None
     files = source if isinstance(source, dict) else {"train": source}
     tables = {split: open_table(Path(p), task, cfg.quoting) for split, p in files.items()}

@@ -165,7 +165,7 @@ def _batched(items: Iterator, n: int) -> Iterator[list]:
 
 def _literal(task: Task) -> set[str]:
     """Columns whose JSON numbers stay the text written: the texts, and class labels."""
-    return {c for k, c in task.source_columns().items() if k != "label" or task.name == "classification"}
+    return {c for k, c in task.source_columns().items() if k != "label" or task.class_labels}
 
 
 def _is_array(path: Path) -> bool:

@@ -14,23 +14,23 @@ Great Expectations is imported inside ``validate``: the import alone takes secon
 
 from __future__ import annotations
 
-import datetime
 import json
-import logging
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftlab.core.builtins import SPLITS
 from ftlab.core.io import atomic_dir, write_json
+from ftlab.data import datadocs
 from ftlab.data.labels import INVISIBLE
+from ftlab.learning.config import default_task
 
 if TYPE_CHECKING:
     import pandas as pd
     from great_expectations.expectations import Expectation
 
     from ftlab.core.config import ValidationConfig
+    from ftlab.learning.tasks import Task
 
 INT_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
 FLOAT_TYPES = ["float16", "float32", "float64"]
@@ -40,26 +40,21 @@ NUMBER = r"^\s*[-+]?(?:\d[\d,_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?%?\s*$"
 # a whole text in double quotes, inner quotes doubled: a CSV field read without CSV quoting
 QUOTE_WRAPPED = r'(?s)^"(?:[^"]|"")*"$'
 ESCAPED_QUOTES = r'(?s)^"(?:[^"]|"")*""(?:[^"]|"")*"$'  # ... with at least one doubled quote inside
-SITE = "ftlab"
-_REMOTE = [  # tags and CSS that fetch from a CDN, and links off the page: dropped for offline use
-    (re.compile(r"<script\b[^>]*\bsrc=[\"']https?:[^>]*>\s*</script>", re.I), ""),
-    (re.compile(r"<(?:link|img)\b[^>]*\b(?:href|src)=[\"']https?:[^>]*>", re.I), ""),
-    (re.compile(r"\s(?:href|src)=[\"']https?:[^\"']*[\"']", re.I), ""),
-    (re.compile(r"url\(\s*[\"']?https?:[^)]*\)", re.I), "none"),
-]
 
 
 class ValidationFailed(Exception):
     """Prepared data that breaks at least one expectation; the message lists them."""
 
 
-def validate(prepared_dir: Path, cfg: ValidationConfig, out_dir: Path, task: str = "classification") -> dict:
-    """Check the prepared splits of ``task``; write ``out_dir/result.json`` and ``out_dir/data_docs/``.
+def validate(prepared_dir: Path, cfg: ValidationConfig, out_dir: Path, task: Task | None = None) -> dict:
+    """Check the prepared splits of ``task`` (None: the default task); write ``out_dir/result.json``
+    and ``out_dir/data_docs/``. The task says what its targets are (:meth:`Task.validation_targets`).
 
     Returns ``{"success": bool, "checks": [...]}``, one check per rule and split, failing or not.
     """
     import pandas as pd
 
+    task = task or default_task()
     prepared_dir, out_dir = Path(prepared_dir), Path(out_dir)
     labels = json.loads((prepared_dir / "labels.json").read_text(encoding="utf-8"))
     splits = {s: pd.read_parquet(prepared_dir / f"{s}.parquet") for s in SPLITS}
@@ -67,33 +62,34 @@ def validate(prepared_dir: Path, cfg: ValidationConfig, out_dir: Path, task: str
     validation_texts = set(_example_key(splits["validation"]).dropna()) if "text" in splits["validation"] else set()
 
     with atomic_dir(out_dir) as tmp:
-        context, run_id = _context(tmp / "data_docs")
+        context, run_id = datadocs.context(tmp / "data_docs")
         source = context.data_sources.add_pandas("prepared")
         checks, passed = [], {}
         for split, df in splits.items():
-            targets, classes = _targets(df, task)
+            targets, classes = task.validation_targets(df.pop("label")) if "label" in df else ({}, None)
             rows = _row_frame(df, train_texts if split != "train" else None,
                               validation_texts if split == "test" else None).assign(**targets)
             frames = {split: rows}
             if classes is not None:
                 frames[f"{split}_class_counts"] = _class_frame(classes, labels)
             for name, frame in frames.items():
-                suite = context.suites.add(_suite(name, split, frame, cfg, len(labels), balance=task == "classification"))
+                suite = context.suites.add(_suite(name, split, frame, cfg, len(labels), next(iter(targets), "label"),
+                                                   task.balanced_classes))
                 batch = (
                     source.add_dataframe_asset(name)
                     .add_batch_definition_whole_dataframe("all")
                     .get_batch(batch_parameters={"dataframe": frame})
                 )
                 suite_result = batch.validate(suite, result_format="SUMMARY")
-                _store(context, suite_result, run_id, batch.id, name)
+                datadocs.store(context, suite_result, run_id, batch.id, name)
                 passed[name] = bool(suite_result.success)
                 order = {e.id: i for i, e in enumerate(suite.expectations)}  # GX returns another order
                 for r in sorted(suite_result.results, key=lambda r: order[r.expectation_config.id]):
                     checks.append(_check(split, r, frame))
         result = {"success": all(passed.values()), "checks": checks}
         write_json(tmp / "result.json", result)
-        context.build_data_docs(site_names=[SITE])
-        _make_offline(tmp / "data_docs", passed)
+        context.build_data_docs(site_names=[datadocs.SITE])
+        datadocs.make_offline(tmp / "data_docs", passed)
     return result
 
 
@@ -120,51 +116,6 @@ def _texts(example: dict) -> str:
     if "text_pair" in example:
         return f"texts {example['text']!r} / {example['text_pair']!r}"
     return f"text {example['text']!r}"
-
-
-def _context(docs_dir: Path) -> tuple[Any, Any]:
-    """An in-memory GX context (no analytics, no progress bars, one Data Docs site at docs_dir)
-    and the run id its validation results are filed under."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # hundreds of INFO lines
-    import great_expectations as gx
-    from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
-
-    site = {
-        "class_name": "SiteBuilder",
-        "show_how_to_buttons": False,
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir.resolve())},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    }
-    config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
-        analytics_enabled=False,
-        progress_bars=ProgressBarsConfig(globally=False),
-        data_docs_sites={SITE: site},
-    )
-    run_id = RunIdentifier(run_name="ftlab-validate", run_time=datetime.datetime.now(datetime.timezone.utc))
-    return gx.get_context(mode="ephemeral", project_config=config), run_id
-
-
-def _targets(df: pd.DataFrame, task: str) -> tuple[dict[str, Any], pd.Series | None]:
-    """The task's target as row columns GX can judge, and the class id of every label occurrence
-    (for the per-class counts; None for regression): one id per row for classification; every id
-    of the row's label set or tag sequence for multilabel and token classification."""
-    if "label" not in df:
-        return {}, None
-    if task == "regression":
-        return {"score": df.pop("label")}, None
-    if task == "causal_lm":  # the target is the response text
-        return {"response": df.pop("label")}, None
-    if task in ("multilabel", "token_classification"):
-        ids = df.pop("label")
-        return {"label_count": ids.map(len)}, ids.explode().dropna().astype(int)
-    return {}, df["label"]
 
 
 def _example_key(df: pd.DataFrame) -> pd.Series:
@@ -199,10 +150,10 @@ def _class_frame(label: pd.Series, labels: list[str]) -> pd.DataFrame:
     return pd.DataFrame({"label": range(len(labels)), "name": labels, "count": counts, "largest_over_count": ratio})
 
 
-def _suite(name: str, split: str, frame: pd.DataFrame, cfg: ValidationConfig, n_labels: int, balance: bool = True) -> Any:
-    """The expectations that apply to this frame, each tagged with its rule name in ``meta``. Class
-    balance applies to single-label classification only: the O tag of NER and the neutral label of
-    emotion data dominate by design."""
+def _suite(name: str, split: str, frame: pd.DataFrame, cfg: ValidationConfig, n_labels: int, target: str,
+           balance: bool) -> Any:
+    """The expectations that apply to this frame, each tagged with its rule name in ``meta``; class
+    balance where the task asks for it (``Task.balanced_classes``)."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
@@ -213,7 +164,6 @@ def _suite(name: str, split: str, frame: pd.DataFrame, cfg: ValidationConfig, n_
             rules.append(("class balance", gxe.ExpectColumnValuesToBeBetween(
                 column="largest_over_count", max_value=cfg.max_class_ratio)))
     else:
-        target = next((c for c in ("label", "score", "label_count", "response") if c in frame), "label")
         rules = [("text column exists", gxe.ExpectColumnToExist(column="text")),
                  ("label column exists", gxe.ExpectColumnToExist(column=target))]
         if "text" in frame:
@@ -254,18 +204,6 @@ def _suite(name: str, split: str, frame: pd.DataFrame, cfg: ValidationConfig, n_
         expectation.meta = {"rule": rule}
         suite.add_expectation(expectation)
     return suite
-
-
-def _store(context: Any, result: Any, run_id: Any, batch_id: str, suite_name: str) -> None:
-    """File a ``batch.validate`` result in the context's store, where the Data Docs read it."""
-    from great_expectations.data_context.types.resource_identifiers import (
-        ExpectationSuiteIdentifier,
-        ValidationResultIdentifier,
-    )
-
-    result.meta["run_id"] = run_id
-    key = ValidationResultIdentifier(ExpectationSuiteIdentifier(suite_name), run_id, batch_id)
-    context.validation_results_store.set(key, result)
 
 
 def _check(split: str, r: Any, frame: pd.DataFrame) -> dict:
@@ -312,25 +250,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float):
         return None if value != value else round(value, 4)
     return value if isinstance(value, (bool, int, str, type(None))) else str(value)
-
-
-def _make_offline(docs_dir: Path, passed: dict[str, bool]) -> None:
-    """Strip CDN scripts/styles and remote links from every page; list the pages in index.html.
-
-    Without its CDN scripts the index's table (filled by JavaScript) is empty, so a plain list of
-    links to the validation pages is added at the top.
-    """
-    for page in docs_dir.rglob("*.html"):
-        html = page.read_text(encoding="utf-8")
-        for pattern, replacement in _REMOTE:
-            html = pattern.sub(replacement, html)
-        page.write_text(html, encoding="utf-8")
-    items = []
-    for suite, ok in passed.items():
-        for page in docs_dir.glob(f"validations/{suite}/**/*.html"):
-            link = page.relative_to(docs_dir).as_posix()
-            items.append(f'<li><a href="{link}">{suite}</a>: {"passed" if ok else "FAILED"}</li>')
-    index = docs_dir / "index.html"
-    listing = f'<section id="ftlab-validations"><h2>Validation results</h2><ul>{"".join(items)}</ul></section>'
-    index.write_text(re.sub(r"(<body[^>]*>)", r"\1" + listing, index.read_text(encoding="utf-8"), count=1),
-                     encoding="utf-8")

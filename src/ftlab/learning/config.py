@@ -56,8 +56,16 @@ else:
     TaskParams = _task_options_model()
 
 
+DEFAULT_TASK = "classification"  # task.type when params.yaml names none
+
+
 def _default_task() -> Any:
-    return TASKS["classification"].Options(type="classification")
+    return TASKS[DEFAULT_TASK].Options(type=DEFAULT_TASK)
+
+
+def default_task() -> Task:
+    """The task of a params file that names none."""
+    return make_task(_default_task())
 
 
 def _method_params_model() -> type[Strict]:
@@ -117,7 +125,7 @@ class Config(Strict):
         if not isinstance(data, dict):
             return data
         task = dict(data.get("task") or {})
-        task.setdefault("type", "classification")
+        task.setdefault("type", DEFAULT_TASK)
         data_section = data.get("data")
         if isinstance(data_section, dict) and {"text_column", "label_column"} & data_section.keys():
             moved = {k: data_section[k] for k in ("text_column", "label_column") if k in data_section}

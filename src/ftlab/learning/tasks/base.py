@@ -155,6 +155,13 @@ class Task:
     # True: the model's loss is a sum over label tokens divided by the Trainer's num_items_in_batch
     # (a causal LM's), which under DDP must count the tokens of every process's share of the batch
     loss_over_batch_tokens: ClassVar[bool] = False
+    # True: labels are class names, one per row. Prepare cleans them (ftlab.data.labels), stratifies
+    # every split on them, numbers them in label order (2 before 10) and streams large files
+    class_labels: ClassVar[bool] = False
+    # True: the data checks judge train's class balance (data.max_class_ratio); not where one class
+    # dominates by design (NER's O tag, the neutral label of emotion data)
+    balanced_classes: ClassVar[bool] = False
+    demo_data: ClassVar[bool] = False  # True: data.source builtin:demo (labelled sentences) fits the task
 
     def __init__(self, opts: TaskOptions | None = None):
         self.opts: Any = opts if opts is not None else self.Options(type=self.name)
@@ -220,6 +227,12 @@ class Task:
         """Prepared splits (canonical columns, encoded labels) and the label names."""
         raise NotImplementedError
 
+    def validation_targets(self, label: pd.Series) -> tuple[dict[str, Any], pd.Series | None]:
+        """The prepared ``label`` column as the row columns the data checks judge (the first is the
+        target that must exist), and the class id of every label occurrence for the per-class counts
+        (None: the task has no classes)."""
+        return {"label": label}, None
+
     # ---- model ------------------------------------------------------------------------------
     def tokenize(self, df: pd.DataFrame, tokenizer: Any, max_length: int, labels: list[str]) -> Any:
         """A ``datasets.Dataset`` of unpadded token ids and ``labels`` (padding is the collator's)."""
@@ -280,6 +293,19 @@ class Task:
         """The trivial predictor (majority class, mean score, ...): its name and its predictions on test."""
         raise NotImplementedError
 
+    def extra_baselines(self, model: ModelConfig, train: pd.DataFrame, test: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """Baselines besides the trivial one that the comparison reports (name → predictions on test)."""
+        return {}
+
+    def exportable(self) -> bool:
+        """Whether ``ftlab promote`` exports the trained model to a standard library's format
+        (transformers or sentence-transformers); otherwise it is promoted as ftlab run files."""
+        return False
+
+    def pipeline_tag(self) -> str:
+        """What the promoted model does, as ``ftlab.json``'s ``task`` and the model card's pipeline tag."""
+        return self.name
+
 
 def where(df: pd.DataFrame, mask: pd.Series) -> str:
     """Up to five offending rows: where they start in their file when known, else their positions."""
@@ -287,6 +313,12 @@ def where(df: pd.DataFrame, mask: pd.Series) -> str:
     if "origin" in rows and rows["origin"].notna().all():
         return ", ".join(rows["origin"].head(5))
     return f"rows {[int(i) for i in np.flatnonzero(mask.to_numpy())[:5]]}"
+
+
+def label_set_targets(label: pd.Series) -> tuple[dict[str, Any], pd.Series]:
+    """Validation targets of rows that hold a list of class ids (a label set, a tag sequence): how
+    many each row has, and every id for the per-class counts."""
+    return {"label_count": label.map(len)}, label.explode().dropna().astype(int)
 
 
 def register(cls: type[Task]) -> type[Task]:

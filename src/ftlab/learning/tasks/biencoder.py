@@ -29,10 +29,15 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 from torch import nn
+from transformers import AutoModel
 from transformers.modeling_outputs import SequenceClassifierOutput
+
+from ftlab.learning.modeling import _load, _name_labels, _text_config, load_tokenizer, resolve_model_name
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
+
+    from ftlab.core.config import ModelConfig
 
 PAIR = "pair_"  # the second text's columns: pair_input_ids, pair_attention_mask
 INPUTS = ("input_ids", "attention_mask")
@@ -167,9 +172,32 @@ def predict_pairs(model: nn.Module, dataset: Any, collator: Any, batch_size: int
 
 def build_bi_model(cfg: Any, labels: list[str], problem_type: str, target: tuple[float, float] = (0.0, 1.0)) -> nn.Module:
     """A fresh bi-encoder over the pretrained encoder (``model.name``), head randomly initialised."""
-    from transformers import AutoModel
-
-    from ftlab.learning.modeling import _load, _name_labels, _text_config
-
     encoder = _load("model", AutoModel, cfg, config=_text_config(cfg))
     return _name_labels(BiEncoder(encoder, len(labels), cfg.dropout, problem_type, target), labels, cfg)
+
+
+def zero_shot_cosine(model: ModelConfig, a: list[str], b: list[str], batch_size: int = 64) -> np.ndarray:
+    """Cosine similarity of the pretrained encoder's mean-pooled embeddings of ``a[i]`` and ``b[i]``.
+
+    Correlations do not depend on scale, so the Spearman of this is comparable with a trained
+    regressor's, and Spearman is what the report's paired tests compare; its squared error is not,
+    and the baseline maps the cosine in [-1, 1] linearly onto the train targets' range, as a
+    bi-encoder's prediction is, only so that the predictions frame holds scores in the targets' units
+    (its RMSE stays uncalibrated). Not clipped: clipping negative cosines to 0 would tie them and
+    change the Spearman.
+    """
+    tokenizer = load_tokenizer(model)
+    encoder = AutoModel.from_pretrained(resolve_model_name(model.name)).eval()
+
+    @torch.inference_mode()
+    def embed(texts: list[str]) -> torch.Tensor:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
+                              max_length=model.max_length, return_tensors="pt")
+            hidden = encoder(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            out.append(nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1))
+        return torch.cat(out)
+
+    return (embed(a) * embed(b)).sum(-1).numpy().astype(np.float64)

@@ -117,10 +117,14 @@ class CausalLM(Task):
                Metric("token_accuracy", "response token accuracy"),
                Metric("perplexity", "perplexity", higher_is_better=False))
     statistic = MeanStatistic("exact_match", "exact match")
+
     unsupported_methods: ClassVar[dict[str, str]] = {"probe": "a causal LM has no new head: its output layer is pretrained, so training "
                                     "it alone is no linear probe"}
     builtin_sources = ("copy", "reverse", "sort")
     loss_over_batch_tokens = True
+
+    def validation_targets(self, label: pd.Series) -> tuple[dict[str, Any], pd.Series | None]:
+        return {"response": label}, None  # the target is the response text
 
     @property
     def selection_metric(self) -> Metric:

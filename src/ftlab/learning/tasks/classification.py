@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -26,6 +28,19 @@ class Classification(PairTask):
                "cross-entropy, accuracy")
     metrics = (Metric("accuracy", "accuracy"), Metric("macro_f1", "macro-F1"))
     statistic = MeanStatistic("accuracy", "accuracy")
+    class_labels = True
+    balanced_classes = True
+    demo_data = True
+
+    def exportable(self) -> bool:
+        """Single texts export to transformers or sentence-transformers; so do bi-encoded pairs."""
+        return self.opts.text_pair_column is None or super().exportable()
+
+    def pipeline_tag(self) -> str:
+        return "text-classification"
+
+    def validation_targets(self, label: pd.Series) -> tuple[dict[str, Any], pd.Series | None]:
+        return {"label": label}, label
 
     def stratify(self, df: pd.DataFrame) -> pd.Series | None:
         return df["label"] if df["label"].value_counts().min() >= 2 else None

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ftlab.learning.tasks.base import DataError, F1Statistic, Metric, register
+from ftlab.learning.tasks.base import DataError, F1Statistic, Metric, label_set_targets, register
 from ftlab.learning.tasks.sequence import SequenceOptions, SequenceTask, stack
 
 if TYPE_CHECKING:
@@ -79,6 +79,9 @@ class Multilabel(SequenceTask):
     metrics = (Metric("micro_f1", "micro-F1"), Metric("macro_f1", "macro-F1"))
     statistic = F1Statistic("micro_f1", "micro-F1")
     calibrated = True
+
+    def validation_targets(self, label: pd.Series) -> tuple[dict[str, Any], pd.Series | None]:
+        return label_set_targets(label)
 
     def check_rows(self, df: pd.DataFrame, split: str) -> None:
         super().check_rows(df.assign(label=df["label"].fillna("")), split)  # an empty cell: a row without labels

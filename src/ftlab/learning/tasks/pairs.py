@@ -51,6 +51,12 @@ class PairTask(SequenceTask):
     def bi(self) -> bool:
         return getattr(self.opts, "pair_encoding", "cross") == "bi"
 
+    def exportable(self) -> bool:
+        return self.bi  # a sentence-transformers encoder
+
+    def pipeline_tag(self) -> str:
+        return "sentence-similarity" if self.bi else self.name
+
     def check(self, cfg: Config) -> None:
         if not self.bi:
             return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ class Regression(PairTask):
     # the paired tests rank every resample again: Spearman, not squared error, which would favour a
     # calibrated regressor over a better-ranking but unscaled cosine (issue 29)
     statistic = SpearmanStatistic("spearman", "Spearman", points=False)
+
+    def validation_targets(self, label: pd.Series) -> tuple[dict[str, Any], pd.Series | None]:
+        return {"score": label}, None
 
     def encode(self, splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[str]]:
         out = {}
@@ -84,6 +87,17 @@ class Regression(PairTask):
     def trivial(self, train: pd.DataFrame, test: pd.DataFrame, labels: list[str]) -> tuple[str, pd.DataFrame]:
         mean = float(train["label"].mean())
         return "mean_score", self.predictions(test, [np.array([mean])] * len(test), labels, {})
+
+    def extra_baselines(self, model: ModelConfig, train: pd.DataFrame, test: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """For pairs under a mean-pooling sentence encoder, the zero-shot cosine of the two texts'
+        embeddings (see :func:`~ftlab.learning.tasks.biencoder.zero_shot_cosine`), on the train targets' range."""
+        if "text_pair" not in test or model.pooling != "mean":
+            return {}
+        from ftlab.learning.tasks.biencoder import cosine_to_score, zero_shot_cosine  # torch: only when it applies
+
+        cosine = zero_shot_cosine(model, list(test["text"]), list(test["text_pair"]))
+        low, high = float(train["label"].min()), float(train["label"].max())
+        return {"zero_shot_cosine": test.assign(prediction=cosine_to_score(cosine, low, high))}
 
 
 def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ftlab.learning.tasks.base import DataError, F1Statistic, Metric, Task, TaskOptions, register
+from ftlab.learning.tasks.base import DataError, F1Statistic, Metric, Task, TaskOptions, label_set_targets, register
 
 if TYPE_CHECKING:
     import torch
@@ -74,6 +74,9 @@ class TokenClassification(Task):
     metrics = (Metric("f1", "entity micro-F1"), Metric("precision", "entity precision"),
                Metric("recall", "entity recall"))
     statistic = F1Statistic("f1", "entity micro-F1")
+
+    def validation_targets(self, label: pd.Series) -> tuple[dict[str, Any], pd.Series | None]:
+        return label_set_targets(label)
 
     def source_columns(self) -> dict[str, str]:
         return {"tokens": self.opts.text_column, "label": self.opts.label_column}
