@@ -1,6 +1,6 @@
 """Reading a params file: its text, its YAML with every key given once, and the line of each key.
 
-``ftlab.core.config`` validates what this reads; the errors here and there are ``ConfigError`` and name
+``ftlab.learning.config`` validates what this reads; the errors here and there are ``ConfigError`` and name
 the file and, where there is one, the line.
 """
 
@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from ftlab.core.files import NotUtf8, file_problem, utf8_text
+
 
 class ConfigError(ValueError):
     """A params file that cannot be used; the message names the file and the field."""
@@ -18,33 +20,20 @@ class ConfigError(ValueError):
 
 def read_params(path: Path) -> str:
     """The params file's text (UTF-8), or an error saying what the path is or where a bad byte is."""
-    import errno
-    import stat
-
+    problem = file_problem(path)
+    if problem is not None:
+        if problem.kind == "missing":
+            raise ConfigError(f"params file not found: {path}")
+        if problem.kind == "unreadable":
+            raise ConfigError(f"params file {path} {problem.words}")
+        words = problem.words if problem.kind in ("loop", "directory", "fifo") else "not a regular file"
+        raise ConfigError(f"params file {path} is {words}{'' if problem.kind == 'loop' else '; give a YAML file'}")
     try:
-        mode = path.stat().st_mode
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise ConfigError(f"params file {path} is a loop of symbolic links (it never reaches a file)") from None
-        if e.errno == errno.ENOENT:
-            raise ConfigError(f"params file not found: {path}") from None
-        raise ConfigError(f"params file {path} cannot be read ({e.strerror or e})") from None
-    if stat.S_ISDIR(mode):
-        raise ConfigError(f"params file {path} is a directory; give a YAML file")
-    if not stat.S_ISREG(mode):
-        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "not a regular file"
-        raise ConfigError(f"params file {path} is {kind}; give a YAML file")
-    try:
-        raw = path.read_bytes()
+        return utf8_text(path.read_bytes())
     except OSError as e:
         raise ConfigError(f"params file {path} cannot be read ({e.strerror or e})") from None
-    try:
-        return raw.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise ConfigError(f"{path}: line {line}, column {column}: not valid UTF-8 ({raw[e.start:e.end]!r}); "
-                          "save the file as UTF-8") from None
+    except NotUtf8 as e:
+        raise ConfigError(f"{path}: {e}; save the file as UTF-8") from None
 
 
 def parse_params(path: Path, text: str) -> dict[str, Any]:

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import errno
 import itertools
 import logging
 import numbers
 import re
-import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import TypeVar
 
 import pandas as pd
 
+from ftlab.core.files import NotUtf8, file_problem, utf8_text
 from ftlab.data import delimited
 from ftlab.data.jsonfiles import json_array, json_lines
 from ftlab.learning.tasks import DataError, Task
@@ -192,14 +191,11 @@ def _read_whole(path: Path, task: Task) -> pd.DataFrame:
         except Exception as e:  # pyarrow raises its own ArrowInvalid, OSError, ...
             raise DataError(f"{path}: not a readable Parquet file ({e})") from None
         return df.assign(origin=[f"{path} record {i}" for i in range(1, len(df) + 1)])
-    raw = path.read_bytes()
     try:
-        text = raw.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise DataError(f"{path}: line {line}, column {column}: not valid UTF-8 ({e.reason}: "
-                        f"{raw[e.start:e.end]!r} at byte {e.start}); save the file as UTF-8") from None
+        text = utf8_text(path.read_bytes())
+    except NotUtf8 as e:
+        raise DataError(f"{path}: line {e.line}, column {e.column}: not valid UTF-8 ({e.reason}: "
+                        f"{e.bad!r} at byte {e.start}); save the file as UTF-8") from None
     items = json_array(path, text, _literal(task))
     df = pd.DataFrame.from_records(items) if items else pd.DataFrame()
     return df.assign(origin=[f"{path} record {i}" for i in range(1, len(items) + 1)])
@@ -207,19 +203,15 @@ def _read_whole(path: Path, task: Task) -> pd.DataFrame:
 
 def _check_regular(path: Path) -> None:
     """A missing file, a symbolic link loop, a FIFO, a socket or a device, each called what it is."""
-    try:
-        mode = path.stat().st_mode
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise DataError(f"{path}: a loop of symbolic links (it never reaches a file)") from None
-        if e.errno == errno.ENOENT:
-            dangling = " (a symbolic link to a missing file)" if path.is_symlink() else ""
-            raise DataError(f"data file not found: {path}{dangling}") from None
-        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
-    if not stat.S_ISREG(mode):
-        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-        raise DataError(f"{path}: {kind}, not a data file; give a regular file")
+    problem = file_problem(path)
+    if problem is None:
+        return
+    if problem.kind == "missing":
+        dangling = f" ({problem.words})" if path.is_symlink() else ""
+        raise DataError(f"data file not found: {path}{dangling}")
+    if problem.kind in ("loop", "unreadable"):
+        raise DataError(f"{path}: {problem.words}")
+    raise DataError(f"{path}: {problem.words}, not a data file; give a regular file")
 
 
 def _canonical(df: pd.DataFrame, columns: dict[str, str], path: Path, task: Task, typed: bool = True) -> pd.DataFrame:
