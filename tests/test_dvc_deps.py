@@ -78,6 +78,7 @@ def test_the_run_layout_is_the_one_stages_py_defines():
     file, the checks; and the matrix is the config's grid (the same three lists)."""
     from ftlab.core import layout
     from ftlab.learning.config import load_config
+    from ftlab.serving import versions
     from ftlab.serving.promote import model_dir
 
     cfg = load_config(None, {"train_sizes": [20, "all"], "seeds": [1, 2]})
@@ -90,4 +91,5 @@ def test_the_run_layout_is_the_one_stages_py_defines():
                    for o in outs), outs
         assert layout.checks_dir(cfg, cell).is_relative_to(_render(_spec("check")["outs"][0], cfg))
     assert _render(next(iter(_spec("plan")["outs"][0])), cfg) == str(layout.plan_file(cfg, cfg.cells()[0]).parents[1])
-    assert _render(_spec("promote")["outs"][0], cfg) == str(model_dir(cfg))
+    model, history, promotion = (_render(next(iter(o)) if isinstance(o, dict) else o, cfg) for o in _spec("promote")["outs"])
+    assert (model, history, promotion) == (str(model_dir(cfg)), str(versions.history_dir(cfg)), str(versions.promotion_file(cfg)))

@@ -23,7 +23,7 @@ from ftlab.data.prepare import DataError
 from ftlab.serving.labelling import labelling_queue, novelty
 from ftlab.serving.monitor import monitor
 from tests.prefect_server import prefect_server
-from tests.test_pipeline import ROOT, make_repo, smoke_params
+from tests.test_pipeline import ROOT, make_repo, sh, smoke_params
 
 pytestmark = pytest.mark.pipeline
 
@@ -217,15 +217,18 @@ def wait_final(api: str, deployment: str, count: int, timeout: float = 400) -> l
 
 def test_monitor_deployment_retrains_once_on_drift_only(project, tmp_path, tiny_model):
     """Both deployments on a real server and process worker, on their schedules: the monitor, run on
-    undrifted and on drifted data at once, starts exactly one run of the nightly training deployment,
-    which retrains and promotes its pick in place of the model that was monitored."""
+    undrifted and on drifted labelled data at once, ingests the drifted file and starts exactly one run
+    of the nightly training deployment, which trains on that batch and gates its pick against the
+    model that was monitored; afterwards the model, its history, the card and dvc.lock agree."""
     _, root = project
     params = smoke_params(tiny_model)
     params["methods"], params["method_params"] = ["lora"], {"lora": params["method_params"]["lora"]}
     repo = make_repo(tmp_path / "project", params)
     shutil.copytree(root / "models", repo / "models")
-    for name in ("demo.csv", "finance.csv"):
-        shutil.copy(root / name, repo / name)
+    shutil.copy(root / "demo.csv", repo / "demo.csv")
+    finance = other_domain(200)
+    finance["label"] = np.where(finance["text"].str.contains("rose"), "positive", "negative")
+    finance.to_csv(repo / "finance.csv", index=False)
     with prefect_server(repo, tmp_path) as (run, api):
         for deployment in yaml.safe_load((repo / "prefect.yaml").read_text())["deployments"]:
             shown = run("deployment", "inspect", f"{deployment['entrypoint'].split(':')[1]}/{deployment['name']}")
@@ -236,9 +239,21 @@ def test_monitor_deployment_retrains_once_on_drift_only(project, tmp_path, tiny_
         assert all(r.state.is_completed() for r in monitors), [r.state for r in monitors]
         (retraining,) = wait_final(api, "nightly", 1)
         assert retraining.state.is_completed(), retraining.state
-    assert retraining.parameters["reason"].startswith("data drift: ") and "embedding" in retraining.parameters["reason"]
-    assert [m["method"] for m in json.loads((repo / "reports/comparison.json").read_text())["methods"]] == ["lora"]
-    assert json.loads((repo / "models/ftlab-model/ftlab.json").read_text())["method"] == "lora"  # was full
+    reason = retraining.parameters["reason"]
+    assert reason.startswith("data drift: ") and "embedding" in reason and "trains on batch finance" in reason
+    (batch,) = [p for p in (repo / "data/batches").iterdir() if p.is_dir()]
+    assert (repo / f"data/batches/{batch.name}.dvc").is_file()  # versioned by DVC
+    slices = json.loads((repo / "data/prepared/meta.json").read_text())["slices"]
+    assert set(slices["train"]) == set(slices["test"]) == {"source", "finance"}
+    comparison = json.loads((repo / "reports/comparison.json").read_text())
+    assert [m["method"] for m in comparison["methods"]] == ["lora"] and "finance" in comparison["methods"][0]["slices"]
+    decision = json.loads((repo / "reports/promotion.json").read_text())
+    assert decision["champion"]["method"] == "full" and set(decision["comparisons"]) == {"overall", "source", "finance"}
+    serving = json.loads((repo / "models/ftlab-model/ftlab.json").read_text())
+    assert serving["method"] == ("lora" if decision["promoted"] else "full"), decision["reason"]
+    assert f"Gate `{decision['gate']}`" in (repo / "models/ftlab-model/README.md").read_text() or not decision["promoted"]
+    status = sh("dvc", "status", "--json", cwd=repo)
+    assert json.loads(status.stdout) == {}, status.stdout
 
 
 def test_monitor_workflow_starts_the_retrain_workflow_on_drift(project, tmp_path):

@@ -85,6 +85,7 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
     if not decision["promoted"]:
         return refused(cfg, out, decision)
     decision["version"] = versions.next_version(cfg, out)
+    versions.archive(cfg, out)
     run_cfg, model, labels = load_run(run)
     tokenizer = AutoTokenizer.from_pretrained(str(run / "tokenizer"))
     record = read_record(run)

@@ -63,12 +63,23 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def keep(cfg: Config, model_dir: Path, decision: dict) -> None:
-    """Copy the model just promoted into the history and log it (the history exists even when empty:
-    it is a DVC output)."""
-    version = serving(model_dir)["version"]  # type: ignore[index]
+def _copy(model_dir: Path, cfg: Config, version: int) -> None:
     with atomic_dir(history_dir(cfg) / f"v{version}") as tmp:
         shutil.copytree(model_dir, tmp, dirs_exist_ok=True)
+
+
+def archive(cfg: Config, model_dir: Path) -> None:
+    """Before a promotion replaces it: the serving model into the history, if it is not there yet (one
+    promoted before versions were kept, or put there by hand, is kept as v0)."""
+    meta = serving(model_dir)
+    if meta is not None and int(meta.get("version") or 0) not in kept(cfg):
+        _copy(model_dir, cfg, int(meta.get("version") or 0))
+
+
+def keep(cfg: Config, model_dir: Path, decision: dict) -> None:
+    """Copy the model just promoted into the history and log it."""
+    version = serving(model_dir)["version"]  # type: ignore[index]
+    _copy(model_dir, cfg, version)
     entry = {"event": "promoted", "version": version, "at": now(),
              **{k: decision.get(k) for k in ("challenger", "gate", "reason")}}
     write_json(log_file(cfg), [*read_log(cfg), entry])
