@@ -52,9 +52,17 @@ class PeftMethod(Method):
     """A method implemented by a peft config; the classifier head always trains with the adapter."""
 
     saves_adapter = True
+    config_class: ClassVar[str]  # the peft config class, e.g. "LoraConfig" (peft loads when a model is built)
+
+    def config_options(self, model: nn.Module, params: Any) -> dict[str, Any]:
+        """The peft config's options from this method's params, besides the task type and the head."""
+        raise NotImplementedError
 
     def peft_config(self, model: nn.Module, params: Any, task_type: str) -> PeftConfig:
-        raise NotImplementedError
+        import peft
+
+        config = getattr(peft, self.config_class)
+        return config(task_type=task_type, modules_to_save=head_modules(model), **self.config_options(model, params))
 
     def prepare(self, model: nn.Module, params: Any, task_type: str = "SEQ_CLS") -> nn.Module:
         from peft import get_peft_model

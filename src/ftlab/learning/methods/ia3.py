@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from ftlab.learning.methods.base import MethodParams, PeftMethod, head_modules, register
+from ftlab.learning.methods.base import MethodParams, PeftMethod, register
 
 if TYPE_CHECKING:
     from torch import nn
@@ -23,13 +23,7 @@ class IA3(PeftMethod):
     name = "ia3"
     summary = "learned scaling vectors on keys, values and feed-forward activations + head"
     Params = IA3Params
+    config_class = "IA3Config"
 
-    def peft_config(self, model: nn.Module, params: Any, task_type: str):
-        from peft import IA3Config
-
-        return IA3Config(
-            task_type=task_type,
-            target_modules=params.target_modules,
-            feedforward_modules=params.feedforward_modules,
-            modules_to_save=head_modules(model),
-        )
+    def config_options(self, model: nn.Module, params: Any) -> dict[str, Any]:
+        return {"target_modules": params.target_modules, "feedforward_modules": params.feedforward_modules}

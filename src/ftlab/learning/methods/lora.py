@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from ftlab.learning.methods.base import MethodParams, PeftMethod, head_modules, register
+from ftlab.learning.methods.base import MethodParams, PeftMethod, register
 
 # Attention projections to adapt, by the names each model family uses, most specific first:
 # BERT/RoBERTa/ELECTRA, DeBERTa-v2/v3, DistilBERT, LLaMA/Mistral/Qwen/Gemma, GPT-2.
@@ -48,20 +48,12 @@ class Lora(PeftMethod):
     summary = "low-rank adapters on the attention query/value projections + head"
     Params = LoraParams
     search_space: ClassVar[dict[str, list[Any]]] = {"r": [4, 8, 16]}
+    config_class = "LoraConfig"
     use_dora = False
 
-    def peft_config(self, model: nn.Module, params: Any, task_type: str):
-        from peft import LoraConfig
-
-        return LoraConfig(
-            task_type=task_type,
-            r=params.r,
-            lora_alpha=params.alpha,
-            lora_dropout=params.dropout,
-            target_modules=params.target_modules or infer_target_modules(model),
-            modules_to_save=head_modules(model),
-            use_dora=self.use_dora,
-        )
+    def config_options(self, model: nn.Module, params: Any) -> dict[str, Any]:
+        return {"r": params.r, "lora_alpha": params.alpha, "lora_dropout": params.dropout, "use_dora": self.use_dora,
+                "target_modules": params.target_modules or infer_target_modules(model)}
 
 
 @register

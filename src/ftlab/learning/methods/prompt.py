@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pydantic import Field, model_validator
 
-from ftlab.learning.methods.base import MethodParams, PeftMethod, head_modules, register
+from ftlab.learning.methods.base import MethodParams, PeftMethod, register
 
 if TYPE_CHECKING:
     from torch import nn
@@ -38,20 +38,17 @@ class PromptTuning(PeftMethod):
     name = "prompt_tuning"
     summary = "soft prompt of virtual token embeddings (random or text init) + head"
     Params = PromptTuningParams
+    config_class = "PromptTuningConfig"
     search_space: ClassVar[dict[str, list[Any]]] = {"num_virtual_tokens": [10, 20, 40]}
 
-    def peft_config(self, model: nn.Module, params: Any, task_type: str):
-        from peft import PromptTuningConfig, PromptTuningInit
+    def config_options(self, model: nn.Module, params: Any) -> dict[str, Any]:
+        from peft import PromptTuningInit
 
         text = params.init == "text"
-        return PromptTuningConfig(
-            task_type=task_type,
-            num_virtual_tokens=params.num_virtual_tokens,
-            prompt_tuning_init=PromptTuningInit.TEXT if text else PromptTuningInit.RANDOM,
-            prompt_tuning_init_text=params.init_text if text else None,
-            tokenizer_name_or_path=cast("PreTrainedConfig", model.config).name_or_path if text else None,
-            modules_to_save=head_modules(model),
-        )
+        return {"num_virtual_tokens": params.num_virtual_tokens,
+                "prompt_tuning_init": PromptTuningInit.TEXT if text else PromptTuningInit.RANDOM,
+                "prompt_tuning_init_text": params.init_text if text else None,
+                "tokenizer_name_or_path": cast("PreTrainedConfig", model.config).name_or_path if text else None}
 
 
 class PrefixParams(PromptParams):
@@ -65,18 +62,12 @@ class PrefixTuning(PeftMethod):
     name = "prefix_tuning"
     summary = "trained key/value prefixes in every attention layer + head"
     Params = PrefixParams
+    config_class = "PrefixTuningConfig"
     search_space: ClassVar[dict[str, list[Any]]] = {"num_virtual_tokens": [10, 20, 40]}
 
-    def peft_config(self, model: nn.Module, params: Any, task_type: str):
-        from peft import PrefixTuningConfig
-
-        return PrefixTuningConfig(
-            task_type=task_type,
-            num_virtual_tokens=params.num_virtual_tokens,
-            prefix_projection=params.projection,
-            encoder_hidden_size=params.encoder_hidden_size,
-            modules_to_save=head_modules(model),
-        )
+    def config_options(self, model: nn.Module, params: Any) -> dict[str, Any]:
+        return {"num_virtual_tokens": params.num_virtual_tokens, "prefix_projection": params.projection,
+                "encoder_hidden_size": params.encoder_hidden_size}
 
 
 class PTuningParams(PromptParams):
@@ -90,15 +81,9 @@ class PTuning(PeftMethod):
     name = "p_tuning"
     summary = "virtual tokens produced by a small trained prompt encoder (MLP/LSTM) + head"
     Params = PTuningParams
+    config_class = "PromptEncoderConfig"
     search_space: ClassVar[dict[str, list[Any]]] = {"num_virtual_tokens": [10, 20, 40]}
 
-    def peft_config(self, model: nn.Module, params: Any, task_type: str):
-        from peft import PromptEncoderConfig
-
-        return PromptEncoderConfig(
-            task_type=task_type,
-            num_virtual_tokens=params.num_virtual_tokens,
-            encoder_hidden_size=params.encoder_hidden_size,
-            encoder_reparameterization_type=params.encoder,
-            modules_to_save=head_modules(model),
-        )
+    def config_options(self, model: nn.Module, params: Any) -> dict[str, Any]:
+        return {"num_virtual_tokens": params.num_virtual_tokens, "encoder_hidden_size": params.encoder_hidden_size,
+                "encoder_reparameterization_type": params.encoder}
