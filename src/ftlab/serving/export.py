@@ -30,7 +30,8 @@ from typing import Any, Literal, cast
 from torch import nn
 
 from ftlab.core.config import ModelConfig
-from ftlab.learning.modeling import MeanPoolClassifier, build_model, load_tokenizer
+from ftlab.learning.heads import MeanPoolClassifier
+from ftlab.learning.modeling import build_model, load_tokenizer
 from ftlab.learning.tasks.biencoder import BiEncoder
 
 Layout = Literal["transformers", "sentence-transformers", "bi-encoder", "peft", "ftlab"]
