@@ -269,7 +269,8 @@ def test_best_checkpoint_and_verdicts_follow_the_primary_metric(name):
 
 
 def test_a_task_whose_paired_test_computes_another_metric_is_refused():
-    from ftlab.learning.tasks.base import MeanStatistic, register
+    from ftlab.learning.tasks.base import register
+    from ftlab.learning.tasks.statistics import MeanStatistic
 
     class Mismatched(TASKS["classification"]):
         name = "mismatched"

@@ -29,7 +29,8 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from ftlab.learning.answers import answer_correct, exact_match, label_set, token_f1
-from ftlab.learning.tasks.base import DataError, MeanStatistic, Metric, Task, TaskOptions, register
+from ftlab.learning.tasks.base import DataError, Metric, Task, TaskOptions, register
+from ftlab.learning.tasks.statistics import MeanStatistic
 
 if TYPE_CHECKING:
     import torch

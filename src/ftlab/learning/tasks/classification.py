@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ftlab.learning.tasks.base import DataError, MeanStatistic, Metric, register
+from ftlab.learning.tasks.base import DataError, Metric, register
 from ftlab.learning.tasks.pairs import PairTask
 from ftlab.learning.tasks.sequence import stack
+from ftlab.learning.tasks.statistics import MeanStatistic
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ftlab.learning.tasks.base import DataError, F1Statistic, Metric, label_set_targets, register
+from ftlab.learning.tasks.base import DataError, Metric, label_set_targets, register
 from ftlab.learning.tasks.sequence import SequenceOptions, SequenceTask, stack
+from ftlab.learning.tasks.statistics import F1Statistic
 
 if TYPE_CHECKING:
     from torch import nn

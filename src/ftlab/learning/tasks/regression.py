@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ftlab.learning.tasks.base import DataError, Metric, SpearmanStatistic, register, where
+from ftlab.learning.tasks.base import DataError, Metric, register, where
 from ftlab.learning.tasks.pairs import PairOptions, PairTask
 from ftlab.learning.tasks.sequence import stack
+from ftlab.learning.tasks.statistics import SpearmanStatistic
 
 if TYPE_CHECKING:
     from torch import nn

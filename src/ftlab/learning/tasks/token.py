@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ftlab.learning.tasks.base import DataError, F1Statistic, Metric, Task, TaskOptions, label_set_targets, register
+from ftlab.learning.tasks.base import DataError, Metric, Task, TaskOptions, label_set_targets, register
+from ftlab.learning.tasks.statistics import F1Statistic
 
 if TYPE_CHECKING:
     import torch
