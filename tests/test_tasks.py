@@ -34,7 +34,8 @@ from ftlab.learning.modeling import load_tokenizer
 from ftlab.learning.tasks import TASKS
 from ftlab.learning.tasks.multilabel import THRESHOLDS, Multilabel
 from ftlab.learning.tasks.token import TokenClassification
-from ftlab.training.train import best_metric, predict, train
+from ftlab.training.scoring import predict
+from ftlab.training.train import best_metric, train
 from ftlab.training.trainer import BestState
 
 from .conftest import toy_reviews

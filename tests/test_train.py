@@ -15,7 +15,8 @@ from ftlab.core.config import Cell
 from ftlab.data.prepare import DataError, load_prepared
 from ftlab.learning.methods import METHODS
 from ftlab.learning.modeling import load_tokenizer
-from ftlab.training.train import predict, subsample, train
+from ftlab.training.scoring import predict
+from ftlab.training.train import subsample, train
 
 # learning rates that make the tiny random model learn the toy task within 60 steps
 FAST = {

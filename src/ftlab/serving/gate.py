@@ -59,7 +59,7 @@ def _rescore_run_files(model_dir: Path, test: pd.DataFrame, labels: list[str], t
 
     from ftlab.analysis.runs import load_run
     from ftlab.core.record import read_record
-    from ftlab.training.train import outputs
+    from ftlab.training.scoring import outputs
 
     run_cfg, model, _ = load_run(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))

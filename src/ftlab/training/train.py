@@ -40,33 +40,10 @@ from ftlab.training.parallel import (
     threads_per_process,
     world_size,
 )
+from ftlab.training.scoring import outputs, scored
 from ftlab.training.trainer import BestState, bucket, build_trainer, static_graphs, use_compile
 
 log = logging.getLogger(__name__)
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-@torch.inference_mode()
-def predict(model: nn.Module, dataset: Any, collator: Any, batch_size: int, bf16: bool = False) -> list[np.ndarray]:
-    """The model's output for every row of ``dataset``, in its order (batched by length), in the
-    precision the model was trained and evaluated in: one logit vector per row for sequence
-    tasks, one per token (padding removed) for token tasks."""
-    model.eval()
-    device = next(model.parameters()).device
-    lengths = [len(ids) for ids in dataset["input_ids"]]
-    order = np.argsort(lengths, kind="stable")
-    features = [{k: v for k, v in dataset[int(i)].items() if k in MODEL_INPUTS} for i in order]
-    out: list[np.ndarray] = [np.empty(0)] * len(order)
-    for start in range(0, len(features), batch_size):
-        batch = {k: v.to(device) for k, v in collator(features[start : start + batch_size]).items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(**batch).logits.float().cpu().numpy()
-        width = batch["input_ids"].shape[1]
-        for row, i in zip(logits, order[start : start + batch_size], strict=True):
-            # per-token outputs: peft's prompt methods prepend virtual tokens, so the batch's own
-            # (right-padded) positions are the last `width`, and this row's are the first of those
-            out[i] = row if row.ndim == 1 else row[-width:][: lengths[i]]
-    return out
 
 
 def _last_checkpoint(root: Path | None) -> str | None:
@@ -96,21 +73,6 @@ def best_metric(cfg: Config) -> Any:
     the task's selection metric (its primary one unless the task says otherwise), with its direction."""
     task = cfg.task_type()
     return task.metric(cfg.train.metric_for_best) if cfg.train.metric_for_best else task.selection_metric
-
-
-def outputs(task: Task, model: nn.Module, dataset: Any, collator: Any, batch_size: int, bf16: bool) -> list[np.ndarray]:
-    """The model's outputs on ``dataset`` as the task's predictions read them."""
-    return task.align(dataset, predict(model, dataset, collator, batch_size, bf16))
-
-
-def scored(task: Task, model: nn.Module, trainer: Any, df: pd.DataFrame, dataset: Any, labels: list[str],
-           decision: dict, batch_size: int) -> pd.DataFrame:
-    """The predictions frame of ``df``: from the task's own outputs (e.g. generation) if it has them,
-    else from one forward pass."""
-    bf16 = trainer.args.bf16
-    own = task.test_outputs(model, trainer.processing_class, dataset, batch_size, bf16)
-    rows = own if own is not None else outputs(task, model, dataset, trainer.data_collator, batch_size, bf16)
-    return task.predictions(df, rows, labels, decision)
 
 
 def checkpoint_dir(cfg: Config, cell: Cell, identity: dict) -> Path | None:
@@ -230,6 +192,21 @@ def _record(cfg: Config, method_name: str, cell: Cell, trainer: Any, best: BestS
     })
 
 
+def _write_run(tmp: Path, record: RunRecord, test: pd.DataFrame, train_predictions: pd.DataFrame, history: list[dict],
+               labels: list[str], groups: list[dict], cfg: Config, identity: dict) -> None:
+    """Everything of a run directory but the model and tokenizer (see the module docstring)."""
+    test.to_parquet(tmp / "predictions.parquet", index=False)
+    train_predictions.to_parquet(tmp / "train_predictions.parquet", index=False)
+    write_record(tmp, record)
+    write_json(tmp / "history.json", history)
+    write_json(tmp / "labels.json", labels)
+    write_json(tmp / "param_groups.json", [
+        {"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups
+    ])
+    write_text(tmp / "config.yaml", dump_config(cfg))
+    write_json(tmp / "identity.json", identity)  # what the flow compares to skip this cell
+
+
 def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = None,
           seed: int | None = None, train_size: int | Literal["all"] = "all") -> dict:
     """Fine-tune ``method_name`` on the prepared data and write the run directory ``out_dir``.
@@ -289,16 +266,8 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
                 "eval_latency_ms_per_sample": round(1000 * latency, 4)}
         record = _record(cfg, method_name, cell, trainer, best, ds, test, labels, decision, (trainable, total), cost,
                          tmp / "model")
-        test.to_parquet(tmp / "predictions.parquet", index=False)
-        train_predictions.to_parquet(tmp / "train_predictions.parquet", index=False)
-        write_record(tmp, record)
-        write_json(tmp / "history.json", _history(trainer.state.log_history, task))
-        write_json(tmp / "labels.json", labels)
-        write_json(tmp / "param_groups.json", [
-            {"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups
-        ])
-        write_text(tmp / "config.yaml", dump_config(cfg.for_cell(cell)))
-        write_json(tmp / "identity.json", identity)  # what the flow compares to skip this cell
+        _write_run(tmp, record, test, train_predictions, _history(trainer.state.log_history, task), labels, groups,
+                   cfg.for_cell(cell), identity)
         shutil.rmtree(work, ignore_errors=True)  # a finished run needs no checkpoints
     log.info("%s: %s %.4f in %.1fs -> %s", method_name, task.primary.label, record.primary, train_seconds, out_dir)
     return record.model_dump(mode="json")
