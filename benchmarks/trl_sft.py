@@ -16,7 +16,8 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
-from ftlab.learning.tasks.causal_lm import plain_prompt, synthetic
+from ftlab.learning.tasks.causal_lm import plain_prompt
+from ftlab.learning.tasks.synthetic import synthetic
 from ftlab.learning.tiny_decoder import build
 from ftlab.training.trainer import BestState, FtlabTrainer
 

@@ -21,7 +21,7 @@ from ftlab.data.prepare import DataError, prepare
 from ftlab.learning.config import load_config
 from ftlab.learning.methods import METHODS
 from ftlab.learning.tasks import TASKS
-from ftlab.learning.tasks.causal_lm import synthetic
+from ftlab.learning.tasks.synthetic import synthetic
 from ftlab.learning.tiny_decoder import build as build_model
 
 
@@ -136,7 +136,7 @@ def test_synthetic_datasets_are_distinct_and_deterministic():
     df = synthetic("reverse", 200, seed=1)
     assert df["prompt"].is_unique and df.equals(synthetic("reverse", 200, seed=1))
     # and in another process, whose string hashes differ
-    code = "from ftlab.learning.tasks.causal_lm import synthetic; print(synthetic('reverse', 200, seed=1).to_json())"
+    code = "from ftlab.learning.tasks.synthetic import synthetic; print(synthetic('reverse', 200, seed=1).to_json())"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": "12345"})
     assert other.stdout.strip() == df.to_json()

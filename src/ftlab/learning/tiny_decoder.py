@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ftlab.learning.tasks.causal_lm import SYNTHETIC_WORDS
+from ftlab.learning.tasks.synthetic import SYNTHETIC_WORDS
 
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 WORDS = (*SYNTHETIC_WORDS, "<user>", "<assistant>", "<system>", "system:", "be", "brief")

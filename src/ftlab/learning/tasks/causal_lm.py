@@ -31,6 +31,7 @@ from pydantic import Field, model_validator
 from ftlab.learning.answers import answer_correct, exact_match, label_set, token_f1
 from ftlab.learning.tasks.base import DataError, Metric, Task, TaskOptions, register
 from ftlab.learning.tasks.statistics import MeanStatistic
+from ftlab.learning.tasks.synthetic import synthetic
 
 if TYPE_CHECKING:
     import torch
@@ -39,11 +40,6 @@ if TYPE_CHECKING:
     from ftlab.core.config import ModelConfig
 
 log = logging.getLogger(__name__)
-SYMBOLS = ("a", "b", "c", "d", "e", "f", "g", "h")
-# every word of the built-in datasets rendered with the plain template (tests build a tokenizer of them)
-SYNTHETIC_WORDS = ("user:", "assistant:", "copy:", "reverse:", "sort:", *SYMBOLS)
-
-
 class CausalLMOptions(TaskOptions):
     prompt_column: str = "prompt"
     response_column: str = "response"
@@ -71,22 +67,6 @@ class CausalLMOptions(TaskOptions):
 def plain_prompt(messages: list[dict]) -> str:
     """The plain template: one ``<role>: <content>`` line per message, then ``assistant:``."""
     return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
-
-
-def synthetic(name: str, n: int, seed: int) -> pd.DataFrame:
-    """``n`` distinct prompts ``<name>: a c b`` (2-5 symbols) with their copy, reversal or sorted order."""
-    rng = np.random.default_rng(seed)
-    if n > 8**5:
-        raise DataError(f"data.demo.n_samples={n}: builtin:{name} has fewer distinct examples")
-    # a dict, not a set: a set of strings iterates in an order that varies with each process's hash
-    # seed, and the dataset with it (the same params gave `dvc repro` and the flow different splits)
-    seen: dict[tuple[str, ...], None] = {}
-    while len(seen) < n:
-        seen[tuple(rng.choice(SYMBOLS, size=int(rng.integers(2, 6))))] = None
-    rows = list(seen)  # in the order drawn: already random
-    answers = {"copy": rows, "reverse": [s[::-1] for s in rows], "sort": [tuple(sorted(s)) for s in rows]}[name]
-    return pd.DataFrame({"prompt": [f"{name}: {' '.join(s)}" for s in rows],
-                         "response": [" ".join(s) for s in answers]})
 
 
 def _conversation(value: Any, split: str, row: Any) -> tuple[list[dict], str]:
