@@ -170,6 +170,17 @@ def test_gate_applies_checks_fail_on_to_every_method(fail_on, verdict, passes):
     assert all("accuracy" not in failure for failure in result.failures)
 
 
+@pytest.mark.parametrize("fail_on_refused", [True, False])
+def test_a_refused_promotion_fails_the_gate_unless_told_otherwise(fail_on_refused):
+    cfg = load_config(None, {"ci.fail_on_refused": fail_on_refused})
+    pick = {"method": "lora", "value": 0.8}
+    current = {"recommendation": {"cheapest_within_tolerance": pick}, "methods": []}
+    refused = {"promoted": False, "gate": "better", "reason": "not significantly better than the champion"}
+    result = gate(current, None, cfg, refused)
+    assert result.passed is not fail_on_refused and "refused: not significantly better" in result.lines[0]
+    assert gate(current, None, cfg, {**refused, "promoted": True, "reason": "better"}).passed
+
+
 def test_gate_reads_the_primary_metric_in_its_direction():
     """A regression report's Spearman falling by 0.1 fails a 0.05 gate; a base report from before
     tasks (its pick under "accuracy") is still read; the old key ci.max_accuracy_drop still works."""

@@ -8,7 +8,8 @@ The quality gate fails the run when ``dvc repro`` fails (bad data stops the vali
 check verdict at ``checks.fail_on`` stops the check stage), when the recommended method's
 primary metric (the task's: accuracy, Spearman, micro-F1, entity F1) is worse than the base
 revision's recommended method by more than ``ci.max_metric_drop``, or
-when the report lists a method whose overfitting verdict is at ``checks.fail_on``.
+when the report lists a method whose overfitting verdict is at ``checks.fail_on``, or when promote's
+champion/challenger gate refused the new pick (``ci.fail_on_refused``): the old model keeps serving.
 """
 
 from __future__ import annotations
@@ -81,9 +82,15 @@ def _base_report(base: str, report: Path) -> dict[str, Any] | None:
     return json.loads(done.stdout) if done.returncode == 0 else None
 
 
-def gate(current: dict[str, Any], base: dict[str, Any] | None, cfg: Config) -> Gate:
-    """Apply the quality gate (module docstring) to this run's and the base revision's reports."""
+def gate(current: dict[str, Any], base: dict[str, Any] | None, cfg: Config, promotion: dict | None = None) -> Gate:
+    """Apply the quality gate (module docstring) to this run's and the base revision's reports, and
+    to promote's decision (``promotion.json``) when there is one."""
     result = Gate()
+    if promotion is not None:
+        promoted = promotion["promoted"]
+        result.check(promoted or not cfg.ci.fail_on_refused,
+                     f"promotion ({promotion['gate']} gate): {'promoted' if promoted else 'refused'}: {promotion['reason']}"
+                     + ("" if promoted or cfg.ci.fail_on_refused else " (ci.fail_on_refused is false)"))
     pick = current["recommendation"]["cheapest_within_tolerance"]
     base_pick = ((base or {}).get("recommendation") or {}).get("cheapest_within_tolerance") or {}
     allowed = cfg.ci.max_metric_drop
@@ -170,7 +177,9 @@ def retrain(base: str, summary_path: Path, remote: str | None = None, pull: bool
     report = cfg.report.dir / "comparison.json"
     current = json.loads(report.read_text(encoding="utf-8"))
     base_report = _base_report(base, report)
-    result = gate(current, base_report, cfg)
+    promotion_file = cfg.report.dir / "promotion.json"
+    promotion = json.loads(promotion_file.read_text()) if promotion_file.is_file() else None
+    result = gate(current, base_report, cfg, promotion)
     diff = _run("dvc", "metrics", "diff", base, "--md")
     if plots_dir is not None:
         _run("dvc", "plots", "diff", base, "--out", str(plots_dir))

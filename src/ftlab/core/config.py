@@ -215,6 +215,8 @@ class CiConfig(Strict):
     # fail when the recommended method's primary test metric is worse than the base branch's by more
     # than this (in the metric's own units and direction)
     max_metric_drop: float = Field(0.02, ge=0.0)
+    # fail when promote's champion/challenger gate refused the new pick (reports/promotion.json)
+    fail_on_refused: bool = True
 
     @model_validator(mode="before")
     @classmethod
