@@ -53,7 +53,7 @@ def config(root: Path, tiny_model: str, **more):
         "methods": ["full"], "method_params.full.lr": 1e-3, "train.batch_size": 16, "train.eval_steps": 20,
         "train.max_steps": 60, "train.train_eval_samples": 64, "train.threads": 1, "train.checkpoint_dir": None,
         "train.precision": "fp32", "train.output_dir": str(root / "runs"), "report.dir": str(root / "reports"),
-        "promote.dir": str(root / "models"), "promote.gate": "better", **more})
+        "promote.dir": str(root / "models"), "monitor.out_dir": str(root / "monitor"), "promote.gate": "better", **more})
 
 
 def retrain(cfg) -> dict:
@@ -139,7 +139,9 @@ def test_a_bad_batch_is_refused_with_its_line_and_changes_nothing(project, tiny_
     assert is_current(cfg, cfg.data.prepared_dir) and digest(cfg.data.prepared_dir) == prepared
 
 
-def test_an_unlabelled_batch_is_for_monitoring_and_leaves_training_current(project, tiny_model, tmp_path):
+def test_an_unlabelled_batch_is_monitored_and_its_labelling_queue_ingested_back(project, tiny_model, tmp_path):
+    """Unlabelled rows leave training current; the monitor's labelling queue, filled in as a person
+    would in a spreadsheet, is ingested back as a labelled batch that joins training."""
     cfg = config(project, tiny_model)
     stages.prepare(cfg)
     finance(60)[["text"]].to_csv(tmp_path / "incoming.csv", index=False)
@@ -150,3 +152,11 @@ def test_an_unlabelled_batch_is_for_monitoring_and_leaves_training_current(proje
         stages.ingest(cfg, tmp_path / "incoming.csv")
     result = stages.monitor(cfg, Path(info["dir"]) / "rows.parquet")
     assert result["verdict"] in {"ok", "drift"} and not result["labelled"]
+    queue = pd.read_csv(result["labelling_queue"]["csv"])
+    with pytest.raises(DataError, match="label"):  # not labelled yet: refused, naming the rows
+        stages.ingest(cfg, Path(result["labelling_queue"]["csv"]), name="queue")
+    queue["label"] = ["pos" if any(w in text.split() for w in UP) else "neg" for text in queue["text"]]
+    queue.to_csv(tmp_path / "labelled.csv", index=False)
+    back = stages.ingest(cfg, tmp_path / "labelled.csv", name="queue")
+    assert back["labelled"] and back["rows"] == len(queue) == 60
+    assert not is_current(cfg, cfg.data.prepared_dir)
