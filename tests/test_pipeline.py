@@ -237,6 +237,17 @@ def test_a_statement_in_a_training_module_makes_every_cell_stale_under_both_driv
     settled(repo)
 
 
+def test_an_unlabelled_batch_re_prepares_and_retrains_nothing(repo, tmp_path):
+    """`ftlab ingest` of rows without labels: DVC versions the batch, and dvc repro prepares again (the
+    batches directory is its dep) to the same bytes, so nothing downstream runs."""
+    toy_reviews(40, seed=5)[["text"]].to_csv(tmp_path / "incoming.csv", index=False)
+    out = sh(sys.executable, "-m", "ftlab.cli", "ingest", str(tmp_path / "incoming.csv"), cwd=repo)
+    assert "has no labels" in out.stdout and len(list((repo / "data/batches").glob("*.dvc"))) == 1, out.stdout
+    out = sh("dvc", "repro", cwd=repo)
+    assert ran_stages(out.stdout) == {"prepare"}, out.stdout
+    settled(repo)
+
+
 def test_exp_run_trains_only_the_changed_method_and_the_new_cells(repo):
     """`dvc exp run -S` of one method's param and a new train size: that method's cell and the new
     cells train, the other method's finished cell is cached; the report then has every cell."""
