@@ -185,13 +185,7 @@ def compare(run_dirs: list[Path], checks_dirs: list[Path | None], cfg: ReportCon
     groups: dict[Any, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         groups[run["train_size"]][run["method"]].append(run)
-    sizes = []
-    for size, by_method in groups.items():
-        rows = [_summarize(method_runs, cfg.confidence) for method_runs in by_method.values()]
-        best = _test_against_best(rows, by_method, cfg.confidence, task)
-        sizes.append({"train_size": size, "n_train": best["n_train"], "best": best,
-                      "rows": sorted(rows, key=lambda r: -r["score"])})
-    sizes.sort(key=lambda s: s["n_train"])
+    sizes = _sizes(groups, cfg.confidence, task)
     main = sizes[-1]
     rows = main["rows"]
     front_params, front_time = pareto(rows, "trainable_params"), pareto(rows, "train_seconds")
@@ -222,10 +216,25 @@ def compare(run_dirs: list[Path], checks_dirs: list[Path | None], cfg: ReportCon
                    **run["metrics"]} for run in runs],
         "search": _search(list(search_files)),
     }
-    pngs = plots(rows, groups[main["train_size"]], sizes, task.primary)
-    text = markdown(result) + slices.markdown(result)
+    _write(Path(out_dir), result, plots(rows, groups[main["train_size"]], sizes, task.primary))
+    return result
 
-    out_dir = Path(out_dir)
+
+def _sizes(groups: dict[Any, dict[str, list[dict]]], level: float, task: Task) -> list[dict]:
+    """Per train size, fewest examples first: each method's summary row, best first, and the best
+    method tested against each other one."""
+    sizes = []
+    for size, by_method in groups.items():
+        rows = [_summarize(method_runs, level) for method_runs in by_method.values()]
+        best = _test_against_best(rows, by_method, level, task)
+        sizes.append({"train_size": size, "n_train": best["n_train"], "best": best,
+                      "rows": sorted(rows, key=lambda r: -r["score"])})
+    return sorted(sizes, key=lambda s: s["n_train"])
+
+
+def _write(out_dir: Path, result: dict, pngs: dict[str, bytes]) -> None:
+    """comparison.{json,md,html} and the plots, each file replaced whole."""
+    text = markdown(result) + slices.markdown(result)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, data in pngs.items():
         tmp = out_dir / f".{name}.tmp-{os.getpid()}"
@@ -234,4 +243,3 @@ def compare(run_dirs: list[Path], checks_dirs: list[Path | None], cfg: ReportCon
     write_json(out_dir / "comparison.json", result)
     write_text(out_dir / "comparison.md", text)
     write_text(out_dir / "comparison.html", html(text, pngs))
-    return result

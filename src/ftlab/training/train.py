@@ -192,6 +192,18 @@ def _record(cfg: Config, method_name: str, cell: Cell, trainer: Any, best: BestS
     })
 
 
+def _resume(cfg: Config, method_name: str, ckpt_root: Path | None) -> tuple[str | None, BestState]:
+    """The checkpoint an unfinished run of this cell left (None: start afresh), and the early-stopping
+    state to go on with."""
+    resume = _last_checkpoint(ckpt_root)
+    metric = best_metric(cfg)
+    best = BestState(metric.name, metric.higher_is_better, cfg.train.early_stopping_patience)
+    if resume:
+        log.info("%s: resuming from %s", method_name, resume)
+        best.load(resume)
+    return resume, best
+
+
 def _write_run(tmp: Path, record: RunRecord, test: pd.DataFrame, train_predictions: pd.DataFrame, history: list[dict],
                labels: list[str], groups: list[dict], cfg: Config, identity: dict) -> None:
     """Everything of a run directory but the model and tokenizer (see the module docstring)."""
@@ -240,12 +252,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
 
     identity = cell_identity(cfg, cell, data_dir)
     ckpt_root = checkpoint_dir(cfg, cell, identity)
-    resume = _last_checkpoint(ckpt_root)
-    metric = best_metric(cfg)
-    best = BestState(metric.name, metric.higher_is_better, cfg.train.early_stopping_patience)
-    if resume:
-        log.info("%s: resuming from %s", method_name, resume)
-        best.load(resume)
+    resume, best = _resume(cfg, method_name, ckpt_root)
     with _output_dir(Path(out_dir)) as tmp:
         work = ckpt_root or tmp / "trainer"
         trainer = build_trainer(cfg, method_name, model, tokenizer, ds, train_eval, labels, work, cell.seed,
