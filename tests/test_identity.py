@@ -72,12 +72,12 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 
 @pytest.mark.parametrize(("file", "old", "new"), [
-    ("trainer.py", "from __future__", "# a new comment\nfrom __future__"),
-    ("train.py", '"""Fine-tune one method', '"""Train one method'),  # a docstring
+    ("training/trainer.py", "from __future__", "# a new comment\nfrom __future__"),
+    ("training/train.py", '"""Fine-tune one method', '"""Train one method'),  # a docstring
     ("cli/operations.py", '"""CI retraining: dvc pull', '"""Retrain in CI: dvc pull'),  # another command's help text
     ("cli/operations.py", "def ci(", "def ci(  # the CI entry\n"),  # layout
     ("cli/pipeline.py", 'say(result["recommendation"]["text"])', 'say("recommended: " + result["recommendation"]["text"])'),
-    ("report.py", "from __future__", "X = 1\nfrom __future__"),  # code that training does not run
+    ("analysis/report.py", "from __future__", "X = 1\nfrom __future__"),  # code that training does not run
     ("stages.py", "def compare(cfg: Config) -> dict:", "def compare(cfg: Config) -> dict:\n    cfg = cfg"),
 ])
 def test_the_code_digest_ignores_what_does_not_train(src_copy, file, old, new):
@@ -87,9 +87,9 @@ def test_the_code_digest_ignores_what_does_not_train(src_copy, file, old, new):
 
 
 @pytest.mark.parametrize(("file", "old", "new"), [
-    ("trainer.py", "from __future__ import annotations", "from __future__ import annotations\nX = 1"),
-    ("modeling.py", "from __future__ import annotations", "from __future__ import annotations\nX = 1"),
-    ("methods/lora.py", "from __future__ import annotations", "from __future__ import annotations\nX = 1"),
+    ("training/trainer.py", "from __future__ import annotations", "from __future__ import annotations\nX = 1"),
+    ("learning/modeling.py", "from __future__ import annotations", "from __future__ import annotations\nX = 1"),
+    ("learning/methods/lora.py", "from __future__ import annotations", "from __future__ import annotations\nX = 1"),
     ("stages.py", "out or run_dir(cfg, c)", "out if out else run_dir(cfg, c)"),  # the train stage function
     ("cli/pipeline.py", "if not metrics:", "if metrics is None or not metrics:"),  # the train command
     ("cli/common.py", "level=logging.DEBUG if verbose", "level=logging.NOTSET if verbose"),  # shared by every command

@@ -26,6 +26,7 @@ from ftlab.core.builtins import BUILTIN_DEMO, SPLITS
 from ftlab.core.config import DataConfig
 from ftlab.core.io import atomic_dir
 from ftlab.data.batches import SOURCE_SLICE, digests as batch_digests, labelled, split_batch
+from ftlab.data.demo import generate_demo
 from ftlab.data.labels import clean_labels, codes, is_blank, order_key
 from ftlab.data.readers import CHUNK_ROWS, Table, open_table, read_table
 from ftlab.data.splitting import plan
@@ -47,8 +48,6 @@ def load_source(cfg: DataConfig, task: Task, seed: int) -> dict[str, pd.DataFram
     if isinstance(source, dict):
         return {s: read_table(Path(p), task, cfg.quoting) for s, p in source.items()}
     if source == BUILTIN_DEMO:
-        from ftlab.data.demo import generate_demo
-
         if not task.demo_data:
             raise DataError(f"data.source: {BUILTIN_DEMO} is a classification dataset; task.type is {task.name!r}")
         return {"train": generate_demo(cfg.demo.n_samples, cfg.demo.label_noise, seed)}

@@ -32,6 +32,7 @@ from torch import nn
 from ftlab.core.config import ModelConfig
 from ftlab.learning.heads import MeanPoolClassifier
 from ftlab.learning.modeling import build_model, load_tokenizer
+from ftlab.learning.tasks import DataError
 from ftlab.learning.tasks.biencoder import BiEncoder
 
 Layout = Literal["transformers", "sentence-transformers", "bi-encoder", "peft", "ftlab"]
@@ -155,8 +156,6 @@ def load_exported(model_dir: Path, meta: dict) -> tuple[nn.Module, Any]:
     cfg = ModelConfig(name=str(model_dir), pooling=meta["pooling"], max_length=meta["max_length"])
     labels = meta["labels"]
     if meta["layout"] == "bi-encoder":
-        from ftlab.learning.tasks import DataError
-
         raise DataError(f"{model_dir}: a bi-encoded pair model; ftlab predict and monitor serve single-text "
                         "classification models so far: load it with sentence_transformers.SentenceTransformer "
                         "(its README.md says how)")

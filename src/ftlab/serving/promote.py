@@ -25,6 +25,7 @@ from ftlab.core.config import Cell
 from ftlab.core.io import atomic_dir, write_json, write_text
 from ftlab.core.layout import run_dir
 from ftlab.core.record import RunRecord, read_record, write_record
+from ftlab.data.prepare import fingerprint
 from ftlab.learning.config import Config
 from ftlab.serving import versions
 
@@ -171,8 +172,6 @@ def bi_meta(model: object) -> dict:
 
 def data_fingerprint(cfg: Config) -> dict:
     """The data config's hash and a hash of the prepared training split's bytes."""
-    from ftlab.data.prepare import fingerprint
-
     train = cfg.data.prepared_dir / "train.parquet"
     content = hashlib.sha256(train.read_bytes()).hexdigest()[:16] if train.is_file() else None
     return {"config": fingerprint(cfg), "train_sha256": content}

@@ -23,6 +23,7 @@ from typing import Any
 
 from ftlab.core.config import Cell
 from ftlab.core.source import code_digest
+from ftlab.data.prepare import PREPARED_FILES
 from ftlab.learning.config import Config
 
 # train.* settings that do not change what is learned: where files go, how often it logs, cores
@@ -39,8 +40,6 @@ def _digest(paths: list[Path]) -> str:
 
 def data_digest(data_dir: Path) -> str:
     """The prepared splits' and label names' bytes (what training reads)."""
-    from ftlab.data.prepare import PREPARED_FILES
-
     return _digest([Path(data_dir) / name for name in (*PREPARED_FILES, "labels.json")])
 
 

@@ -40,7 +40,7 @@ def trials(cfg: Config, method: str) -> list[dict[str, Any]]:
 
 def search(cfg: Config, method: str, data_dir: Path | None = None) -> dict:
     """Train every trial of ``method`` and return the chosen setting with each trial's validation score."""
-    from ftlab.training.train import best_metric, train
+    from ftlab.training.train import best_metric, train  # torch: loaded when trials run, not to list a grid
 
     metric = best_metric(cfg)
     results = []

@@ -3,6 +3,10 @@
 Adding a method is one small file here: subclass :class:`~ftlab.learning.methods.base.Method` (or
 :class:`~ftlab.learning.methods.base.PeftMethod`), decorate it with :func:`register`, and import the module
 below (the import order is the order ``ftlab methods`` lists them in).
+
+The registry is light: a method imports ``ftlab.learning.modeling`` and peft (torch, transformers)
+inside the functions that prepare a model, so that loading a config or listing the methods does not
+pay for them.
 """
 
 from __future__ import annotations

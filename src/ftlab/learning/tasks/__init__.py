@@ -4,6 +4,10 @@ Adding a task is one small file here: subclass :class:`~ftlab.learning.tasks.bas
 :class:`~ftlab.learning.tasks.sequence.SequenceTask` for one output vector per text), give it an ``Options``
 class for its params, decorate it with :func:`register`, and import the module below (the import
 order is the order ``ftlab tasks`` lists them in).
+
+The registry is light: a task module imports ``ftlab.learning.modeling``, ``metrics`` and
+``generation`` (torch, transformers, sklearn) inside the functions that build, train or score a
+model, so that loading a config or listing the tasks does not pay for them.
 """
 
 from __future__ import annotations
