@@ -33,13 +33,18 @@ class PromptTuningParams(PromptParams):
         return self
 
 
+class PromptMethod(PeftMethod):
+    """A soft-prompt method: how many virtual tokens is what its search tries besides the lr."""
+
+    search_space: ClassVar[dict[str, list[Any]]] = {"num_virtual_tokens": [10, 20, 40]}
+
+
 @register
-class PromptTuning(PeftMethod):
+class PromptTuning(PromptMethod):
     name = "prompt_tuning"
     summary = "soft prompt of virtual token embeddings (random or text init) + head"
     Params = PromptTuningParams
     config_class = "PromptTuningConfig"
-    search_space: ClassVar[dict[str, list[Any]]] = {"num_virtual_tokens": [10, 20, 40]}
 
     def config_options(self, model: nn.Module, params: Any) -> dict[str, Any]:
         from peft import PromptTuningInit
@@ -58,12 +63,11 @@ class PrefixParams(PromptParams):
 
 
 @register
-class PrefixTuning(PeftMethod):
+class PrefixTuning(PromptMethod):
     name = "prefix_tuning"
     summary = "trained key/value prefixes in every attention layer + head"
     Params = PrefixParams
     config_class = "PrefixTuningConfig"
-    search_space: ClassVar[dict[str, list[Any]]] = {"num_virtual_tokens": [10, 20, 40]}
 
     def config_options(self, model: nn.Module, params: Any) -> dict[str, Any]:
         return {"num_virtual_tokens": params.num_virtual_tokens, "prefix_projection": params.projection,
@@ -77,12 +81,11 @@ class PTuningParams(PromptParams):
 
 
 @register
-class PTuning(PeftMethod):
+class PTuning(PromptMethod):
     name = "p_tuning"
     summary = "virtual tokens produced by a small trained prompt encoder (MLP/LSTM) + head"
     Params = PTuningParams
     config_class = "PromptEncoderConfig"
-    search_space: ClassVar[dict[str, list[Any]]] = {"num_virtual_tokens": [10, 20, 40]}
 
     def config_options(self, model: nn.Module, params: Any) -> dict[str, Any]:
         return {"num_virtual_tokens": params.num_virtual_tokens, "encoder_hidden_size": params.encoder_hidden_size,
