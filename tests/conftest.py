@@ -51,14 +51,16 @@ def write_run_record(run_dir: Path, task: str = "classification", cost: dict | N
     (Path(run_dir) / "config.yaml").write_text(dump_config(load_config(None, {"task.type": task})))
 
 
-def toy_reviews(n: int, seed: int = 0) -> pd.DataFrame:
-    """Sentences whose label is decided by one sentiment word among filler: learnable in a few steps."""
+def toy_reviews(n: int, seed: int = 0, vocabulary: tuple[list[str], list[str], list[str]] | None = None) -> pd.DataFrame:
+    """Sentences whose label is decided by one sentiment word among filler: learnable in a few steps.
+    ``vocabulary``: other (negative, positive, filler) words, for sentences of another domain."""
+    negative, positive, filler = vocabulary or (NEGATIVE, POSITIVE, FILLER)
     rng = random.Random(seed)
     rows = []
     for i in range(n):
         label = i % 2
-        words = rng.choices(FILLER, k=rng.randint(3, 8))
-        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label else NEGATIVE))
+        words = rng.choices(filler, k=rng.randint(3, 8))
+        words.insert(rng.randint(0, len(words)), rng.choice(positive if label else negative))
         rows.append({"text": " ".join(words) + f" {i}", "label": ["neg", "pos"][label]})
     return pd.DataFrame(rows)
 

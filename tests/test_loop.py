@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import shutil
 from pathlib import Path
 
@@ -20,20 +19,13 @@ from tests.conftest import toy_reviews
 
 pytestmark = pytest.mark.pipeline
 
-UP, DOWN = ("rose", "gained", "climbed", "soared"), ("fell", "dropped", "slumped", "sank")
+UP, DOWN = ["rose", "gained", "climbed", "soared"], ["fell", "dropped", "slumped", "sank"]
 FILLER = "quarterly revenue shares dividend index bond yield inflation percent margin outlook guidance".split()
 
 
 def finance(n: int, seed: int = 0) -> pd.DataFrame:
     """Finance sentences labelled pos/neg by one market verb: learnable, and new to a review model."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        label = i % 2
-        words = rng.choices(FILLER, k=rng.randint(3, 7))
-        words.insert(rng.randint(0, len(words)), rng.choice(UP if label else DOWN))
-        rows.append({"text": " ".join(words), "label": ["neg", "pos"][label]})
-    return pd.DataFrame(rows)
+    return toy_reviews(n, seed, vocabulary=(DOWN, UP, FILLER))
 
 
 def digest(directory: Path) -> dict[str, str]:
