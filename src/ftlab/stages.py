@@ -68,11 +68,15 @@ def ingest(cfg: Config, path: Path, name: str | None = None) -> dict:
     batch = Path(info["dir"]).resolve()
     project = next((d for d in batch.parents if (d / ".dvc").is_dir()), None)  # the DVC project holding it
     if project is not None:
+        from dvc.exceptions import DvcException
         from dvc.repo import Repo
 
-        with Repo(str(project)) as repo:
-            repo.add(str(batch))
-        info["dvc_file"] = f"{info['dir']}.dvc"
+        try:
+            with Repo(str(project)) as repo:
+                repo.add(str(batch))
+            info["dvc_file"] = f"{info['dir']}.dvc"
+        except DvcException as e:  # e.g. a batches_dir that .dvcignore leaves out: the batch is kept, unversioned
+            log.warning("%s is kept but not versioned by DVC (%s: %s)", batch, type(e).__name__, e)
     return info
 
 
