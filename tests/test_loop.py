@@ -24,8 +24,10 @@ FILLER = "quarterly revenue shares dividend index bond yield inflation percent m
 
 
 def finance(n: int, seed: int = 0) -> pd.DataFrame:
-    """Finance sentences labelled pos/neg by one market verb: learnable, and new to a review model."""
-    return toy_reviews(n, seed, vocabulary=(DOWN, UP, FILLER))
+    """Finance sentences labelled pos/neg by one market verb: learnable, and new to a review model
+    (without toy_reviews' row number, whose parity follows the label)."""
+    rows = toy_reviews(n, seed, vocabulary=(DOWN, UP, FILLER))
+    return rows.assign(text=rows["text"].str.rsplit(" ", n=1).str[0])
 
 
 def digest(directory: Path) -> dict[str, str]:
@@ -43,7 +45,7 @@ def config(root: Path, tiny_model: str, **more):
         "data.source": str(root / "reviews.csv"), "data.prepared_dir": str(root / "data/prepared"),
         "data.batches_dir": str(root / "data/batches"), "model.name": tiny_model, "model.pooling": "mean",
         "methods": ["full"], "method_params.full.lr": 1e-3, "train.batch_size": 16, "train.eval_steps": 20,
-        "train.max_steps": 60, "train.train_eval_samples": 64, "train.threads": 1, "train.checkpoint_dir": None,
+        "train.max_steps": 100, "train.train_eval_samples": 64, "train.threads": 1, "train.checkpoint_dir": None,
         "train.precision": "fp32", "train.output_dir": str(root / "runs"), "report.dir": str(root / "reports"),
         "promote.dir": str(root / "models"), "monitor.out_dir": str(root / "monitor"), "promote.gate": "better", **more})
 
@@ -111,7 +113,7 @@ def test_a_batch_with_shuffled_labels_is_refused_and_the_champion_keeps_serving(
 
     meta = retrain(cfg)
     decision = json.loads((cfg.report.dir / "promotion.json").read_text())
-    assert not decision["promoted"] and "not significantly better" in decision["reason"], decision
+    assert not decision["promoted"] and "than the champion" in decision["reason"], decision  # worse on a slice, or not better
     assert decision["champion"]["version"] == 1 and meta["version"] == 1
     assert digest(model_dir(cfg)) == before
     assert sorted(p.name for p in (project / "models/history/ftlab-model").iterdir()) == ["v1", "versions.json"]
