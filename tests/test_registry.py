@@ -18,7 +18,7 @@ def test_dvc_yaml_declares_the_promoted_model_and_gto_tags_its_versions(tmp_path
     artifact = dvc_yaml["artifacts"][params["promote"]["name"]]
     assert artifact["type"] == "model"
     assert artifact["path"] == f"{params['promote']['dir']}/{params['promote']['name']}"
-    assert dvc_yaml["stages"]["promote"]["outs"] == ["${promote.dir}/${promote.name}"]
+    assert dvc_yaml["stages"]["promote"]["outs"][0] == {"${promote.dir}/${promote.name}": {"persist": True}}
 
     repo = tmp_path / "repo"
     (repo / artifact["path"]).mkdir(parents=True)

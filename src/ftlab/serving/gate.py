@@ -43,14 +43,14 @@ def rescore(model_dir: Path, test: pd.DataFrame, labels: list[str], task: Task) 
                       f"{task.name} labels {labels}")
     if meta.get("layout") == "ftlab":
         return _rescore_run_files(model_dir, test, labels, task), ""
-    if meta.get("task") == "text-classification":
-        from ftlab.serving.export import load_exported
-        from ftlab.serving.predict import class_probabilities
+    if meta.get("layout") == "bi-encoder":
+        return None, "a bi-encoder champion is not re-scored by ftlab yet"
+    from ftlab.serving.export import load_exported  # every other layout is an exported classifier
+    from ftlab.serving.predict import class_probabilities
 
-        model, tokenizer = load_exported(model_dir, meta)
-        probs = class_probabilities(model, tokenizer, test["text"].astype(str).tolist(), 64, meta["max_length"], bf16=False)
-        return task.predictions(test, list(np.log(probs.astype(np.float64) + 1e-12)), labels, {}), ""
-    return None, f"a {meta.get('task')} champion ({meta.get('layout')} layout) is not re-scored by ftlab yet"
+    model, tokenizer = load_exported(model_dir, meta)
+    probs = class_probabilities(model, tokenizer, test["text"].astype(str).tolist(), 64, meta["max_length"], bf16=False)
+    return task.predictions(test, list(np.log(probs.astype(np.float64) + 1e-12)), labels, {}), ""
 
 
 def _rescore_run_files(model_dir: Path, test: pd.DataFrame, labels: list[str], task: Task) -> pd.DataFrame:
