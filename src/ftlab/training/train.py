@@ -30,9 +30,9 @@ from ftlab.core.record import RunRecord, write_record
 from ftlab.data.prepare import DataError, load_prepared
 from ftlab.learning.config import Config, dump_config
 from ftlab.learning.methods import get_method
-from ftlab.learning.metrics import PeakMemory, dir_bytes
 from ftlab.learning.modeling import count_parameters, load_tokenizer, save_weights
 from ftlab.learning.tasks import Task
+from ftlab.training.cost import PeakMemory, dir_bytes
 from ftlab.training.identity import cell_identity, cell_key
 from ftlab.training.parallel import (
     is_main_process,
