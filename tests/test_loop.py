@@ -103,6 +103,15 @@ def test_a_batch_that_helps_is_promoted_and_rollback_restores_the_champion(proje
         ("promoted", 1), ("promoted", 2), ("rolled back", 1), ("rolled back", 2)]
 
 
+def test_promoting_the_serving_run_again_keeps_its_version(project, tiny_model):
+    """No new data, no retraining: the pick is the run already serving, re-exported as the same version
+    (never judged against itself, where evaluation noise could refuse it)."""
+    cfg = config(project, tiny_model)
+    meta = stages.promote(cfg)
+    assert meta["version"] == 1 and meta["promotion"]["same_run"], meta["promotion"]
+    assert "already serving" in meta["promotion"]["reason"] and not (project / "models/history/ftlab-model/v2").exists()
+
+
 def test_a_batch_with_shuffled_labels_is_refused_and_the_champion_keeps_serving(project, tiny_model, tmp_path):
     cfg = config(project, tiny_model)
     before = digest(model_dir(cfg))

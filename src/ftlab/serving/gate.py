@@ -18,6 +18,7 @@ re-score) is reported as such, and the challenger is promoted: there is no like-
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -49,7 +50,8 @@ def rescore(model_dir: Path, test: pd.DataFrame, labels: list[str], task: Task) 
     from ftlab.serving.predict import class_probabilities
 
     model, tokenizer = load_exported(model_dir, meta)
-    probs = class_probabilities(model, tokenizer, test["text"].astype(str).tolist(), 64, meta["max_length"], bf16=False)
+    probs = class_probabilities(model, tokenizer, test["text"].astype(str).tolist(), 64, meta["max_length"],
+                                bf16=meta.get("precision") == "bf16")  # the precision its run was tested in
     return task.predictions(test, list(np.log(probs.astype(np.float64) + 1e-12)), labels, {}), ""
 
 
@@ -64,16 +66,18 @@ def _rescore_run_files(model_dir: Path, test: pd.DataFrame, labels: list[str], t
     run_cfg, model, _ = load_run(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))
     dataset = task.tokenize(test, tokenizer, run_cfg.model.max_length, labels)
-    own = task.test_outputs(model, tokenizer, dataset, 64, False)
-    rows = own if own is not None else outputs(task, model, dataset, task.collator(tokenizer), 64, False)
+    bf16 = json.loads((model_dir / "ftlab.json").read_text()).get("precision") == "bf16"  # as its run evaluated
+    own = task.test_outputs(model, tokenizer, dataset, 64, bf16)
+    rows = own if own is not None else outputs(task, model, dataset, task.collator(tokenizer), 64, bf16)
     return task.predictions(test, rows, labels, read_record(model_dir).decision)
 
 
 def _compare(challenger: pd.DataFrame, champion: pd.DataFrame, labels: list[str], task: Task, level: float) -> dict:
     """Both models' primary metric and the paired test of challenger against champion, on these rows."""
     metric = task.primary
-    test = paired_bootstrap(task.example_scores(challenger, labels), task.example_scores(champion, labels), level,
-                            statistic=task.statistic, higher_is_better=metric.higher_is_better)
+    # one "seed" each: (1, examples, k), as the report stacks a method's seeds
+    test = paired_bootstrap(task.example_scores(challenger, labels)[None], task.example_scores(champion, labels)[None],
+                            level, statistic=task.statistic, higher_is_better=metric.higher_is_better)
     values = {side: float(task.test_metrics(df.reset_index(drop=True), labels)[metric.name])
               for side, df in (("challenger", challenger), ("champion", champion))}
     gain = test["difference"] if metric.higher_is_better else -test["difference"]
@@ -108,14 +112,23 @@ def decide(found: dict[str, dict], gate: str, tolerance: float) -> tuple[bool, s
                   f"({overall['gain']:+.4f} overall, p={overall['p_value']:.3g}; promote.gate is {gate})")
 
 
+def record_digest(run: Path) -> str:
+    """The run's metrics.json hash: a promoted model remembers which finished run it came from."""
+    return hashlib.sha256((run / "metrics.json").read_bytes()).hexdigest()
+
+
 def judge(champion_dir: Path, challenger: pd.DataFrame, test: pd.DataFrame, labels: list[str], task: Task,
-          gate: str, tolerance: float, level: float) -> dict[str, Any]:
-    """The gate's decision on the challenger's test predictions against the champion in ``champion_dir``."""
+          gate: str, tolerance: float, level: float, run_digest: str | None = None) -> dict[str, Any]:
+    """The gate's decision on the challenger's test predictions against the champion in ``champion_dir``.
+    A challenger that is the very run serving (``run_digest``) is not judged against itself."""
     base = {"gate": gate, "tolerance": tolerance, "metric": task.primary.name, "level": level}
     if not (champion_dir / "ftlab.json").is_file():
         return {**base, "promoted": True, "champion": None, "reason": "no champion yet: the first promotion"}
     champion_meta = json.loads((champion_dir / "ftlab.json").read_text())
     base["champion"] = {k: champion_meta.get(k) for k in ("version", "method", "seed", "train_size", "run")}
+    if run_digest is not None and champion_meta.get("run_record_sha256") == run_digest:
+        return {**base, "promoted": True, "same_run": True,
+                "reason": f"the pick is the run already serving (v{champion_meta.get('version')}): re-exported as that version"}
     champion, why_not = rescore(champion_dir, test, labels, task)
     if champion is None:
         return {**base, "promoted": True, "reason": f"the champion cannot be compared on these rows: {why_not}"}
@@ -138,4 +151,4 @@ def gate_run(cfg: Config, run: Path, champion_dir: Path) -> dict[str, Any]:
     if "slice" in test and "slice" not in challenger:
         challenger = challenger.assign(slice=test["slice"].to_numpy())
     return judge(champion_dir, challenger, test, labels, cfg.task_type(), cfg.promote.gate, cfg.promote.tolerance,
-                 cfg.report.confidence)
+                 cfg.report.confidence, record_digest(run))

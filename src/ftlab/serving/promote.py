@@ -73,7 +73,7 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
 
     from ftlab.analysis.runs import load_run
     from ftlab.serving.export import export_classifier
-    from ftlab.serving.gate import gate_run
+    from ftlab.serving.gate import gate_run, record_digest
 
     report = cfg.report.dir / "comparison.json"
     if not report.is_file():
@@ -84,9 +84,12 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
     decision = gate_run(cfg, run, out) | {"challenger": {"method": cell.method, "seed": cell.seed,
                                                           "train_size": cell.train_size, "run": str(run)}}
     if not decision["promoted"]:
-        return refused(cfg, out, decision)
-    decision["version"] = versions.next_version(cfg, out)
-    versions.archive(cfg, out)
+        return versions.keep_serving(cfg, out, decision)
+    if decision.get("same_run"):  # the serving model's own run: a fresh export, the same version
+        decision["version"] = versions.serving(out)["version"]  # type: ignore[index]
+    else:
+        decision["version"] = versions.next_version(cfg, out)
+        versions.archive(cfg, out)
     run_cfg, model, labels = load_run(run)
     tokenizer = AutoTokenizer.from_pretrained(str(run / "tokenizer"))
     record = read_record(run)
@@ -104,7 +107,8 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
         reference(run, tmp / "reference.parquet")
         meta = task_meta(run_cfg, labels) | bi | {
             "format": FORMAT, "version": decision["version"], "layout": layout, "method": cell.method, "seed": cell.seed,
-            "train_size": cell.train_size, "run": str(run), "precision": record.cost.precision,
+            "train_size": cell.train_size, "run": str(run), "run_record_sha256": record_digest(run),
+            "precision": record.cost.precision,
             "base_model": run_cfg.model.name, "pooling": run_cfg.model.pooling, "max_length": run_cfg.model.max_length,
             "data_fingerprint": data_fingerprint(cfg),
             # held-out quality on the whole test split: the monitor's accuracy baseline for labelled new data
@@ -116,15 +120,6 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
     write_json(versions.promotion_file(cfg), decision)
     log.info("promoted %s %s (%s layout) to %s as v%d", cell.method, cell.name, layout, out, decision["version"])
     return meta | {"promotion": decision}
-
-
-def refused(cfg: Config, out: Path, decision: dict) -> dict:
-    """The champion keeps serving: the decision is recorded, nothing under ``out`` changes."""
-    versions.ensure_history(cfg)
-    write_json(versions.promotion_file(cfg), decision)
-    log.warning("promote: the challenger %s is refused, %s keeps serving: %s", decision["challenger"], out,
-                decision["reason"])
-    return (versions.serving(out) or {}) | {"promotion": decision}
 
 
 REFERENCE_ROWS = 1000

@@ -80,14 +80,20 @@ def keep(cfg: Config, model_dir: Path, decision: dict) -> None:
     """Copy the model just promoted into the history and log it."""
     version = serving(model_dir)["version"]  # type: ignore[index]
     _copy(model_dir, cfg, version)
-    entry = {"event": "promoted", "version": version, "at": now(),
+    entry = {"event": "re-exported" if decision.get("same_run") else "promoted", "version": version, "at": now(),
              **{k: decision.get(k) for k in ("challenger", "gate", "reason")}}
     write_json(log_file(cfg), [*read_log(cfg), entry])
 
 
-def ensure_history(cfg: Config) -> None:
+def keep_serving(cfg: Config, model_dir: Path, decision: dict) -> dict:
+    """A refused challenger: the decision is recorded, nothing under ``model_dir`` changes; returns the
+    serving model's ftlab.json with the decision."""
     if not log_file(cfg).is_file():
-        write_json(log_file(cfg), [])
+        write_json(log_file(cfg), [])  # the history is a DVC output: it exists even before a version does
+    write_json(promotion_file(cfg), decision)
+    log.warning("promote: the challenger %s is refused, %s keeps serving: %s", decision["challenger"], model_dir,
+                decision["reason"])
+    return (serving(model_dir) or {}) | {"promotion": decision}
 
 
 def rollback(cfg: Config, model_dir: Path, to: int | None = None) -> dict:
