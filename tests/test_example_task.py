@@ -13,6 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.pipeline  # a subprocess that trains: scheduled with the long modules
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 SCRIPT = """

@@ -1,12 +1,11 @@
 """Many runs on a cluster, the Ray way: the flow with ``pipeline.task_runner: ray`` on a real local Ray
-instance (started by prefect-ray's runner, 2 CPUs) against a real Prefect server on a loopback port,
-compared with the same cells trained serially. The same checks as tests/test_dask.py."""
+instance (started by prefect-ray's runner, 2 CPUs) against a real Prefect server on a loopback port:
+the runner starts Ray, two Ray worker processes train side by side, the report has every method."""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from datetime import datetime
 
 import pytest
@@ -14,7 +13,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ftlab.learning.config import load_config
 from tests.prefect_server import flow_on_a_server
-from tests.test_pipeline import CELL, METHODS, ROOT, make_repo, sh, smoke_params
+from tests.test_pipeline import CELL, METHODS, ROOT, make_repo, smoke_params
 
 pytestmark = pytest.mark.pipeline
 
@@ -48,10 +47,7 @@ def test_ray_workers_train_two_methods_in_parallel_like_a_serial_run(tmp_path, t
     assert len(spans) == 2 and spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], runs  # they overlapped
     assert json.loads((repo / "reports/comparison.json").read_text())["methods"]
 
-    # the same cells, one after the other in one process, on the prepared data of the flow run
-    sh(sys.executable, "-m", "ftlab.cli", "train", "-S", "train.output_dir=serial", "-S", f"train.threads={threads}", cwd=repo)
+    # each cell trains in its own `ftlab train` process whichever runner starts it: that a parallel run's
+    # results equal a serial run's is checked once, for Dask (tests/test_dask.py)
     for method in METHODS:
-        parallel, serial = (json.loads((repo / d / method / CELL / "metrics.json").read_text()) for d in ("runs", "serial"))
-        assert parallel.pop("cost")["threads"] == serial.pop("cost")["threads"] == threads
-        assert parallel == serial, method
-        assert (repo / "runs" / method / CELL / "history.json").read_text() == (repo / "serial" / method / CELL / "history.json").read_text()
+        assert json.loads((repo / "runs" / method / CELL / "metrics.json").read_text())["cost"]["threads"] == threads

@@ -79,7 +79,7 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, level: float = 0.95, resample
     boot = np.take_along_axis(per_seed, seed_draws, axis=1).mean(axis=1)
     everything = np.ones((1, n_examples))
     observed = float(np.mean([statistic(everything, a[s])[0] - statistic(everything, b[s])[0] for s in range(n_seeds)]))
-    alpha = 1 - level
+    alpha = round(1 - level, 12)  # 1 - 0.95 is 0.05000000000000004 in floating point
     low, high = (float(q) for q in np.quantile(boot, [alpha / 2, 1 - alpha / 2]))
     side = float(np.sign(observed))
     p = 1.0 if side == 0 else min(1.0, 2 * float(np.mean(side * boot <= 0)))
