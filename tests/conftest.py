@@ -22,6 +22,10 @@ os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.envir
 # pytest-xdist workers never share it (and the user's ~/.prefect is never touched)
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="ftlab-tests-prefect-")
 atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], True)
+# Each pytest-xdist worker gets its share of the cores for the torch and BLAS threads of every
+# process it starts (training sets its own with train.threads): two workers with two threads each on
+# two cores oversubscribe them, and OpenMP's spinning threads then slow every process down.
+os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The modules marked ``pipeline`` first, each module's tests in their order: pytest-xdist hands
