@@ -3,12 +3,15 @@
 Recommendation rules, at the largest train size (quality is the mean primary test metric over seeds):
 
 * ``best``: the best quality. Ties go to fewer trainable parameters, then less train time.
-* ``cheapest_within_tolerance``: among the best and every method that is not significantly worse
-  than it (or is, but by at most ``tolerance``), the one with the fewest trainable parameters
-  (ties: less train time). A costlier method is preferred only when it is significantly better.
-  "Cost" here means trainable parameters, since they set the artifact size and optimizer state;
-  train time is reported beside it and never mixed in. Methods whose checks say "overfit" are
-  skipped unless every qualifying method overfits.
+* ``cheapest_within_tolerance``: the best, unless a cheaper method is *shown* as good: non-inferior
+  to the best within ``tolerance`` (the whole interval of its paired difference to the best lies
+  above −tolerance: :mod:`ftlab.analysis.noninferiority`). Among those, the one with the fewest
+  trainable parameters. "No significant difference" never qualifies a method: with few seeds or a
+  small test set nothing is significant. "Cheaper" means fewer trainable parameters (they set the
+  artifact size and optimizer state), or as many and a train time shorter by more than its noise:
+  ``report.time_noise`` of the best's time and, with two seeds or more each, a Welch test of the
+  seeds' times. Methods whose checks say "overfit" are skipped unless every qualifying method
+  overfits. When no cheaper method is shown non-inferior, the text says what would settle it.
 * ``within_memory_budget`` / ``within_time_budget``: the best method whose
   ``peak_memory_mb`` / ``train_seconds`` is at most the budget. Null when no budget is set;
   ``method: null`` with a note when nothing fits.
@@ -16,7 +19,10 @@ Recommendation rules, at the largest train size (quality is the mean primary tes
 
 from __future__ import annotations
 
-from ftlab.analysis.render import count, mib, p_value
+from scipy import stats as sps
+
+from ftlab.analysis.noninferiority import assess, settle_text
+from ftlab.analysis.render import count, mib
 from ftlab.core.config import ReportConfig
 
 
@@ -49,32 +55,68 @@ def _budget(rows: list[dict], key: str, budget: float | None, unit: str, what: s
                     f"({pick['primary']:.3f} {metric}, {pick[key]:g} {unit})"}
 
 
-def _equivalent(row: dict, best: dict, tolerance: float) -> bool:
-    """Not worth paying for the best instead: not significantly worse, or worse by at most the tolerance."""
-    test = row["vs_best"]
-    return row is best or best["score"] - row["score"] <= tolerance + 1e-9 or (
-        test is not None and test["verdict"] != "worse")
+def _cheaper(row: dict, best: dict, cfg: ReportConfig) -> str | None:
+    """Why ``row`` costs less than ``best``, or None: fewer trainable parameters, or as many and a
+    train time shorter by more than the run-to-run noise."""
+    if row["trainable_params"] != best["trainable_params"]:
+        return "fewer trainable parameters" if row["trainable_params"] < best["trainable_params"] else None
+    saved = best["train_seconds"] - row["train_seconds"]
+    if saved <= cfg.time_noise * best["train_seconds"]:
+        return None
+    spreads = row.get("train_seconds_std"), best.get("train_seconds_std")
+    if None not in spreads:  # two seeds or more each: the saving must also beat the seeds' spread
+        test = sps.ttest_ind_from_stats(row["train_seconds"], spreads[0], len(row["seeds"]),
+                                        best["train_seconds"], spreads[1], len(best["seeds"]), equal_var=False)
+        if not test.pvalue < round(1 - cfg.confidence, 12):
+            return None
+    return "as many trainable parameters and a clearly shorter train time"
+
+
+def _qualified(rows: list[dict], best: dict, cfg: ReportConfig) -> list[dict]:
+    """The best and every cheaper method shown non-inferior to it."""
+    return [best] + [r for r in rows if r is not best and (r.get("noninferiority") or {}).get("noninferior")
+                     and _cheaper(r, best, cfg)]
+
+
+def _unsettled(rows: list[dict], best: dict, cfg: ReportConfig) -> str:
+    """Why no cheaper method replaces the best: inferior, not shown non-inferior (with what would
+    settle it), or no cheaper beyond the noise."""
+    parts = []
+    for r in rows:
+        ni = r.get("noninferiority")
+        if r is best or ni is None or not _cheaper(r, best, cfg):
+            continue
+        if ni["noninferior"]:
+            parts.append(f"{r['method']} is non-inferior but overfit")
+        elif ni["inferior"]:
+            parts.append(f"{r['method']} is inferior (its interval lies below the margin)")
+        elif not ni["noninferior"]:
+            parts.append(f"{r['method']} is not shown non-inferior ({_points(ni)}); "
+                         + settle_text(ni["settle"], r["vs_best"]))
+    return " ".join(p + "." for p in parts)
+
+
+def _points(ni: dict) -> str:
+    return (f"difference {ni['difference']:+.3g}, interval [{ni['ci_low']:+.3g}, {ni['ci_high']:+.3g}] "
+            f"against a margin of {ni['margin']:+.3g}")
 
 
 def _significance(row: dict) -> str:
-    test = row["vs_best"]
-    if test is None:
-        return "not tested"
-    word = "significantly" if test["verdict"] != "no significant difference" else "not significantly"
-    return f"{word} different at {test['level']:.0%} ({p_value(test['p_value'])})"
+    ni = row["noninferiority"]
+    return f"non-inferior at {row['vs_best']['level']:.0%} ({_points(ni)})"
 
 
-def recommend(rows: list[dict], cfg: ReportConfig, metric: str = "accuracy") -> dict:
+def recommend(rows: list[dict], cfg: ReportConfig, metric: str = "accuracy", higher_is_better: bool = True) -> dict:
     """Apply the recommendation rules in the module docstring to the rows of the largest train size;
-    ``metric`` names the task's primary metric in the text."""
+    ``metric`` names the task's primary metric in the text. Sets each row's ``noninferiority``."""
     best = best_row(rows)
-    points = 100 * cfg.tolerance
-    unit = "point" if points == 1 else "points"
-    within = [r for r in rows if _equivalent(r, best, cfg.tolerance)]
+    for r in rows:
+        r["noninferiority"] = None if r is best else assess(r.get("vs_best"), cfg.tolerance, higher_is_better)
+    within = _qualified(rows, best, cfg)
     healthy = [r for r in within if r["overfitting"] != "overfit"]
     pick = min(healthy or within, key=lambda r: (r["trainable_params"], r["train_seconds"]))
     why = (f"fewest trainable parameters ({count(pick['trainable_params'])}, ties broken by train time) "
-           f"among the best and the methods not significantly worse than it or within {points:g} {unit}: "
+           f"among the best and the cheaper methods shown non-inferior to it within {cfg.tolerance:g}: "
            + ", ".join(r["method"] for r in within))
     skipped = [r["method"] for r in within if r["overfitting"] == "overfit"]
     if skipped:
@@ -83,16 +125,16 @@ def recommend(rows: list[dict], cfg: ReportConfig, metric: str = "accuracy") -> 
     time_pick = _budget(rows, "train_seconds", cfg.time_budget_s, "s", "time", metric)
 
     if pick is best:
-        cheaper = [r for r in rows if r["trainable_params"] < best["trainable_params"]]
-        text = (f"Pick {best['method']}: it has the best {metric} ({best['primary']:.3f}), and "
-                + ("every method with fewer trainable parameters is significantly worse by more than "
-                   f"{points:g} {unit}." if cheaper else "no method trains fewer parameters."))
+        cheaper = [r for r in rows if r is not best and _cheaper(r, best, cfg)]
+        text = f"Pick {best['method']}: it has the best {metric} ({best['primary']:.3f}) and "
+        text += (f"no cheaper method is shown as good within {cfg.tolerance:g}: "
+                 + (_unsettled(rows, best, cfg) or "none was tested against it.")
+                 if cheaper else "no method costs less beyond the noise of train time.")
     else:
         saved = 1 - pick["train_seconds"] / best["train_seconds"]
         sizes = f"{mib(pick['artifact_bytes']):.3g} MB", f"{mib(best['artifact_bytes']):.3g} MB"
-        text = (f"Pick {pick['method']}: {pick['primary']:.3f} {metric}, "
-                f"{100 * (best['score'] - pick['score']):.1f} points worse than {best['method']} "
-                f"({best['primary']:.3f}), {_significance(pick)}; it trains {pick['trainable_percent']:.3g}% "
+        text = (f"Pick {pick['method']}: {pick['primary']:.3f} {metric} against {best['method']}'s "
+                f"{best['primary']:.3f}, {_significance(pick)}; it trains {pick['trainable_percent']:.3g}% "
                 f"of the parameters in {abs(saved):.0%} {'less' if saved >= 0 else 'more'} time"
                 + (f", with an artifact of {sizes[0]} instead of {sizes[1]}." if sizes[0] != sizes[1] else "."))
     text += "".join(f" {b['note']}." for b in (memory_pick, time_pick) if b)

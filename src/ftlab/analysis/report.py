@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ftlab.analysis import checks, slices
+from ftlab.analysis import checks, noninferiority, slices
 from ftlab.analysis.recommend import best_row, pareto, recommend
 from ftlab.analysis.render import html, markdown, plots
 from ftlab.analysis.rundir import Run
@@ -105,6 +105,7 @@ def _summarize(runs: list[dict], level: float) -> dict:
         **{f"{name}_ci": [st["ci_low"], st["ci_high"]] for name, st in stats.items()},
         **{k: first[k] for k in ("trainable_params", "total_params", "trainable_percent")},
         **{k: float(np.mean([r[k] for r in runs])) for k in COST_KEYS},
+        "train_seconds_std": float(np.std([r["train_seconds"] for r in runs], ddof=1)) if len(runs) > 1 else None,
         "overfitting": verdict,
         "overfitting_reasons": sorted({reason for r in runs for reason in r["overfitting_reasons"]}),
         **({"slices": by_slice} if (by_slice := slices.summarize(runs, level)) else {}),
@@ -198,7 +199,7 @@ def compare(run_dirs: list[Path], checks_dirs: list[Path | None], cfg: ReportCon
                            "statistic": task.statistic.label, "points": task.statistic.points},
         "metrics": [{"name": m.name, "label": m.label, "higher_is_better": m.higher_is_better} for m in task.metrics],
         "methods": rows,
-        "recommendation": recommend(rows, cfg, task.primary.label),
+        "recommendation": recommend(rows, cfg, task.primary.label, task.primary.higher_is_better),
         "baselines": _against_baselines(list(baselines), main["best"], runs, cfg.confidence, task),
         "confidence": cfg.confidence,
         "seeds": sorted({r["seed"] for r in runs}),
@@ -234,7 +235,7 @@ def _sizes(groups: dict[Any, dict[str, list[dict]]], level: float, task: Task) -
 
 def _write(out_dir: Path, result: dict, pngs: dict[str, bytes]) -> None:
     """comparison.{json,md,html} and the plots, each file replaced whole."""
-    text = markdown(result) + slices.markdown(result)
+    text = markdown(result) + noninferiority.markdown(result) + slices.markdown(result)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, data in pngs.items():
         tmp = out_dir / f".{name}.tmp-{os.getpid()}"

@@ -54,8 +54,9 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, level: float = 0.95, resample
     :class:`~ftlab.learning.tasks.base.Statistic`: accuracy, micro-F1 from tp/fp/fn, Spearman from target and
     prediction). The default is the mean of the one column (1/0 for right/wrong gives accuracy).
 
-    Returns the observed difference A − B of the metric (averaged over seeds), its percentile
-    bootstrap interval at ``level``, a two-sided p-value and the verdict for A, "better"/"worse" in
+    Returns the observed difference A − B of the metric (averaged over seeds) and per seed, its
+    percentile bootstrap interval at ``level`` and standard error (the power estimates of
+    :mod:`ftlab.analysis.noninferiority` scale it), a two-sided p-value and the verdict for A, "better"/"worse" in
     the metric's direction (``higher_is_better``) when the interval excludes 0. The p-value counts
     the resamples on the other side of 0 from the observed difference (doubled), and a verdict
     agrees in sign with the observed difference: an interval that excludes 0 on the other side (a
@@ -78,7 +79,8 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, level: float = 0.95, resample
     # per resample: the mean over drawn seeds of that seed's difference on the drawn examples
     boot = np.take_along_axis(per_seed, seed_draws, axis=1).mean(axis=1)
     everything = np.ones((1, n_examples))
-    observed = float(np.mean([statistic(everything, a[s])[0] - statistic(everything, b[s])[0] for s in range(n_seeds)]))
+    per_seed_observed = [float(statistic(everything, a[s])[0] - statistic(everything, b[s])[0]) for s in range(n_seeds)]
+    observed = float(np.mean(per_seed_observed))
     alpha = round(1 - level, 12)  # 1 - 0.95 is 0.05000000000000004 in floating point
     low, high = (float(q) for q in np.quantile(boot, [alpha / 2, 1 - alpha / 2]))
     side = float(np.sign(observed))
@@ -88,5 +90,6 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, level: float = 0.95, resample
     significant = side != 0 and side * low > 0 and side * high > 0 and p < alpha
     better = side > 0 if higher_is_better else side < 0
     verdict: Verdict = ("no significant difference" if not significant else "better" if better else "worse")
-    return {"difference": observed, "ci_low": low, "ci_high": high,
-            "p_value": p, "verdict": verdict, "level": level, "seeds": n_seeds, "examples": n_examples}
+    return {"difference": observed, "ci_low": low, "ci_high": high, "std_error": float(boot.std(ddof=1)),
+            "per_seed": per_seed_observed, "p_value": p, "verdict": verdict, "level": level,
+            "seeds": n_seeds, "examples": n_examples}

@@ -173,8 +173,11 @@ class ReportConfig(Strict):
 
     memory_budget_mb: float | None = Field(None, gt=0)
     time_budget_s: float | None = Field(None, gt=0)
-    # a costlier method must be significantly better than a cheaper one, and by more than this
+    # the non-inferiority margin: a cheaper method replaces the best only when the whole interval of
+    # its difference to the best lies above -tolerance (in the primary metric's units)
     tolerance: float = Field(0.01, ge=0.0, le=1.0)
+    # a train-time saving below this share of the best's time is noise, never a reason to pick a method
+    time_noise: float = Field(0.10, ge=0.0, lt=1.0)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)  # of the intervals and the paired tests
     dir: Path = Path("reports")  # validation, checks and the comparison are written here
 
