@@ -25,6 +25,14 @@ def test_defaults_are_valid_and_round_trip(tmp_path):
     [
         ("methods: [full, lorra]", "methods", "unknown method"),
         ("methods: []", "methods", "at least one method"),
+        ("methods: null", "methods", "at least one method"),
+        ("methods: [full, full]", "methods", "lists a method twice"),
+        # issue 37: an empty list planned no cell under one driver and another grid under the other
+        ("seeds: []", "seeds", "at least one seed, e.g. [42]"),
+        ("seeds: null", "seeds", "at least one seed"),
+        ("seeds: [1, 1]", "seeds", "lists a value twice"),
+        ("train_sizes: []", "train_sizes", "at least one train size, e.g. [all]"),
+        ("train_sizes: [100, 100.0]", "train_sizes", "lists a value twice"),
         ("trian: {epochs: 1}", "trian", "unknown key"),
         ("train: {epoch: 1}", "train.epoch", "unknown key"),
         ("method_params: {lora: {rank: 4}}", "method_params.lora.rank", "unknown key"),
@@ -126,3 +134,29 @@ def test_a_params_file_that_cannot_be_read_says_so(tmp_path):
     (tmp_path / "params.yaml").symlink_to("/proc/self/mem")  # a regular file whose read fails (EIO)
     with pytest.raises(ConfigError, match=r"params\.yaml cannot be read"):
         load_config(tmp_path / "params.yaml")
+
+
+# ---- issue 37: the grid's lists, empty, under both drivers ---------------------------------------
+def test_seeds_left_out_train_at_seed_and_an_empty_list_names_its_line(tmp_path):
+    assert load_yaml(tmp_path, "seed: 7\n").seeds == [7]
+    with pytest.raises(ConfigError) as info:
+        load_yaml(tmp_path, "seed: 7\nmethods: [full]\nseeds: []\n")
+    assert "seeds: must list at least one seed, e.g. [42] (line 3)" in str(info.value), str(info.value)
+    with pytest.raises(ConfigError, match=r"train_sizes: must list at least one train size"):
+        load_config(None, {"train_sizes": []})  # ftlab -S train_sizes=[] and dvc exp run -S alike
+
+
+def test_plan_with_no_train_size_refuses_and_keeps_the_earlier_plan(tmp_path, monkeypatch):
+    """`ftlab plan` (dvc.yaml's plan stage) used to plan 0 cells and delete the earlier plan files."""
+    from typer.testing import CliRunner
+
+    from ftlab.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("methods: [full]\ntrain_sizes: []\n")
+    earlier = tmp_path / "reports/plan/full/s42-nall.json"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text("{}")
+    result = CliRunner().invoke(app, ["plan"])
+    assert result.exit_code == 1 and "train_sizes: must list at least one train size" in result.output, result.output
+    assert earlier.read_text() == "{}"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
 from ftlab.core.config import (
     Cell,
@@ -57,6 +57,8 @@ else:
 
 
 DEFAULT_TASK = "classification"  # task.type when params.yaml names none
+# the grid's lists: what one item is, and an example value, for the error naming an empty one
+_LISTS = {"methods": ("method", "[full, lora]"), "seeds": ("seed", "[42]"), "train_sizes": ("train size", "[all]")}
 
 
 def _default_task() -> Any:
@@ -102,8 +104,6 @@ class Config(Strict):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("must list at least one method")
         unknown = [m for m in v if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown method(s) {unknown}; known: {sorted(METHODS)}")
@@ -114,9 +114,22 @@ class Config(Strict):
     @model_validator(mode="before")
     @classmethod
     def _seeds_default_to_seed(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("seeds"):
+        """No ``seeds`` key: train at ``seed``. A key given empty is not this default (see _listed)."""
+        if isinstance(data, dict) and "seeds" not in data:
             data = {**data, "seeds": [data.get("seed", 42)]}
         return data
+
+    @field_validator("methods", "seeds", "train_sizes", mode="before")
+    @classmethod
+    def _listed(cls, v: Any, info: ValidationInfo) -> Any:
+        """The grid is methods × seeds × train sizes, and both drivers expand it: an empty (or null)
+        list gave no cell to `ftlab plan` (which then deleted the earlier plan) and no train stage to
+        dvc.yaml's matrix, while `ftlab` fell back to ``seed`` for seeds. Refused here, where every
+        driver's every command reads the params, so they cannot disagree."""
+        if v is None or (isinstance(v, list) and not v):
+            what, example = _LISTS[info.field_name or ""]
+            raise ValueError(f"must list at least one {what}, e.g. {example}")
+        return v
 
     @model_validator(mode="before")
     @classmethod
