@@ -63,7 +63,8 @@ def _settle(test: dict, difference: float, tolerance: float) -> dict:
     notes = []
     if seed_part is None:
         notes.append("with one seed the seed-to-seed spread is unknown: the row count assumes none, so run at "
-                     "least 3 seeds as well")
+                     "least 3 seeds as well" if seeds == 1 else
+                     "the test holds no per-seed differences: the row count leaves the seed spread out")
     elif need_seeds is None:
         notes.append("more seeds alone cannot settle it: the test set's own sampling error is too large")
     if need_rows is None:
@@ -78,8 +79,9 @@ def settle_text(settle: dict, test: dict) -> str:
         options.append(f"about {settle['test_rows']:,} test rows (now {test['examples']:,})")
     if settle["seeds"] is not None:
         options.append(f"{settle['seeds']} seeds (now {test['seeds']})")
-    text = (" or ".join(options) + " would settle it at 80% power if the difference is as observed"
-            if options else "no amount of data would likely settle it")
+    if not options:
+        return settle["note"] or "no amount of data would likely settle it"
+    text = " or ".join(options) + " would settle it at 80% power if the difference is as observed"
     return text + (f" ({settle['note']})" if settle["note"] else "")
 
 
