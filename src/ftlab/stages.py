@@ -29,6 +29,7 @@ from ftlab.core.layout import checks_dir, plan_file, run_dir, search_file, valid
 from ftlab.learning.config import Config
 
 if TYPE_CHECKING:
+    from ftlab.data.ingest import Answers
     from ftlab.serving.monitor import InputColumns
 
 
@@ -59,25 +60,43 @@ def prepare(cfg: Config) -> Path:
     return prepare_data(cfg, cfg.data.prepared_dir)
 
 
-def ingest(cfg: Config, path: Path, name: str | None = None) -> dict:
+def ingest(cfg: Config, path: Path, name: str | None = None, answers: Answers | None = None) -> dict:
     """Keep a batch of new rows under ``data.batches_dir`` (labelled: it joins training at the next
-    prepare); in a DVC project the batch is ``dvc add``-ed, versioned like the rest of the data."""
-    from ftlab.data.ingest import ingest as keep
+    prepare); in a DVC project the batch is ``dvc add``-ed, versioned like the rest of the data.
+    ``answers``: the user's answers to what the batch may raise (new classes, duplicate or unlabelled
+    rows; see :class:`ftlab.data.ingest.Answers`). One ingest at a time, from numbering to ``dvc add``;
+    a batch an earlier ingest renamed but was stopped before adding is added first."""
+    from ftlab.data.batches import batch_dirs, locked
+    from ftlab.data.ingest import Answers, ingest as keep
 
-    info = keep(Path(path), cfg.task_type(), cfg.data, name)
-    batch = Path(info["dir"]).resolve()
-    project = next((d for d in batch.parents if (d / ".dvc").is_dir()), None)  # the DVC project holding it
-    if project is not None:
-        from dvc.exceptions import DvcException
-        from dvc.repo import Repo
-
-        try:
-            with Repo(str(project)) as repo:
-                repo.add(str(batch))
+    with locked(cfg.data.batches_dir):
+        for batch in batch_dirs(cfg.data.batches_dir):
+            if not batch.with_name(f"{batch.name}.dvc").is_file() and _dvc_add(batch):
+                log.warning("%s was ingested but not versioned (its ingest was stopped): dvc add-ed now; commit "
+                            "%s.dvc", batch, batch)
+        info = keep(Path(path), cfg.task_type(), cfg.data, cfg.seed, name, answers or Answers())
+        if _dvc_add(Path(info["dir"])):
             info["dvc_file"] = f"{info['dir']}.dvc"
-        except DvcException as e:  # e.g. a batches_dir that .dvcignore leaves out: the batch is kept, unversioned
-            log.warning("%s is kept but not versioned by DVC (%s: %s)", batch, type(e).__name__, e)
     return info
+
+
+def _dvc_add(batch: Path) -> bool:
+    """``dvc add`` the batch in the DVC project holding it; False outside one, or where DVC refuses it
+    (e.g. a batches_dir that .dvcignore leaves out: the batch is kept, unversioned, with a warning)."""
+    batch = batch.resolve()
+    project = next((d for d in batch.parents if (d / ".dvc").is_dir()), None)
+    if project is None:
+        return False
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(project)) as repo:
+            repo.add(str(batch))
+    except DvcException as e:
+        log.warning("%s is kept but not versioned by DVC (%s: %s)", batch, type(e).__name__, e)
+        return False
+    return True
 
 
 def validate(cfg: Config) -> dict:

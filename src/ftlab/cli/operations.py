@@ -22,14 +22,30 @@ HEADER = typer.Option(True, "--header/--no-header",
 def ingest(
     file: Path = typer.Argument(..., metavar="FILE", help="CSV, TSV, JSONL or Parquet file of new rows, in the training columns"),
     name: str | None = typer.Option(None, "--name", metavar="NAME", help="the batch's name, its slice in reports (default: the file's name)"),
+    new_labels: bool = typer.Option(False, "--new-labels", help="accept labels that are not the classes trained on as new classes "
+                                    "(default: refuse them, naming them)"),
+    duplicates: str = typer.Option("refuse", "--duplicates", metavar="refuse|drop|keep",
+                                   help="rows the source or an earlier batch already holds (same content, whatever the bytes): "
+                                        "refuse the file (default), drop them, or keep them (they count twice)"),
+    unlabelled_rows: str = typer.Option("refuse", "--unlabelled-rows", metavar="refuse|drop",
+                                        help="rows without a label in a labelled file: refuse the file (default) or drop them"),
     params: Path | None = PARAMS,
     set_: list[str] | None = SET,
 ) -> None:
     """Keep a batch of new rows under data.batches_dir: with labels it joins training (and the test set) at the next run; without, it is for monitoring."""
-    info = run_stage("ingest", params, set_, file, name)
+    from ftlab.data.ingest import Answers
+    from ftlab.data.prepare import DataError
+
+    try:
+        answers = Answers(new_labels, duplicates, unlabelled_rows)
+    except DataError as e:
+        fail(typer.BadParameter(str(e)))
+    info = run_stage("ingest", params, set_, file, name, answers)
     use = ("joins training at the next `dvc repro` / `ftlab pipeline`" if info["labelled"]
            else f"has no labels: monitor it with `ftlab monitor --input {info['dir']}/rows.parquet`")
     say(f"ingested {info['rows']} rows from {file} as batch {info['name']!r} ({info['dir']}); it {use}")
+    for note in info["notes"]:
+        say(f"  {note}")
     if "dvc_file" in info:
         say(f"versioned by DVC: commit {info['dvc_file']} (git add {info['dvc_file']} data/batches/.gitignore)")
 

@@ -2,8 +2,10 @@
 
 A batch is a directory ``<data.batches_dir>/<NNNN>-<name>/`` holding ``rows.parquet`` (the task's
 canonical columns and ``origin``, the file and line of each row) and ``batch.json`` (where and when
-it came from, the file's SHA-256, its rows, whether it is labelled). It is written whole or not at
-all, read with the training readers and refused for the same reasons a training file is.
+it came from, the file's SHA-256, its rows, whether it is labelled, and every answer ingest gave:
+label ids read as names, new classes, duplicate or unlabelled rows). It is written in a hidden
+``.<NNNN>-<name>.tmp-<pid>`` directory and renamed whole, so only a directory named ``NNNN-name``
+is a batch; one ingest at a time holds :func:`locked` from numbering to ``dvc add``.
 
 A **labelled** batch joins training: prepare splits each one into train/validation/test with the
 data seed (stratified like the source), so the test split always holds the newest distribution,
@@ -14,33 +16,96 @@ report and the promotion gate. An **unlabelled** batch (no label column) is kept
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
+import psutil
 
 from ftlab.core.config import DataConfig
 from ftlab.data.splitting import draw
 
+log = logging.getLogger(__name__)
 SOURCE_SLICE = "source"  # the slice of the rows data.source provided
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+BATCH_DIR = re.compile(r"(\d{4,})-(" + NAME.pattern + ")")
+_HELD: set[Path] = set()  # batches_dirs this process holds the lock of
+_TEMP = re.compile(r"\.\d{4,}-.+\.(?:tmp|old)-(\d+)")  # what atomic_dir leaves when its process is killed
+
+
+class Batch(NamedTuple):
+    """A labelled batch as prepare reads it: its name (its slice), rows and ``batch.json``."""
+
+    name: str
+    rows: pd.DataFrame
+    info: dict
+    path: Path
 
 
 def batch_dirs(batches_dir: Path) -> list[Path]:
-    """The batches, oldest first (their numbered names sort by arrival)."""
+    """The completed batches, oldest first (their numbered names sort by arrival): ``NNNN-name``
+    directories with a ``batch.json``; never a temporary directory a killed ingest left."""
     if not batches_dir.is_dir():
         return []
-    return sorted(p for p in batches_dir.iterdir() if p.is_dir() and (p / "batch.json").is_file())
+    return sorted(p for p in batches_dir.iterdir()
+                  if BATCH_DIR.fullmatch(p.name) and p.is_dir() and (p / "batch.json").is_file())
+
+
+@contextmanager
+def locked(batches_dir: Path) -> Iterator[None]:
+    """One ingest at a time in ``batches_dir``: an exclusive ``flock`` on the directory itself (no lock
+    file for git to list), released by the kernel when the holder exits, even by SIGKILL. Re-entrant
+    within a process (a second flock there would wait for itself)."""
+    batches_dir.mkdir(parents=True, exist_ok=True)
+    key = batches_dir.resolve()
+    if key in _HELD:
+        yield
+        return
+    fd = os.open(batches_dir, os.O_RDONLY)
+    _HELD.add(key)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another ingest into %s to finish", batches_dir)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        _HELD.discard(key)
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def remove_stale(batches_dir: Path) -> list[Path]:
+    """Delete the temporary directories of ingests that were killed (their process is gone); call it
+    holding :func:`locked`. Returns what was removed."""
+    stale = [p for p in batches_dir.iterdir() if (m := _TEMP.fullmatch(p.name)) and not psutil.pid_exists(int(m[1]))]
+    for path in stale:
+        log.warning("removing %s, left by an ingest that was killed", path)
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return stale
 
 
 def read_info(batch: Path) -> dict:
     return json.loads((batch / "batch.json").read_text())
 
 
-def labelled(cfg: DataConfig) -> list[tuple[str, pd.DataFrame]]:
-    """(name, rows) of every labelled batch, oldest first: what prepare adds to the source's rows."""
-    return [(read_info(b)["name"], pd.read_parquet(b / "rows.parquet"))
-            for b in batch_dirs(cfg.batches_dir) if read_info(b)["labelled"]]
+def read_batches(cfg: DataConfig, labelled: bool) -> list[Batch]:
+    """Every labelled (or every unlabelled) batch, oldest first."""
+    return [Batch(info["name"], pd.read_parquet(b / "rows.parquet"), info, b)
+            for b in batch_dirs(cfg.batches_dir) if (info := read_info(b))["labelled"] == labelled]
+
+
+def labelled(cfg: DataConfig) -> list[Batch]:
+    """Every labelled batch, oldest first: what prepare adds to the source's rows."""
+    return read_batches(cfg, labelled=True)
 
 
 def digests(cfg: DataConfig) -> dict[str, str]:

@@ -4,8 +4,12 @@ A class label is its text: ``01`` is not ``1`` and ``1.0`` is not ``1`` (a warni
 labels are the same number written differently). A label the file types (a JSON or Parquet number,
 a boolean) is the text of that value; a JSON number keeps the text it was written with. Surrounding
 whitespace and invisible characters (a lone ``\\r`` at a line end, a zero-width space) are removed,
-with a warning that counts them; two labels that still print alike (``neg`` and ``ne\\u200bg``) are
-an error naming both and their lines. So no two classes ftlab trains on look the same in a report.
+and so is one leading apostrophe, a spreadsheet's text marker (``'pos`` is ``pos``; a label that
+really starts with an apostrophe loses it too), and labels are composed to Unicode NFC; a warning
+says which of these changed a label and counts its rows. Two labels that still print alike (``neg``
+and ``ne\\u200bg``) are an error naming both and their lines. So no two classes ftlab trains on look
+the same in a report. Labels written as the ids 0..k-1 of known label names are read as the names by
+:func:`as_known` (as ``ftlab monitor`` reads them).
 """
 
 from __future__ import annotations
@@ -83,6 +87,33 @@ def label_text(value: Any) -> str | None:
     return str(value.item() if hasattr(value, "item") else value)
 
 
+def _steps(text: str) -> tuple[str, str, str]:
+    """A label after each cleaning step: invisible edges removed, a leading apostrophe (a spreadsheet's
+    text marker) removed, composed to NFC."""
+    bare = _edges().sub("", text)
+    unmarked = _edges().sub("", bare[1:]) if bare.startswith("'") else bare
+    return bare, unmarked, unicodedata.normalize("NFC", unmarked)
+
+
+def normalise(text: str) -> str:
+    """The class a written label names ("" for a blank one); see the module docstring."""
+    return _steps(text)[2]
+
+
+def changes(text: str) -> list[str]:
+    """What :func:`normalise` changed in ``text``, in words (for the warning that says so)."""
+    bare, unmarked, composed = _steps(text)
+    done = [(bare != text, "surrounding whitespace or invisible characters removed"),
+            (unmarked != bare, "a leading apostrophe, a spreadsheet's text marker, removed"),
+            (composed != unmarked, "composed to Unicode NFC (a letter and its combining accent as one character)")]
+    return [words for changed, words in done if changed]
+
+
+def is_number(label: str) -> bool:
+    """Whether a label is written as a number (then label ids could be mistaken for it)."""
+    return _NUMBER.fullmatch(label) is not None
+
+
 def order_key(name: str) -> tuple[int, float, str]:
     """Label ids in number order when labels are numbers (2 before 10), else in text order."""
     if _NUMBER.fullmatch(name):
@@ -115,7 +146,7 @@ class LabelCleaner:
         counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
         for u, value in enumerate(uniques):
             text = label_text(value)
-            new = unicodedata.normalize("NFC", _edges().sub("", text)) if text is not None else None
+            new = normalise(text) if text is not None else None
             at = np.flatnonzero(codes == u)[:3]
             where = [origins.iloc[i] if origins is not None else f"{split} row {offset + i}" for i in at]
             if text is not None and new != text:
@@ -140,8 +171,8 @@ class LabelCleaner:
     def finish(self) -> None:
         """Warn about every label changed, and judge the labels as a whole (see _check_distinct)."""
         for (text, new), (rows, where) in self.changed.items():
-            log.warning("label %r read as %r (surrounding whitespace or invisible characters removed): %d row(s), "
-                        "e.g. %s", text, new or None, rows, ", ".join(where))
+            log.warning("label %r read as %r (%s): %d row(s), e.g. %s", text, new or None, "; ".join(changes(text)),
+                        rows, ", ".join(where))
         _check_distinct(self.first)
 
 
@@ -154,6 +185,18 @@ def clean_labels(splits: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
            for split, df in splits.items()}
     cleaner.finish()
     return out
+
+
+def as_known(labels: list[str], names: list[str]) -> tuple[list[str], dict[str, str], list[str]]:
+    """Cleaned labels read against known class ``names`` (in label id order) as ``ftlab monitor`` reads
+    them: names as they are, or, when every label is an id 0..k-1 and no name is itself a number, the
+    names of those ids. Returns the labels, the id -> name map applied ({} when none) and the labels
+    that are neither (new classes, in label order) for the caller to refuse or accept."""
+    found = set(labels)
+    by_id = {str(i): name for i, name in enumerate(names)}
+    if not found <= set(names) and not any(map(is_number, names)) and found <= set(by_id):
+        return [by_id[x] for x in labels], {i: n for i, n in by_id.items() if i in found}, []
+    return list(labels), {}, sorted(found - set(names), key=order_key)
 
 
 def codes(labels: np.ndarray | pd.Series) -> np.ndarray:

@@ -25,8 +25,9 @@ import pandas as pd
 from ftlab.core.builtins import BUILTIN_DEMO, SPLITS
 from ftlab.core.config import DataConfig
 from ftlab.core.io import atomic_dir
-from ftlab.data.batches import SOURCE_SLICE, digests as batch_digests, labelled, split_batch
+from ftlab.data.batches import SOURCE_SLICE, Batch, digests as batch_digests, labelled, split_batch
 from ftlab.data.demo import generate_demo
+from ftlab.data.intake import batch_labels
 from ftlab.data.labels import clean_labels, codes, is_blank, order_key
 from ftlab.data.readers import CHUNK_ROWS, Table, open_table, read_table
 from ftlab.data.splitting import plan
@@ -100,19 +101,22 @@ def check_raw(raw: dict[str, pd.DataFrame], task: Task) -> dict[str, pd.DataFram
 
 
 def split(raw: dict[str, pd.DataFrame], cfg: DataConfig, task: Task, seed: int,
-          batches: Sequence[tuple[str, pd.DataFrame]] = ()) -> tuple[dict[str, pd.DataFrame], list[str]]:
+          batches: Sequence[Batch] = ()) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Train/validation/test with the task's encoded labels (and ``origin`` where known), and the label
     names. Which rows, in which order, is decided by :func:`ftlab.data.splitting.plan`. Each labelled
-    batch (name, rows) is split in the same proportions and appended, every row tagged with its ``slice``."""
+    batch is split in the same proportions and appended, every row tagged with its ``slice``; its
+    labels are read as the source's class names (see :func:`ftlab.data.intake.batch_labels`)."""
     raw = check_raw(raw, task)
+    if batches and task.class_labels:
+        batches, _ = batch_labels(batches, sorted({x for df in raw.values() for x in df["label"]}, key=order_key))
     rows = plan({name: len(df) for name, df in raw.items()}, {name: _strata(df, task) for name, df in raw.items()},
                 cfg, seed)
     sampled = {name: raw[rows[name][0]].iloc[rows[name][1]] for name in SPLITS}
     if batches:
         sampled = {name: df.assign(slice=SOURCE_SLICE) for name, df in sampled.items()}
-        for batch, df in batches:
-            parts = split_batch(df, cfg, _strata(df, task), seed)
-            sampled = {name: pd.concat([sampled[name], parts[name].assign(slice=batch)]) for name in SPLITS}
+        for batch in batches:
+            parts = split_batch(batch.rows, cfg, _strata(batch.rows, task), seed)
+            sampled = {name: pd.concat([sampled[name], parts[name].assign(slice=batch.name)]) for name in SPLITS}
     for name, df in sampled.items():
         sampled[name] = df.assign(**{c: df[c].astype(str) for c in ("text", "text_pair") if c in df})
     encoded, names = task.encode(sampled)

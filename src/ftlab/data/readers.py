@@ -52,6 +52,7 @@ class Table:
     quoted: bool = False  # delimited: CSV quoting (else quotes as plain text)
     quoting: str = "auto"  # as configured
     undecided: bool = False  # auto, some field starts with a quote: CSV quoting until the file disproves it
+    optional: tuple[str, ...] = ()  # source columns a record may lack (read as missing values)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -76,7 +77,7 @@ class Table:
         """The file in frames of up to ``rows`` rows: the task's canonical columns and ``origin``."""
         columns = self.task.source_columns()
         if self.kind == "whole":
-            yield _canonical(_read_whole(self.path, self.task), columns, self.path, self.task)
+            yield _canonical(_read_whole(self.path, self.task), columns, self.path, self.task, optional=self.optional)
             return
         assert self.survey is not None
         if self.kind == "jsonl":
@@ -85,7 +86,8 @@ class Table:
                 for batch in _batched(json_lines(self.path, lines, _literal(self.task)), rows):
                     progress.tick(position(), batch[-1][0])
                     df = pd.DataFrame.from_records([item for _, item in batch])
-                    yield _canonical(df.assign(origin=[prefix + str(n) for n, _ in batch]), columns, self.path, self.task)
+                    yield _canonical(df.assign(origin=[prefix + str(n) for n, _ in batch]), columns, self.path, self.task,
+                                     optional=self.optional)
             return
         yield from self._delimited_chunks(rows, columns)
 
@@ -118,8 +120,9 @@ class Table:
             raise DataError(f"{self.path}: cannot parse as {_name(delimiter)} ({'; '.join(self.errors)}){hint}") from None
 
 
-def open_table(path: Path, task: Task, quoting: str = "auto") -> Table:
-    """Check the file and see how it parses (``quoting`` for CSV/TSV, see ``DataConfig.quoting``)."""
+def open_table(path: Path, task: Task, quoting: str = "auto", optional: tuple[str, ...] = ()) -> Table:
+    """Check the file and see how it parses (``quoting`` for CSV/TSV, see ``DataConfig.quoting``);
+    ``optional``: JSON columns a record may lack (a partly labelled batch, see ftlab.data.ingest)."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES and suffix not in task.file_suffixes:
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of "
@@ -127,7 +130,7 @@ def open_table(path: Path, task: Task, quoting: str = "auto") -> Table:
     if path.is_dir():
         raise DataError(f"{path}: is a directory, not a data file (data.source names one file, or one per split: "
                         "{train: FILE, validation: FILE, test: FILE})")
-    _check_regular(path)
+    check_regular(path)
     try:
         survey = delimited.survey(path, DELIMITERS.get(suffix, ","))
     except OSError as e:
@@ -135,18 +138,18 @@ def open_table(path: Path, task: Task, quoting: str = "auto") -> Table:
     if survey.empty:
         raise DataError(f"{path}: file is empty")
     if suffix in task.file_suffixes or suffix == ".parquet" or (suffix == ".json" and _is_array(path)):
-        return Table(path, task, "whole")
+        return Table(path, task, "whole", optional=optional)
     if suffix not in DELIMITERS:
-        return Table(path, task, "jsonl", dataclasses.replace(survey, lone_cr=None))  # \r is whitespace in JSON
+        return Table(path, task, "jsonl", dataclasses.replace(survey, lone_cr=None), optional=optional)  # \r: JSON whitespace
     # auto: CSV quoting when some field starts with a quote and the whole file parses that way
     # (Table.read falls back to plain quotes if it does not), else quotes as plain text
     quoted = quoting == "csv" or (quoting == "auto" and survey.quote_starts)
     return Table(path, task, "delimited", survey, quoted, quoting, undecided=quoting == "auto" and survey.quote_starts)
 
 
-def read_table(path: Path, task: Task, quoting: str = "auto") -> pd.DataFrame:
+def read_table(path: Path, task: Task, quoting: str = "auto", optional: tuple[str, ...] = ()) -> pd.DataFrame:
     """One file as a DataFrame of the task's canonical columns (``text``, ``label``, ...) and ``origin``."""
-    frames = open_table(path, task, quoting).read(list)
+    frames = open_table(path, task, quoting, optional).read(list)
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else pd.DataFrame()
     if df.empty:
         raise DataError(f"{path}: no rows")
@@ -201,7 +204,7 @@ def _read_whole(path: Path, task: Task) -> pd.DataFrame:
     return df.assign(origin=[f"{path} record {i}" for i in range(1, len(items) + 1)])
 
 
-def _check_regular(path: Path) -> None:
+def check_regular(path: Path) -> None:
     """A missing file, a symbolic link loop, a FIFO, a socket or a device, each called what it is."""
     problem = file_problem(path)
     if problem is None:
@@ -214,11 +217,14 @@ def _check_regular(path: Path) -> None:
     raise DataError(f"{path}: {problem.words}, not a data file; give a regular file")
 
 
-def _canonical(df: pd.DataFrame, columns: dict[str, str], path: Path, task: Task, typed: bool = True) -> pd.DataFrame:
+def _canonical(df: pd.DataFrame, columns: dict[str, str], path: Path, task: Task, typed: bool = True,
+               optional: tuple[str, ...] = ()) -> pd.DataFrame:
     """The task's source columns renamed to canonical names, ``origin`` kept; texts of a typed
-    source (JSON, Parquet; not CSV, whose fields are all text) checked."""
+    source (JSON, Parquet; not CSV, whose fields are all text) checked; an ``optional`` column no
+    record has is all missing values."""
     if path.suffix.lower() in task.file_suffixes:
         return df  # the task's reader gives canonical columns itself
+    df = df.assign(**{c: None for c in optional if c not in df.columns})
     missing = [c for c in columns.values() if c not in df.columns]
     if missing:
         keys = " / ".join(f"task.{'text' if k == 'tokens' else k}_column" for k in columns)

@@ -1,0 +1,103 @@
+"""What a batch's rows are to the data already trained on: their labels as its class names, and the
+rows it already holds.
+
+Ingest and prepare both read a batch's labels here, as ``ftlab monitor`` reads labels: cleaned as a
+training file's are (:mod:`ftlab.data.labels`), then the known class names as they are, or the ids
+0..k-1 of those names. A label that is neither is a new class, which only an explicit answer
+(``ftlab ingest --new-labels``, recorded in ``batch.json``) lets in. A duplicate row is one whose
+content, normalised (Unicode NFC, line ends, surrounding whitespace), equals a row of the source or
+an earlier batch: re-saving a file with other line ends or another encoding changes its bytes, not
+its rows.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ftlab.data.batches import Batch
+from ftlab.data.labels import LabelCleaner, as_known, is_number, order_key, printed
+from ftlab.learning.tasks import DataError
+
+KEY_SEPARATOR = "\x1f"  # between the columns of a row's key (a unit separator no text holds)
+
+
+def cleaned_labels(df: pd.DataFrame, where: str) -> pd.Series:
+    """The label column cleaned as a training file's is, without warnings (ingest warned when it read it)."""
+    origins = df["origin"] if "origin" in df and df["origin"].notna().all() else None
+    return pd.Series(LabelCleaner().clean(df["label"], origins, where), index=df.index, dtype=object)
+
+
+def read_labels(labels: Sequence[str], names: list[str], where: str, accepted: Iterable[str] = (),
+                how_to_accept: str = "") -> tuple[list[str], dict[str, str], list[str]]:
+    """``labels`` as the class ``names`` (see :func:`ftlab.data.labels.as_known`): the labels, the id map
+    applied and the new classes, refused naming them unless every one is ``accepted``."""
+    out, ids, new = as_known(list(labels), names)
+    refused = [label for label in new if label not in set(accepted)]
+    if refused:
+        numbers = "" if any(map(is_number, names)) else f" nor their ids 0..{len(names) - 1}"
+        raise DataError(f"{where}: label(s) {refused[:10]} are neither the classes trained on {names[:20]}{numbers}"
+                        f"{_resembling(refused, names)}: map them to those labels, {how_to_accept}")
+    return out, ids, new
+
+
+def _resembling(new: list[str], names: list[str]) -> str:
+    """A hint for new labels that differ from a known one only in case or look-alike characters."""
+    folded = {printed(n).casefold(): n for n in names}
+    twins = [f"{label!r} is {folded[key]!r} in another case or characters" for label in new
+             if (key := printed(label).casefold()) in folded]
+    return f" ({'; '.join(twins)})" if twins else ""
+
+
+def batch_labels(batches: Sequence[Batch], names: list[str]) -> tuple[list[Batch], list[str]]:
+    """Prepare's reading of the labelled batches after a source whose classes are ``names``: each
+    batch's labels cleaned and read as class names (ids of a batch ingested raw become names), a
+    class new to the source and the earlier batches refused unless its ``batch.json`` accepted it.
+    Returns the batches and every class name, in label order."""
+    known, out = list(names), []
+    for batch in batches:
+        where = f"batch {batch.name!r} ({batch.path})"
+        order = sorted(known, key=order_key)
+        labels, _, new = read_labels(cleaned_labels(batch.rows, where).tolist(), order, where,
+                                     batch.info.get("new_labels", []),
+                                     "or remove the batch directory and ingest its file again with --new-labels")
+        known += new
+        out.append(batch._replace(rows=batch.rows.assign(label=labels)))
+    return out, sorted(known, key=order_key)
+
+
+def _text(value: Any) -> str:
+    """One value as compared between rows: NFC, line ends as \\n, surrounding whitespace removed;
+    a list (tokens, tags) element by element."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "[" + KEY_SEPARATOR.join(_text(v) for v in value) + "]"
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    text = unicodedata.normalize("NFC", str(value))
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+def row_keys(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    """Each row's normalised content in ``columns`` as one string (what makes two rows the same)."""
+    if df.empty:
+        return pd.Series([], dtype=object)
+    parts = [df[c].map(_text) for c in columns]
+    return pd.Series([KEY_SEPARATOR.join(row) for row in zip(*parts, strict=True)], index=df.index, dtype=object)
+
+
+def repeated(df: pd.DataFrame, columns: Sequence[str], earlier: dict[str, pd.DataFrame]) -> tuple[pd.Series, dict[str, int]]:
+    """Which rows of ``df`` repeat a row of an ``earlier`` frame (slice name -> rows) in ``columns``,
+    and how many repeat each slice's (a row counted at the first slice it repeats)."""
+    keys = row_keys(df, columns)
+    found = pd.Series(False, index=df.index)
+    counts: dict[str, int] = {}
+    for name, rows in earlier.items():
+        hit = keys.isin(set(row_keys(rows, columns))) & ~found
+        if hit.any():
+            counts[name] = int(hit.sum())
+            found |= hit
+    return found, counts
