@@ -89,6 +89,23 @@ def test_monitor_verdicts(project):
     assert studio[0]["predictions"][0]["result"][0]["value"]["choices"] == [queue["prediction"].iloc[0]]
 
 
+def test_unlabelled_drift_points_at_the_queue_and_counts_the_drifted_signals(project):
+    """Two frictions a newcomer met: the next step sent them to sort `ftlab predict`'s output by confidence
+    although the monitor had just written the labelling queue, and "1 drifted signal(s) make the verdict
+    drift" read as if one signal had drifted when several had (1 was monitor.min_drifted)."""
+    cfg, root = project
+    other_domain(200)[["text"]].to_csv(root / "finance_unlabelled.csv", index=False)
+    result = stages.monitor(cfg, root / "finance_unlabelled.csv")
+    assert result["verdict"] == "drift" and not result["labelled"]
+    queue = result["labelling_queue"]["csv"]
+    assert Path(queue).is_file() and queue in result["next_step"] and "ftlab predict" not in result["next_step"]
+    top = (root / "monitor/monitor.html").read_text().split("</section>")[0]
+    drifted = len(result["drifted"])
+    assert drifted > 1, result["reasons"]  # the case that misled: several drifted, min_drifted is 1
+    assert f"{drifted} of {len(result['signals'])} signals drifted; monitor.min_drifted=1 makes the verdict" in top
+    assert "signal(s)" not in top
+
+
 def test_the_labelling_queue_alternates_unsure_and_novel_rows_each_once():
     confidence = np.array([0.9, 0.5, 0.6, 0.99, 0.7])
     distance = np.array([0.1, 0.8, 0.0, 0.9, 0.2])

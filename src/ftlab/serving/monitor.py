@@ -288,11 +288,11 @@ def monitor(model_dir: Path, input_path: Path, cfg: MonitorConfig, out_dir: Path
         "drifted": drifted, "signals": found, "min_drifted": cfg.min_drifted,
         "rows": {"reference": len(ref), "current": len(new)}, "input": [str(f) for f in files], "labelled": labels is not None,
         "model": str(model_dir), "report": str(Path(out_dir) / "monitor.html")}
-    result["next_step"] = next_step(result)
     if labels is None and cfg.queue_size:  # from drift to labels: the rows to label first
         queue = labelling_queue(texts, current["prediction"].to_numpy(), current["confidence"].to_numpy(),
                                 novelty(cur_emb, ref_emb), cfg.queue_size)
         result["labelling_queue"] = write_queue(queue, Path(out_dir), meta)
+    result["next_step"] = next_step(result)  # after the queue: an unlabelled batch is pointed at it
     write_text(Path(out_dir) / "monitor.html", with_verdict(snapshot.get_html_str(as_iframe=False), result))
     write_json(Path(out_dir) / "monitor.json", result)
     log.info("monitor: %s (%s)", verdict, "; ".join(result["reasons"]))

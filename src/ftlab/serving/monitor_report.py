@@ -29,6 +29,12 @@ def next_step(result: dict) -> str:
     if accuracy is not None:
         return ("The data moved but accuracy on its labels held: retraining is optional. Watch the next batches, "
                 "and add labelled rows like these to the training data when you next retrain.")
+    queue = result.get("labelling_queue")
+    if queue:
+        return (f"The data moved and it has no labels, so whether the model still works on it is unknown: label the rows of "
+                f"{queue['csv']} (the ones the model is least sure of, alternating with the ones least like its training "
+                f"data; or import {queue['label_studio']} into Label Studio), then `ftlab monitor --input {queue['csv']}` "
+                "measures the accuracy; `ftlab ingest` adds them to the training data, and retrain if it dropped.")
     return ("The data moved and it has no labels, so whether the model still works on it is unknown: label a sample "
             "(a few hundred rows, the least confident first: see `confidence` in `ftlab predict`'s output), then "
             "`ftlab monitor --input labelled.csv` measures the accuracy; add them to the training data and retrain "
@@ -45,6 +51,14 @@ def _rows(result: dict) -> str:
     return "\n".join(rows)
 
 
+def _drift_count(result: dict) -> str:
+    """How many signals drifted, and the rule that turns that into the verdict: "6 of 7 signals drifted", not
+    "1 drifted signal(s)", which read as if one had when 1 was the threshold (monitor.min_drifted)."""
+    drifted, rule = len(result["drifted"]), f"monitor.min_drifted={result['min_drifted']}"
+    verb = "makes" if result["verdict"] == "drift" else "would make"
+    return f"{drifted} of {len(result['signals'])} signals drifted; {rule} {verb} the verdict <i>drift</i>"
+
+
 def summary(result: dict) -> str:
     """The verdict section as HTML (plain markup, no external assets: it renders offline)."""
     color = "#b00" if result["verdict"] == "drift" else "#070"
@@ -53,7 +67,7 @@ def summary(result: dict) -> str:
 <h1 style="color:{color};margin-top:0">Monitor verdict: {result['verdict']}</h1>
 <p>{html.escape('; '.join(result['reasons']))}</p>
 <p>{result['rows']['current']} new rows ({files}) against {result['rows']['reference']} reference rows of
-<code>{html.escape(result['model'])}</code>; {result['min_drifted']} drifted signal(s) make the verdict <i>drift</i>.</p>
+<code>{html.escape(result['model'])}</code>; {_drift_count(result)}.</p>
 <table style="border-collapse:collapse" border="1" cellpadding="4">
 <tr><th>signal</th><th>what it measures</th><th>method</th><th>score</th><th>threshold</th><th>state</th></tr>
 {_rows(result)}
