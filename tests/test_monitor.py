@@ -192,11 +192,12 @@ def test_monitor_command_options(project, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "ftlab.cli", "monitor", "--model", str(root / "models/ftlab-model"),
          "--input", str(tmp_path / "plain.csv"), "--no-header", "--text-column", "2", "--label-column", "1",
-         "--out-dir", str(tmp_path / "out"), "-S", "monitor.min_rows=50"],
+         "--out-dir", str(tmp_path / "out"), "-S", "monitor.min_rows=50", "-S", "monitor.max_rows=50"],
         capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads((tmp_path / "out/monitor.json").read_text())
-    assert result["rows"]["current"] == 60 and "accuracy" in result["signals"]
+    assert result["rows"]["current"] == 50 and result["rows"]["read"] == 60 and "accuracy" in result["signals"]
+    assert "judging a uniform random sample of 50 (monitor.max_rows)" in " ".join(done.stderr.split())
     assert "next step:" in done.stdout and str(tmp_path / "out/monitor.html") in done.stdout
     for command in ("monitor", "predict", "promote"):
         shown = subprocess.run([sys.executable, "-m", "ftlab.cli", command, "--help"], capture_output=True, text=True).stdout

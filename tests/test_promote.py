@@ -180,6 +180,18 @@ def test_predict_error_names_the_line_and_keeps_the_earlier_output(promoted, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.jsonl"]
 
 
+def test_predict_scores_the_texts_training_would_read(promoted, tmp_path):
+    """A NUL byte, NA and null are texts, as prepare reads them: scored whole, written back unchanged
+    (pandas cut the first at the NUL and refused the other two as missing)."""
+    _, _, model, _ = promoted["cls-full"]
+    texts = ["bad\x00 film", "NA", "null", "bad"]
+    (tmp_path / "in.csv").write_text("text\n" + "".join(f"{t}\n" for t in texts))
+    result = predict_file(model, tmp_path / "in.csv", tmp_path / "out.jsonl", precision="fp32")
+    out = pd.read_json(tmp_path / "out.jsonl", lines=True, dtype=False)
+    assert result["rows"] == 4 and out["text"].tolist() == texts
+    assert out["prob_pos"][0] != out["prob_pos"][3]  # "bad\x00 film" is not scored as "bad"
+
+
 def test_promote_needs_a_comparison_and_a_trained_cell(promoted, tmp_path):
     cfg, _, _, _ = promoted["mean-lora"]
     with pytest.raises(PromoteError, match="no cell method=full"):

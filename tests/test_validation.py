@@ -216,3 +216,20 @@ def test_raise_on_failure_names_rule_and_rows(tmp_path):
 
 def test_great_expectations_is_imported_lazily():
     assert "gx" not in vars(ftlab.data.validation) and "great_expectations" not in vars(ftlab.data.validation)
+
+
+def test_a_leaked_regression_row_is_named_with_its_score(tmp_path):
+    """A regression split's target is its score: the leak names it, never "label None"."""
+    from ftlab.learning.tasks import TASKS
+
+    splits = {s: df.assign(label=df["label"].astype("float32") + 0.5) for s, df in toy_splits().items()}
+    splits["test"].loc[0, ["text", "label"]] = [splits["train"].loc[0, "text"], 3.25]
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    for name, df in splits.items():
+        df.to_parquet(prepared / f"{name}.parquet", index=False)
+    (prepared / "labels.json").write_text("[]")
+    result = validate(prepared, ValidationConfig(max_leaked_rows=0), tmp_path / "validation", TASKS["regression"]())
+    with pytest.raises(ValidationFailed, match=r"test: no leakage from train .*\n +row 0: score 3\.25, text") as raised:
+        raise_on_failure(result)
+    assert "None" not in str(raised.value)

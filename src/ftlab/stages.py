@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -53,7 +54,8 @@ def prepare(cfg: Config) -> Path:
 
     source = cfg.data.source
     files = list(source.values()) if isinstance(source, dict) else [] if source.startswith(("builtin:", "hub:")) else [source]
-    unseen = [str(f) for f in files if not Path(f).resolve().is_relative_to(RAW_DIR.resolve())]
+    # realpath, not Path.resolve: a loop of symbolic links is the reader's error to word, not a RuntimeError here
+    unseen = [str(f) for f in files if not Path(os.path.realpath(f)).is_relative_to(RAW_DIR.resolve())]
     if unseen and Path("dvc.yaml").is_file():
         log.warning("dvc repro does not see edits to %s: dvc.yaml's prepare stage watches %s/; move the "
                     "data there to have an edit re-prepare the data and retrain", ", ".join(unseen), RAW_DIR)

@@ -6,6 +6,7 @@ One check for params files and data files alike; each words its own error around
 from __future__ import annotations
 
 import errno
+import re
 import stat
 from pathlib import Path
 from typing import NamedTuple
@@ -15,8 +16,18 @@ class FileProblem(NamedTuple):
     """Why a path cannot be read as a file: ``kind`` for the caller to choose its message by, ``words``
     to put in it (e.g. "a FIFO (named pipe)")."""
 
-    kind: str  # missing, loop, unreadable, directory, fifo, socket, device or other
+    kind: str  # missing, url, loop, unreadable, directory, fifo, socket, device or other
     words: str
+
+
+# a missing path that starts like a URL: Path("https://host/x") is "https:/host/x"
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
+
+
+def shown(path: Path) -> str:
+    """The path as the user wrote it: a URL with its "//" back (Path keeps one slash)."""
+    text = str(path)
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]+:)/(?!/)", r"\1//", text) if _URL.match(text) else text
 
 
 _KINDS = ((stat.S_ISDIR, "directory", "a directory"), (stat.S_ISFIFO, "fifo", "a FIFO (named pipe)"),
@@ -30,6 +41,8 @@ def file_problem(path: Path) -> FileProblem | None:
     except OSError as e:
         if e.errno == errno.ELOOP:
             return FileProblem("loop", "a loop of symbolic links (it never reaches a file)")
+        if e.errno == errno.ENOENT and _URL.match(str(path)):
+            return FileProblem("url", "a URL, not a local file")
         if e.errno == errno.ENOENT:
             return FileProblem("missing", "a symbolic link to a missing file" if path.is_symlink() else "not found")
         return FileProblem("unreadable", f"cannot be read ({e.strerror or e})")

@@ -127,15 +127,16 @@ def text_lines(path: Path, survey: Survey) -> Iterator[tuple[Iterator[str], Call
             raise
 
 
-def records(path: Path, survey: Survey, delimiter: str, quoted: bool) -> Iterator[tuple[int, list[str]]]:
+def records(path: Path, survey: Survey, delimiter: str, quoted: bool, header: bool = True) -> Iterator[tuple[int, list[str]]]:
     """(first line, fields) of every record, the header first; blank lines skipped. ``quoted``: fields
     in double quotes with inner quotes doubled; otherwise a quote is an ordinary character. A header
-    repeated further down (two exports joined) and a column named twice are refused with their line."""
+    repeated further down (two exports joined) and a column named twice are refused with their line.
+    ``header=False``: the first record is a row like the others (every record as wide as it)."""
     progress = Progress(path, survey.size)
     with text_lines(path, survey) as (source, position):
         reader = csv.reader(source, delimiter=delimiter, strict=True,
                             quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
-        header: list[str] = []
+        names: list[str] | None = None  # the header's fields, which a later row must not repeat
         last, width, end = "", 0, 0
         try:
             for fields in reader:
@@ -146,13 +147,16 @@ def records(path: Path, survey: Survey, delimiter: str, quoted: bool) -> Iterato
                     continue
                 if survey.lone_cr:
                     fields = [f.replace(survey.lone_cr, "\r") for f in fields]
-                if not header:
-                    _check_header(fields, start)
-                    header, width, last = [_bare(f) for f in fields], len(fields), _bare(fields[-1])
+                if not width:
+                    width = len(fields)
+                    if header:
+                        _check_header(fields, start)
+                        names, last = [_bare(f) for f in fields], _bare(fields[-1])
                 elif len(fields) != width:
-                    raise Unparsable(start, f"{len(fields)} field(s) where the header has {width}")
-                elif fields[-1].strip() == last and [_bare(f) for f in fields] == header:
-                    raise Refused(start, f"repeats the header {delimiter.join(header)!r} (two files joined?); "
+                    raise Unparsable(start, f"{len(fields)} field(s) where the {'header' if header else 'first row'} "
+                                            f"has {width}")
+                elif names is not None and fields[-1].strip() == last and [_bare(f) for f in fields] == names:
+                    raise Refused(start, f"repeats the header {delimiter.join(names)!r} (two files joined?); "
                                          "remove the line, or the rows below it if they are a copy")
                 yield start, fields
         except csv.Error as e:
@@ -177,10 +181,10 @@ def other_delimiter(header: list[str], delimiter: str) -> str | None:
     return next((d for d in (";", "\t", "|", ",") if d != delimiter and d in header[0]), None)
 
 
-def parses(path: Path, survey: Survey, delimiter: str, quoted: bool) -> bool:
+def parses(path: Path, survey: Survey, delimiter: str, quoted: bool, header: bool = True) -> bool:
     """Whether the whole file parses with this quoting."""
     try:
-        for _ in records(path, survey, delimiter, quoted):
+        for _ in records(path, survey, delimiter, quoted, header):
             pass
     except (Unparsable, Refused):
         return False

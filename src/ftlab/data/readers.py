@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import pandas as pd
 
-from ftlab.core.files import NotUtf8, file_problem, utf8_text
+from ftlab.core.files import NotUtf8, file_problem, shown, utf8_text
 from ftlab.data import delimited
 from ftlab.data.jsonfiles import json_array, json_lines
 from ftlab.learning.tasks import DataError, Task
@@ -212,6 +212,9 @@ def check_regular(path: Path) -> None:
     if problem.kind == "missing":
         dangling = f" ({problem.words})" if path.is_symlink() else ""
         raise DataError(f"data file not found: {path}{dangling}")
+    if problem.kind == "url":
+        raise DataError(f"{shown(path)} is a URL: ftlab reads local files; download it into data/raw/ and name that "
+                        "file (data.source: data/raw/FILE), or give data.source: hub:NAME for a Hugging Face Hub dataset")
     if problem.kind in ("loop", "unreadable"):
         raise DataError(f"{path}: {problem.words}")
     raise DataError(f"{path}: {problem.words}, not a data file; give a regular file")

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 INT_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
 FLOAT_TYPES = ["float16", "float32", "float64"]
 FLAG_COLUMNS = ("repeated", "in_train", "in_validation")  # boolean derived columns checked by an aggregate
+TARGETS = ("label", "score", "response", "label_count")  # a row's target, by task (Task.validation_targets)
 # a text that is a plain number (12, -3.5, 1e6, 1,000, 40%): a text column of them is a wrong column
 NUMBER = r"^\s*[-+]?(?:\d[\d,_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?%?\s*$"
 # a whole text in double quotes, inner quotes doubled: a CSV field read without CSV quoting
@@ -106,9 +107,15 @@ def raise_on_failure(result: dict) -> None:
                 where = f"{ex['origin']} ({c['split']} row {ex['row']})" if ex.get("origin") else f"row {ex['row']}"
             else:
                 where = f"label {ex['label']} ({ex['name']})"
-            what = f"label {ex['label']!r}, {_texts(ex)}" if "row" in ex else f"{ex['count']} rows"
+            what = f"{_target(ex)}, {_texts(ex)}" if "row" in ex else f"{ex['count']} rows"
             lines.append(f"      {where}: {what}")
     raise ValidationFailed("\n".join(lines))
+
+
+def _target(example: dict) -> str:
+    """An offending row's target as the task names it: ``label 'pos'``, ``score 3.5``, ..."""
+    name = next((t for t in TARGETS if t in example), "label")
+    return f"{name} {example.get(name)!r}"
 
 
 def _texts(example: dict) -> str:
@@ -235,7 +242,10 @@ def _example(frame: pd.DataFrame, i: Any) -> dict:
     if "count" in frame:
         return {"label": _plain(row["label"]), "name": row["name"], "count": _plain(row["count"])}
     text = row.get("text")
-    example = {"row": _plain(i), "text": None if pd.isna(text) else str(text)[:80], "label": _plain(row.get("label"))}
+    target = next((t for t in TARGETS if t in frame), "label")
+    value = _plain(row.get(target))
+    example = {"row": _plain(i), "text": None if pd.isna(text) else str(text)[:80],
+               target: value[:80] if isinstance(value, str) else value}
     if "text_pair" in frame:  # a pair is both its texts: the first alone recurs in many pairs
         pair = row.get("text_pair")
         example["text_pair"] = None if pd.isna(pair) else str(pair)[:80]

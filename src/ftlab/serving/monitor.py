@@ -3,7 +3,9 @@
 The reference is the model directory's ``reference.parquet`` (up to 1,000 scored test rows of the
 promoted run: held out, like new data, where training rows made the model look more confident and
 accurate than it is on anything new); the current data is the new file, or every CSV/TSV/JSONL/Parquet file of a
-directory. Both are scored by the promoted model, and one Evidently report compares them:
+directory; past ``monitor.max_rows`` rows, a uniform random sample of that many (every row's text is
+still checked; ``rows`` in monitor.json says how many were read and judged). Both are scored by the
+promoted model, and one Evidently report compares them:
 
 - text descriptors: length in characters; word pieces, the tokenizer's pieces per word (new words,
   names, slang and foreign scripts split into more or fewer pieces than the training text's: the
@@ -36,6 +38,7 @@ import torch
 from ftlab.core.io import write_json, write_text
 from ftlab.data.readers import SUFFIXES as READERS
 from ftlab.learning.tasks import DataError
+from ftlab.serving.intake import Sample, sample, texts_of
 from ftlab.serving.labelling import labelling_queue, novelty, write_queue
 from ftlab.serving.monitor_report import next_step, with_verdict
 
@@ -57,19 +60,23 @@ class InputColumns:
     header: bool = True
 
 
-def read_input(path: Path, header: bool = True) -> tuple[pd.DataFrame, list[Path]] | None:
-    """A file, or every supported file in a directory (sorted by name), as one DataFrame; None when
-    there is nothing to monitor yet: the directory does not exist, or holds no rows."""
-    from ftlab.serving.predict import read_chunks
-
+def read_input(path: Path, cfg: MonitorConfig, header: bool = True, text_column: str = "text",
+               label_column: str = "label") -> tuple[Sample, list[Path]] | None:
+    """A file, or every supported file in a directory (sorted by name): a uniform sample of at most
+    ``monitor.max_rows`` of its rows (:func:`ftlab.serving.intake.sample`: memory stays bounded
+    whatever the size), and the files; None when there is nothing to monitor yet: the directory does
+    not exist, or holds no rows."""
     path = Path(path)
-    if not path.exists() and path.suffix.lower() not in READERS:
+    if not path.exists() and not path.is_symlink() and path.suffix.lower() not in READERS:
         return None  # the incoming directory before any data arrived
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in READERS) if path.is_dir() else [path]
-    chunks = [c for f in files for c in read_chunks(f, header=header)]
-    if not chunks or sum(len(c) for c in chunks) == 0:
+    found = sample(files, cfg.max_rows, header, text_column, label_column)
+    if found.read == 0:
         return None
-    return pd.concat(chunks, ignore_index=True), files
+    if found.read > len(found.frame):
+        log.warning("monitor: %s holds %d rows; judging a uniform random sample of %d (monitor.max_rows)",
+                    path, found.read, len(found.frame))
+    return found, files
 
 
 def _as_label(value: Any) -> str:
@@ -240,25 +247,26 @@ def no_data(model_dir: Path, input_path: Path) -> dict:
 
 
 def read_current(model_dir: Path, input_path: Path, cfg: MonitorConfig, columns: InputColumns
-                 ) -> tuple[dict, pd.DataFrame, list[Path], list[str], list[str] | None] | None:
-    """The model's ftlab.json, the new rows, their files, texts and labels (as label names), all
-    checked before the model is loaded; None when there is no new data."""
-    from ftlab.serving.predict import default_text_column, read_meta, texts_of
+                 ) -> tuple[dict, Sample, list[Path], list[str], list[str] | None] | None:
+    """The model's ftlab.json, the new rows (a sample of at most monitor.max_rows), their files, texts
+    and labels (as label names), all checked before the model is loaded; None when there is no new data."""
+    from ftlab.serving.predict import default_text_column, read_meta
 
     meta = read_meta(model_dir)
-    read = read_input(Path(input_path), columns.header)
+    text_column = columns.text or default_text_column(meta, columns.header)
+    label_column = columns.label or (meta["label_column"] if columns.header else "2")
+    read = read_input(Path(input_path), cfg, columns.header, text_column, label_column)
     if read is None:
         return None
     new, files = read
     where = str(input_path)
-    if len(new) < cfg.min_rows:
-        raise DataError(f"monitor input {where}: {len(new)} rows, fewer than monitor.min_rows={cfg.min_rows}")
-    texts = texts_of(new, Path(input_path), columns.text or default_text_column(meta, columns.header), columns.header)
-    label_column = columns.label or (meta["label_column"] if columns.header else "2")
-    if columns.label is not None and label_column not in new.columns:
-        raise DataError(f"{where}: no column {label_column!r} (found {list(new.columns)}) for --label-column")
-    labels = (label_names(new[label_column], meta["labels"], label_column, where)
-              if label_column in new.columns else None)
+    if new.read < cfg.min_rows:
+        raise DataError(f"monitor input {where}: {new.read} rows, fewer than monitor.min_rows={cfg.min_rows}")
+    texts = texts_of(new, Path(input_path), text_column, columns.header)
+    if columns.label is not None and label_column not in new.frame.columns:
+        raise DataError(f"{where}: no column {label_column!r} (found {list(new.frame.columns)}) for --label-column")
+    labels = (label_names(new.frame[label_column], meta["labels"], label_column, where)
+              if label_column in new.frame.columns else None)
     return meta, new, files, texts, labels
 
 
@@ -286,7 +294,8 @@ def monitor(model_dir: Path, input_path: Path, cfg: MonitorConfig, out_dir: Path
     result: dict[str, Any] = {
         "verdict": verdict, "reasons": reasons or [f"no signal above its threshold ({len(found)} checked)"],
         "drifted": drifted, "signals": found, "min_drifted": cfg.min_drifted,
-        "rows": {"reference": len(ref), "current": len(new)}, "input": [str(f) for f in files], "labelled": labels is not None,
+        "rows": {"reference": len(ref), "current": len(texts), "read": new.read}, "input": [str(f) for f in files],
+        "labelled": labels is not None,
         "model": str(model_dir), "report": str(Path(out_dir) / "monitor.html")}
     if labels is None and cfg.queue_size:  # from drift to labels: the rows to label first
         queue = labelling_queue(texts, current["prediction"].to_numpy(), current["confidence"].to_numpy(),

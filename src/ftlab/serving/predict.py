@@ -1,7 +1,8 @@
 """Batch inference with a promoted model: ``ftlab predict --model DIR --input FILE``.
 
-Input is read in chunks (pandas ``chunksize`` for CSV/TSV/JSONL, pyarrow ``iter_batches`` for
-Parquet), so memory stays bounded by the chunk, not the file. Within a chunk the texts are
+Input is read by the training readers' rules, in chunks (:mod:`ftlab.serving.intake`), so memory
+stays bounded by the chunk, not the file; the first chunk is read, and its texts checked, before
+the model loads (seconds), so a file that cannot be scored fails at once. Within a chunk the texts are
 tokenized at once, scored in batches of similar length (little padding) and put back in input
 order. Output goes to a temporary sibling file, renamed over ``--output`` only when every row was
 scored: a failure leaves no half-written file and an earlier output untouched.
@@ -10,10 +11,10 @@ scored: a failure leaves no half-written file and an earlier output untouched.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,13 +23,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ftlab.data.readers import DELIMITERS, SUFFIXES as READERS, sniff_quoting
+from ftlab.data.readers import SUFFIXES as READERS
 from ftlab.learning.tasks import DataError
+from ftlab.serving.intake import CHUNK_ROWS, read_chunks, texts_of
 
 log = logging.getLogger(__name__)
-
-CHUNK_ROWS = 8192
-HEADER_LINES = {".csv": 1, ".tsv": 1, ".jsonl": 0, ".json": 0}  # file line of row 0, minus one
 
 
 def read_meta(model_dir: Path) -> dict:
@@ -48,70 +47,9 @@ def read_meta(model_dir: Path) -> dict:
     return meta
 
 
-def check_input(path: Path) -> None:
-    """Fail before any model is loaded when the input file cannot be read at all."""
-    suffix = path.suffix.lower()
-    if suffix not in READERS:
-        raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {sorted(READERS)}")
-    if not path.exists():
-        raise DataError(f"input file not found: {path}")
-    if not path.is_file():
-        raise DataError(f"{path}: not a regular file")
-
-
-def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS, header: bool = True) -> Iterator[pd.DataFrame]:
-    """The rows of a CSV/TSV/JSONL/Parquet file, ``chunk_rows`` at a time, indexed by row number.
-
-    ``header=False``: a CSV/TSV file's first line is a row, and its columns are named "1", "2", ...
-    """
-    check_input(path)
-    suffix = path.suffix.lower()
-    if not header and suffix not in DELIMITERS:
-        raise DataError(f"{path}: --no-header applies to CSV and TSV files; {suffix} files name their columns")
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        start = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
-            df = batch.to_pandas()
-            yield df.set_axis(pd.RangeIndex(start, start + len(df)))
-            start += len(df)
-        return
-    options: dict[str, Any] = {"encoding": "utf-8", "chunksize": chunk_rows}
-    if suffix in (".jsonl", ".json"):
-        reader: Any = pd.read_json(path, lines=True, **options)
-    else:
-        delimiter = DELIMITERS[suffix]
-        reader = pd.read_csv(path, sep=delimiter, quoting=sniff_quoting(path, delimiter),
-                             header=0 if header else None, **options)
-    try:
-        with reader:
-            for chunk in reader:
-                yield chunk if header else chunk.rename(columns=lambda i: str(i + 1))
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 (byte {e.start}: {e.reason})") from None
-    except (ValueError, pd.errors.ParserError) as e:
-        raise DataError(f"{path}: cannot parse as {suffix} ({e})") from None
-
-
 def default_text_column(meta: dict, header: bool) -> str:
     """The column to score when none is named: the training text column, or column 1 without a header."""
     return meta["text_column"] if header else "1"
-
-
-def texts_of(df: pd.DataFrame, path: Path, column: str, header: bool = True) -> list[str]:
-    """The column to score as strings; names the file, rows and lines of texts that cannot be scored."""
-    if column not in df.columns:
-        raise DataError(f"{path}: no column {column!r} (found {list(df.columns)}); name the text column with "
-                        "--text-column" + ("" if header else " (without a header, columns are numbered 1, 2, ...)"))
-    values = df[column]
-    bad = df.index[values.isna() | (values.astype(str).str.strip() == "")]
-    if len(bad):
-        first = HEADER_LINES.get(path.suffix.lower())
-        first = None if first is None else first - (0 if header else 1)
-        where = ", ".join(f"row {i}" + ("" if first is None else f" (line {i + first + 1})") for i in bad[:5])
-        raise DataError(f"{path}: {len(bad)} empty or missing text(s) in column {column!r} cannot be scored: {where}")
-    return values.astype(str).tolist()
 
 
 @torch.inference_mode()
@@ -207,26 +145,28 @@ def predict_file(model_dir: Path, input_path: Path, output: Path, text_column: s
     from ftlab.training.trainer import use_bf16
 
     model_dir, input_path, output = Path(model_dir), Path(input_path), Path(output)
-    if output.resolve() == input_path.resolve():
+    if os.path.realpath(output) == os.path.realpath(input_path):  # realpath: no error on a symbolic-link loop
         raise DataError(f"--output {output} is the input file: choose another path")
     meta = read_meta(model_dir)
-    check_input(input_path)  # before the model loads (seconds)
+    column = text_column or default_text_column(meta, header)
+    chunks = read_chunks(input_path, chunk_rows, header, column, meta["label_column"] if header else "")
+    first = next(chunks, None)  # the file is checked, and its first rows read, before the model loads (seconds)
+    if first is None or not len(first.frame):
+        raise DataError(f"{input_path}: no rows to score" + (" (a header alone)" if first is not None else ""))
+    texts_of(first, input_path, column, header)
     model, tokenizer = load_exported(model_dir, meta)
     if torch.cuda.is_available():
         model = model.cuda()
     bf16 = use_bf16(precision)
-    column = text_column or default_text_column(meta, header)
     writer, rows = ChunkWriter(output), 0
     try:
         with tqdm(total=_rows(input_path), unit="rows", desc=f"predict {input_path.name}") as bar:
-            for chunk in read_chunks(input_path, chunk_rows, header):
+            for chunk in itertools.chain([first], chunks):
                 probs = class_probabilities(model, tokenizer, texts_of(chunk, input_path, column, header), batch_size,
                                             meta["max_length"], bf16)
-                writer.write(with_predictions(chunk, probs, meta["labels"]))
-                rows += len(chunk)
-                bar.update(len(chunk))
-        if rows == 0:
-            raise DataError(f"{input_path}: no rows")
+                writer.write(with_predictions(chunk.frame, probs, meta["labels"]))
+                rows += len(chunk.frame)
+                bar.update(len(chunk.frame))
         writer.commit()
     except BaseException:
         writer.discard()

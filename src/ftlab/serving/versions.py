@@ -100,6 +100,9 @@ def rollback(cfg: Config, model_dir: Path, to: int | None = None) -> dict:
     """Serve version ``to`` (default: the newest one before the serving version) again; returns its ftlab.json."""
     current = (serving(model_dir) or {}).get("version")
     versions = kept(cfg)
+    if current is None and not versions:
+        raise RollbackError(f"{history_dir(cfg)}: nothing has been promoted yet, so there is no version to roll back "
+                            "to; `make run` (or `dvc repro`) promotes one, `ftlab promote` after `ftlab compare`")
     if to is None:
         earlier = [v for v in versions if current is None or v < current]
         if not earlier:
@@ -111,7 +114,7 @@ def rollback(cfg: Config, model_dir: Path, to: int | None = None) -> dict:
     with atomic_dir(model_dir) as tmp:
         shutil.copytree(history_dir(cfg) / f"v{to}", tmp, dirs_exist_ok=True)
     write_json(log_file(cfg), [*read_log(cfg), {"event": "rolled back", "version": to, "from": current, "at": now()}])
-    log.info("rolled back %s from v%s to v%s", model_dir, current, to)
+    log.info("rolled back %s from %s to v%s", model_dir, "an unversioned model" if current is None else f"v{current}", to)
     return serving(model_dir)  # type: ignore[return-value]
 
 
