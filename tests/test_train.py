@@ -250,3 +250,27 @@ def test_full_fine_tuning_can_keep_the_word_embeddings(make_config, tmp_path):
     assert torch.equal(trained.get_input_embeddings().weight, table)
     changed = [n for n, p in trained.named_parameters() if not torch.equal(p, dict(pretrained.named_parameters())[n])]
     assert changed and not any("word_embeddings" in n for n in changed)
+
+
+def test_many_classes_write_their_top_confusions_not_a_matrix():
+    """A confusion matrix grows with the square of the classes (5,000 classes: 225 MB of metrics.json):
+    past MAX_CONFUSION_CLASSES the most frequent confusions are written, counted right."""
+    from ftlab.learning.metrics import MAX_CONFUSION_CLASSES, TOP_CONFUSIONS, classification_metrics
+
+    few = classification_metrics([0, 1, 2, 2], [0, 2, 2, 1], labels=["a", "b", "c"])
+    assert few["confusion_matrix"] == [[1, 0, 0], [0, 0, 1], [0, 1, 1]] and "top_confusions" not in few
+    labels = [f"c{i}" for i in range(4 * MAX_CONFUSION_CLASSES)]
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, len(labels), 5000)
+    y_pred = np.where(rng.random(5000) < 0.5, y_true, rng.integers(0, len(labels), 5000))
+    y_true[:7], y_pred[:7] = 3, 5  # the most frequent confusion: c3 taken for c5, 7 times at least
+    many = classification_metrics(y_true, y_pred, labels=labels)
+    top = many["top_confusions"]
+    assert "confusion_matrix" not in many and len(top) == TOP_CONFUSIONS and len(many["per_class"]) == len(labels)
+    counts = [t["count"] for t in top]
+    assert counts == sorted(counts, reverse=True)
+    expected = int(((y_true == 3) & (y_pred == 5)).sum())
+    assert top[0] == {"true": "c3", "predicted": "c5", "count": expected} and expected >= 7
+    for t in top[:5]:
+        i, j = labels.index(t["true"]), labels.index(t["predicted"])
+        assert t["count"] == int(((y_true == i) & (y_pred == j)).sum()) and i != j

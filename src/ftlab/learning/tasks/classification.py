@@ -9,7 +9,7 @@ import pandas as pd
 
 from ftlab.learning.tasks.base import DataError, Metric, register
 from ftlab.learning.tasks.pairs import PairTask
-from ftlab.learning.tasks.sequence import stack
+from ftlab.learning.tasks.sequence import stack, with_probabilities
 from ftlab.learning.tasks.statistics import MeanStatistic
 
 
@@ -68,9 +68,7 @@ class Classification(PairTask):
     def predictions(self, df: pd.DataFrame, logits: list[np.ndarray], labels: list[str], decision: dict) -> pd.DataFrame:
         probs = _softmax(stack(logits))
         out = self.frame(df).assign(label=df["label"].to_numpy(), prediction=probs.argmax(-1))
-        for i, name in enumerate(labels):
-            out[f"prob_{name}"] = probs[:, i].astype(np.float32)
-        return out
+        return with_probabilities(out, probs, labels)
 
     def test_metrics(self, predictions: pd.DataFrame, labels: list[str]) -> dict:
         from ftlab.learning.metrics import classification_metrics

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ftlab.learning.tasks.base import DataError, Metric, label_set_targets, register
-from ftlab.learning.tasks.sequence import SequenceOptions, SequenceTask, stack
+from ftlab.learning.tasks.sequence import SequenceOptions, SequenceTask, stack, with_probabilities
 from ftlab.learning.tasks.statistics import F1Statistic
 
 if TYPE_CHECKING:
@@ -148,9 +148,7 @@ class Multilabel(SequenceTask):
         probs = _sigmoid(stack(logits))
         chosen = probs >= decision.get("threshold", 0.5)
         out = self.frame(df).assign(label=list(df["label"]), prediction=[list(np.flatnonzero(r)) for r in chosen])
-        for i, name in enumerate(labels):
-            out[f"prob_{name}"] = probs[:, i].astype(np.float32)
-        return out
+        return with_probabilities(out, probs, labels)
 
     def _arrays(self, predictions: pd.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray]:
         p = np.zeros((len(predictions), n), dtype=bool)
