@@ -46,6 +46,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from ftlab import stages
 from ftlab.core import layout
 from ftlab.core.config import Cell
+from ftlab.core.escape import md_text
 from ftlab.core.record import read_record
 from ftlab.learning.config import Config, load_config
 from ftlab.progress import progress
@@ -169,9 +170,9 @@ def promote(params: str, overrides: Overrides) -> dict:
     meta = stages.promote(_config(params, overrides))
     decision = meta["promotion"]
     pick = decision["challenger"]
-    head = (f"**Promoted** {pick['method']} (seed {pick['seed']}, train size {pick['train_size']}) as a "
+    head = (f"**Promoted** {md_text(pick['method'])} (seed {pick['seed']}, train size {pick['train_size']}) as a "
             f"{meta['layout']} model, version {meta['version']}." if decision["promoted"] else
-            f"**Refused** {pick['method']} (seed {pick['seed']}, train size {pick['train_size']}): version "
+            f"**Refused** {md_text(pick['method'])} (seed {pick['seed']}, train size {pick['train_size']}): version "
             f"{meta.get('version')} keeps serving.")
     note = card_note({**decision, "version": decision.get("version", meta.get("version"))})
     create_markdown_artifact(head + "\n" + note, key="promoted-model")

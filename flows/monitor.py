@@ -19,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.deployments import run_deployment
 
 from ftlab import stages
+from ftlab.core.escape import md_code, md_text
 from ftlab.learning.config import load_config
 
 RETRAIN = "finetune_pipeline/nightly"
@@ -45,21 +46,21 @@ def monitor_data(params: str = "params.yaml", input_path: str | None = None, ret
     """Monitor, and on drift start the deployment ``retrain`` (flow/deployment) without waiting for it."""
     result = monitor(params, input_path)
     if result["verdict"] == "no_data":  # nothing arrived since the last run: nothing to judge or retrain
-        lines = [f"**Data monitor**: `no_data`: {result['reasons'][0]}"]
+        lines = [f"**Data monitor**: `no_data`: {md_text(result['reasons'][0])}"]
     else:
-        lines = [f"**Data monitor**: `{result['verdict']}` on {', '.join(result['input'])} "
-                 f"({result['rows']['current']} rows); report: `{result['report']}`", "",
-                 *(f"- {r}" for r in result["reasons"]), "", f"Next step: {result['next_step']}"]
+        lines = [f"**Data monitor**: {md_code(result['verdict'])} on {', '.join(map(md_code, result['input']))} "
+                 f"({result['rows']['current']} rows); report: {md_code(result['report'])}", "",
+                 *(f"- {md_text(r)}" for r in result["reasons"]), "", f"Next step: {md_text(result['next_step'])}"]
     if result["verdict"] == "drift":
         reason = "data drift: " + "; ".join(result["reasons"])
         if result["labelled"]:  # labelled drifted rows: the retrain trains (and is gated) on them
             kept = [b for b in (ingest(params, f) for f in result["input"]) if b is not None]
             result["ingested"] = [b["dir"] for b in kept]
-            lines += ["", *(f"Ingested `{b['source']}` as batch `{b['name']}` ({b['rows']} rows)." for b in kept)]
+            lines += ["", *(f"Ingested {md_code(b['source'])} as batch {md_code(b['name'])} ({b['rows']} rows)." for b in kept)]
             reason += "".join(f"; trains on batch {b['name']}" for b in kept)
         run = run_deployment(retrain, parameters={"params": params, "reason": reason}, timeout=0)
         get_run_logger().info("drift: started %s as flow run %s", retrain, run.id)
-        lines += ["", f"Retraining started: `{retrain}`, flow run `{run.id}`."]
+        lines += ["", f"Retraining started: {md_code(retrain)}, flow run `{run.id}`."]
         result["retraining_flow_run"] = str(run.id)
     create_markdown_artifact("\n".join(lines), key="data-monitor", description=f"monitor verdict: {result['verdict']}")
     return result

@@ -11,6 +11,7 @@ import pytest
 
 from ftlab.analysis.report import compare
 from ftlab.core.config import ReportConfig
+from ftlab.core.escape import md_text
 from ftlab.training.train import train
 from tests.conftest import write_run_record
 
@@ -176,7 +177,7 @@ def test_overfit_method_is_picked_when_nothing_else_qualifies(tmp_path, runs):
 def test_markdown_has_a_row_per_method_and_the_plots(tmp_path, runs):
     result, out = run_compare(tmp_path, runs)
     md = (out / "comparison.md").read_text()
-    assert md.startswith("# ") and result["recommendation"]["text"] in md
+    assert md.startswith("# ") and md_text(result["recommendation"]["text"]) in md  # as markdown text (escaped)
     for method in RUNS:
         assert len([line for line in md.splitlines() if line.startswith(f"| {method} |")]) == 1
     assert "| lora | 0.865 | n/a (1 seed) | -0.7 pts, worse (p<0.0001) |" in md

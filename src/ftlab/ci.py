@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ftlab.analysis.checks import fails
+from ftlab.core.escape import html_text, md_code, md_fence, md_no_html, md_text
 from ftlab.core.io import write_text
 from ftlab.learning.config import Config, load_config
 
@@ -51,7 +52,7 @@ class Gate:
         return not self.failures
 
     def check(self, ok: bool, text: str) -> None:
-        self.lines.append(f"- {'✅' if ok else '❌'} {text}")
+        self.lines.append(f"- {'✅' if ok else '❌'} {md_text(text)}")  # reasons quote labels and paths
         if not ok:
             self.failures.append(text)
 
@@ -127,7 +128,7 @@ def _metric_table(current: dict[str, Any], base: dict[str, Any] | None) -> list[
     for r in current["methods"]:
         old = before.get(r["method"])
         old_text, change = ("–", "new") if old is None else (f"{old:.4f}", f"{r['primary'] - old:+.4f}")
-        lines.append(f"| {r['method']} | {old_text} | {r['primary']:.4f} | {change} | {r.get('overfitting') or '–'} |")
+        lines.append(f"| {md_text(r['method'])} | {old_text} | {r['primary']:.4f} | {change} | {r.get('overfitting') or '–'} |")
     return lines
 
 
@@ -136,13 +137,13 @@ def summary(base: str, sha: str, result: Gate, current: dict[str, Any], base_rep
     """The markdown for the job summary and the pull-request comment, after a reproduced run."""
     if len(metrics_diff) > MAX_DIFF_CHARS:
         metrics_diff = metrics_diff[:MAX_DIFF_CHARS].rsplit("\n", 1)[0] + "\n\n(cut: run `dvc metrics diff` for the rest)"
-    lines = [f"## ftlab retraining: {'✅ passed' if result.passed else '❌ failed'}", "", f"Compared with `{base}` ({sha}).", "",
+    lines = [f"## ftlab retraining: {'✅ passed' if result.passed else '❌ failed'}", "", f"Compared with {md_code(base)} ({md_text(sha)}).", "",
              "### Quality gate", "", *result.lines, "",
-             "### Recommendation", "", "> " + current["recommendation"]["text"], "",
+             "### Recommendation", "", "> " + md_text(current["recommendation"]["text"]), "",
              f"### {current.get('primary_metric', {}).get('label', 'accuracy').capitalize()}", "",
              *_metric_table(current, base_report), "",
-             f"<details><summary>Every changed metric (<code>dvc metrics diff {base}</code>)</summary>", "",
-             metrics_diff.strip() or "No metric changed.", "", "</details>"]
+             f"<details><summary>Every changed metric (<code>dvc metrics diff {html_text(base)}</code>)</summary>", "",
+             md_no_html(metrics_diff.strip()) or "No metric changed.", "", "</details>"]
     if plots_dir is not None:
         lines += ["", f"Plots against the base (`dvc plots diff`): `{plots_dir.name}/index.html`."]
     return "\n".join(lines) + "\n"
@@ -150,9 +151,9 @@ def summary(base: str, sha: str, result: Gate, current: dict[str, Any], base_rep
 
 def failed_summary(base: str, sha: str, repro_tail: str) -> str:
     """The markdown when `dvc repro` failed: the end of its output names the stage and the problem."""
-    return "\n".join(["## ftlab retraining: ❌ failed", "", f"Compared with `{base}` ({sha}).", "",
+    return "\n".join(["## ftlab retraining: ❌ failed", "", f"Compared with {md_code(base)} ({md_text(sha)}).", "",
                       "`dvc repro` failed (bad data, a failing check, or an error); the end of its output:", "",
-                      "```", repro_tail.rstrip(), "```"]) + "\n"
+                      md_fence(repro_tail)]) + "\n"
 
 
 def retrain(base: str, summary_path: Path, remote: str | None = None, pull: bool = True, push: bool = False,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftlab.analysis.rundir import Run
+from ftlab.core.escape import evidently_page
 from ftlab.core.io import write_json, write_text
 from ftlab.learning.tasks import Metric
 
@@ -51,7 +52,7 @@ def check_run(run_dir: Path, cfg: ChecksConfig, out_dir: Path) -> dict:
     result: dict[str, Any] = {"method": run.record.method, "metric": task.gap_metric.name,
                               **overfitting(run.history, run.record.best_step, cfg, task.gap_metric)}
     snapshot, result["drift"] = drift_report(run)
-    write_text(out_dir / "drift.html", snapshot.get_html_str(as_iframe=False))
+    write_text(out_dir / "drift.html", evidently_page(snapshot.get_html_str(as_iframe=False)))
     write_json(out_dir / "checks.json", result)
     return result
 

@@ -7,6 +7,7 @@ import base64
 import io
 from typing import Any
 
+from ftlab.core.escape import md_code, md_text
 from ftlab.learning.tasks import Metric
 
 PLOTS = {"validation_curves.png": "Validation {metric} during training",
@@ -131,7 +132,7 @@ def _vs_best(r: dict, best: str, points: bool) -> str:
 
 
 def _cells(r: dict, best: str, secondary: str, points: bool) -> list[str]:
-    return [r["method"], _mean_std(r["primary"], r["primary_std"]), _interval(r["primary_ci"]), _vs_best(r, best, points),
+    return [md_text(r["method"]), _mean_std(r["primary"], r["primary_std"]), _interval(r["primary_ci"]), _vs_best(r, best, points),
             _mean_std(r[secondary], r[f"{secondary}_std"]),
             f"{r['trainable_percent']:.3g}% ({count(r['trainable_params'])})", f"{r['train_seconds']:.1f}",
             f"{r['train_samples_per_second']:.1f}", f"{r['peak_memory_mb']:.0f}", f"{mib(r['artifact_bytes']):.3g}",
@@ -145,9 +146,9 @@ def _table(headers: tuple[str, ...] | list[str], rows: list[list[str]]) -> list[
 def markdown(result: dict) -> str:
     seeds, level, metric = result["seeds"], result["confidence"], result["primary_metric"]
     label, secondary = metric["label"], result["metrics"][1] if len(result["metrics"]) > 1 else result["metrics"][0]
-    lines = ["# Fine-tuning comparison", "", f"Task: `{result['task']}`; primary metric: {label} "
+    lines = ["# Fine-tuning comparison", "", f"Task: {md_code(result['task'])}; primary metric: {label} "
              f"({'higher' if metric['higher_is_better'] else 'lower'} is better).", "",
-             "> " + result["recommendation"]["text"], "",
+             "> " + md_text(result["recommendation"]["text"]), "",
              f"## At {result['methods'][0]['n_train']} training examples", ""]
     best = result["recommendation"]["best"]["method"]
     headers = [h.format(metric=label.capitalize(), secondary=secondary["label"].capitalize()) for h in HEADERS]
@@ -169,18 +170,18 @@ def markdown(result: dict) -> str:
                 mark = "**" if m == size["best"] else ""
                 cells.append("" if s is None else f"{mark}{s['mean']:.3f}{mark} {_interval([s['ci_low'], s['ci_high']])}")
             table.append(cells)
-        lines += ["## Data-size sweep", "", result["by_size_text"], ""]
-        lines += _table(["Training examples", *methods], table)
+        lines += ["## Data-size sweep", "", md_text(result["by_size_text"]), ""]
+        lines += _table(["Training examples", *map(md_text, methods)], table)
         lines += ["", f"Mean {label} and 95% CI per train size; bold: the best at that size.", ""]
         if result["crossings"]:
             lines += ["Curves that cross (order of means flips between two sizes): " + "; ".join(
-                f"{c['overtaker']} overtakes {c['overtaken']} between {c['between'][0]} and {c['between'][1]}"
+                f"{md_text(c['overtaker'])} overtakes {md_text(c['overtaken'])} between {c['between'][0]} and {c['between'][1]}"
                 for c in result["crossings"]) + ". A crossing compares means: between methods that the tests "
                 "at those sizes do not tell apart, it is within the noise.", ""]
     if result["search"]:
         lines += ["## Hyperparameters chosen by search", ""]
         lines += _table(["Method", "Chosen", "Validation score", "Trials"], [
-            [m, ", ".join(f"{k}={v:g}" for k, v in s["chosen"].items()),
+            [md_text(m), ", ".join(f"{md_text(k)}={v:g}" for k, v in s["chosen"].items()),
              f"{next(t['validation'] for t in s['trials'] if t['params'] == s['chosen']):.3f}",
              str(len(s["trials"]))] for m, s in result["search"].items()])
         lines += ["", "Each method's own grid (learning rate × its own knobs), searched on the validation split "
@@ -217,10 +218,13 @@ def _baseline_lines(result: dict) -> list[str]:
 
 
 def html(text: str, pngs: dict[str, bytes]) -> str:
-    """The markdown report as one self-contained page: plots inlined, no scripts, no links out."""
+    """The markdown report as one self-contained page: plots inlined, no scripts, no links out.
+
+    The markdown escapes user strings already (ftlab.core.escape); markdown-it's ``html`` option is off
+    as well, so raw HTML that reached the text some other way is shown, never run."""
     from markdown_it import MarkdownIt
 
-    body = MarkdownIt("commonmark").enable("table").render(text)
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)  # raw HTML shows as text
     for name, data in pngs.items():
         body = body.replace(f'src="{name}"', f'src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}"')
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Fine-tuning comparison</title>'

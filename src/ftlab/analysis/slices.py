@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ftlab.analysis.stats import mean_ci
+from ftlab.core.escape import md_text
 from ftlab.learning.tasks import Task
 
 
@@ -58,5 +59,5 @@ def markdown(result: dict) -> str:
              "|---|---|---:|" + "---:|" * len(metrics)]
     for r in rows:
         for name, s in r["slices"].items():
-            lines.append(f"| {r['method']} | {name} | {s['n']} | " + " | ".join(_value(s, m) for m in metrics) + " |")
+            lines.append(f"| {md_text(r['method'])} | {md_text(name)} | {s['n']} | " + " | ".join(_value(s, m) for m in metrics) + " |")
     return "\n".join(lines) + "\n"

@@ -12,6 +12,9 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+from ftlab.core.escape import html_text
 
 SITE = "ftlab"
 _REMOTE = [  # tags and CSS that fetch from a CDN, and links off the page: dropped for offline use
@@ -78,7 +81,7 @@ def make_offline(docs_dir: Path, passed: dict[str, bool]) -> None:
     for suite, ok in passed.items():
         for page in docs_dir.glob(f"validations/{suite}/**/*.html"):
             link = page.relative_to(docs_dir).as_posix()
-            items.append(f'<li><a href="{link}">{suite}</a>: {"passed" if ok else "FAILED"}</li>')
+            items.append(f'<li><a href="{html_text(quote(link))}">{html_text(suite)}</a>: {"passed" if ok else "FAILED"}</li>')
     index = docs_dir / "index.html"
     listing = f'<section id="ftlab-validations"><h2>Validation results</h2><ul>{"".join(items)}</ul></section>'
     index.write_text(re.sub(r"(<body[^>]*>)", r"\1" + listing, index.read_text(encoding="utf-8"), count=1),

@@ -14,7 +14,6 @@ import dataclasses
 import itertools
 import logging
 import numbers
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,12 +251,3 @@ def _check_text_values(df: pd.DataFrame, path: Path, name: str, column: str) -> 
         raise DataError(f"{path}: column {column!r} holds {int(bad.sum())} value(s) that are not text "
                         f"({type(first[name]).__name__}), e.g. at {first['origin']}")
 
-
-def sniff_quoting(path: Path, delimiter: str, sample_bytes: int = 1 << 20) -> int:
-    """The ``csv`` quoting of a CSV/TSV file judged from its first MiB, for readers that stream it:
-    CSV quoting when a field starts with a quote (as written by csv.writer or pandas), else none
-    (GLUE-style raw TSV). The whole-file readers above decide from the whole file."""
-    with open(path, "rb") as f:
-        head = f.read(sample_bytes).decode("utf-8", errors="replace")
-    quoted = re.search(f'(?:^|{re.escape(delimiter)})"', head, re.MULTILINE)
-    return csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE

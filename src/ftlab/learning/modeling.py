@@ -37,10 +37,38 @@ def resolve_model_name(name: str) -> str:
     return name
 
 
+class UnsafeWeights(ValueError):
+    """A model directory whose weights are pickle files (``pytorch_model.bin`` ...), not safetensors."""
+
+
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
+
+
+def require_safetensors(directory: str | Path, what: str) -> None:
+    """Refuse a local directory whose weights are pickles: unpickling a file can run any code in it,
+    and ftlab reads weights as safetensors only. A hub name (no such directory) is left to
+    ``use_safetensors=True``; a directory with neither kind is left to the loader's own error."""
+    path = Path(directory)
+    if not path.is_dir() or any(path.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for pattern in PICKLE_WEIGHTS for p in path.glob(pattern))
+    if pickled:
+        raise UnsafeWeights(
+            f"{what} ({path}): its weights are {', '.join(pickled)}, pickle files, with no .safetensors file; ftlab "
+            "loads weights as safetensors only, since loading a pickle can run code. Convert them where you trust the file, e.g. "
+            "`AutoModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)` (an adapter: "
+            "`PeftModel.save_pretrained(dir, safe_serialization=True)`), then delete the pickle file")
+
+
 def _load(what: str, loader: Any, cfg: ModelConfig, **kwargs: Any) -> Any:
-    """``loader.from_pretrained`` with errors that name ``model.name`` and the fix."""
+    """``loader.from_pretrained`` with errors that name ``model.name`` and the fix; weights (``what``
+    "model") are read from safetensors only."""
+    name = resolve_model_name(cfg.name)
+    if what == "model":
+        require_safetensors(name, f"model.name {cfg.name!r}")
+        kwargs["use_safetensors"] = True
     try:
-        return loader.from_pretrained(resolve_model_name(cfg.name), trust_remote_code=cfg.trust_remote_code, **kwargs)
+        return loader.from_pretrained(name, trust_remote_code=cfg.trust_remote_code, **kwargs)
     except OSError as e:  # also a missing path or an unreachable hub
         raise ValueError(f"model.name {cfg.name!r}: cannot load a {what} from it ({e})") from e
     except ValueError as e:
@@ -203,6 +231,7 @@ def load_trained(cfg: ModelConfig, labels: list[str], weights: Path, adapter: bo
     """Rebuild the model of a finished run from its saved weights, in eval mode (default task: classification)."""
     from safetensors.torch import load_model
 
+    require_safetensors(weights, "run weights")  # peft would read an adapter_model.bin
     model = task.build_model(cfg, labels, None) if task is not None else build_model(cfg, labels)
     if adapter:
         from peft import PeftModel

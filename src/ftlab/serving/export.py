@@ -31,7 +31,7 @@ from torch import nn
 
 from ftlab.core.config import ModelConfig
 from ftlab.learning.heads import MeanPoolClassifier
-from ftlab.learning.modeling import build_model, load_tokenizer
+from ftlab.learning.modeling import build_model, load_tokenizer, require_safetensors
 from ftlab.learning.tasks import DataError
 from ftlab.learning.tasks.biencoder import BiEncoder
 
@@ -155,6 +155,8 @@ def load_exported(model_dir: Path, meta: dict) -> tuple[nn.Module, Any]:
 
     cfg = ModelConfig(name=str(model_dir), pooling=meta["pooling"], max_length=meta["max_length"])
     labels = meta["labels"]
+    for part in (model_dir, model_dir / "adapter", model_dir / "2_Dense"):  # before anything loads
+        require_safetensors(part, "model directory")
     if meta["layout"] == "bi-encoder":
         raise DataError(f"{model_dir}: a bi-encoded pair model; ftlab predict and monitor serve single-text "
                         "classification models so far: load it with sentence_transformers.SentenceTransformer "

@@ -12,12 +12,12 @@ interface of its labels in ``labelling_queue.label-studio.xml``.
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ftlab.core.escape import html_text
 from ftlab.core.io import write_json, write_text
 
 
@@ -61,7 +61,7 @@ def write_queue(queue: pd.DataFrame, out_dir: Path, meta: dict) -> dict[str, str
                           "result": [{"from_name": "label", "to_name": "text", "type": "choices",
                                       "value": {"choices": [str(r.prediction)]}}]}]}
         for r in queue.itertuples()])
-    choices = "".join(f'<Choice value="{html.escape(str(name), quote=True)}"/>' for name in meta["labels"])
+    choices = "".join(f'<Choice value="{html_text(name)}"/>' for name in meta["labels"])
     config = Path(out_dir) / "labelling_queue.label-studio.xml"
     write_text(config, f'<View><Text name="text" value="$text"/><Choices name="label" toName="text">{choices}</Choices></View>\n')
     return {"csv": str(csv), "label_studio": str(studio), "label_studio_config": str(config)}

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ftlab.core.escape import evidently_page
 from ftlab.core.io import write_json, write_text
 from ftlab.data.readers import SUFFIXES as READERS
 from ftlab.learning.tasks import DataError
@@ -302,7 +303,7 @@ def monitor(model_dir: Path, input_path: Path, cfg: MonitorConfig, out_dir: Path
                                 novelty(cur_emb, ref_emb), cfg.queue_size)
         result["labelling_queue"] = write_queue(queue, Path(out_dir), meta)
     result["next_step"] = next_step(result)  # after the queue: an unlabelled batch is pointed at it
-    write_text(Path(out_dir) / "monitor.html", with_verdict(snapshot.get_html_str(as_iframe=False), result))
+    write_text(Path(out_dir) / "monitor.html", with_verdict(evidently_page(snapshot.get_html_str(as_iframe=False)), result))
     write_json(Path(out_dir) / "monitor.json", result)
     log.info("monitor: %s (%s)", verdict, "; ".join(result["reasons"]))
     return result

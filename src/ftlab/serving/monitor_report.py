@@ -4,7 +4,7 @@ leaves out the embedding signal (the strongest one: its own metric computes a t-
 
 from __future__ import annotations
 
-import html
+from ftlab.core.escape import html_text
 
 SIGNALS = {
     "text_length": "text length in characters",
@@ -45,8 +45,8 @@ def _rows(result: dict) -> str:
     rows = []
     for name, s in result["signals"].items():
         state = "<b style='color:#b00'>drift</b>" if s["drifted"] else "ok"
-        rows.append(f"<tr><td><code>{name}</code></td><td>{html.escape(SIGNALS.get(name, ''))}</td>"
-                    f"<td>{html.escape(s['method'])}</td><td>{s['score']:.3f}</td><td>{s['threshold']}</td>"
+        rows.append(f"<tr><td><code>{html_text(name)}</code></td><td>{html_text(SIGNALS.get(name, ''))}</td>"
+                    f"<td>{html_text(s['method'])}</td><td>{s['score']:.3f}</td><td>{s['threshold']}</td>"
                     f"<td>{state}</td></tr>")
     return "\n".join(rows)
 
@@ -62,17 +62,17 @@ def _drift_count(result: dict) -> str:
 def summary(result: dict) -> str:
     """The verdict section as HTML (plain markup, no external assets: it renders offline)."""
     color = "#b00" if result["verdict"] == "drift" else "#070"
-    files = ", ".join(html.escape(f) for f in result["input"])
+    files = ", ".join(html_text(f) for f in result["input"])
     return f"""<section style="font-family:sans-serif;margin:16px;padding:12px 16px;border:2px solid {color};border-radius:6px">
-<h1 style="color:{color};margin-top:0">Monitor verdict: {result['verdict']}</h1>
-<p>{html.escape('; '.join(result['reasons']))}</p>
+<h1 style="color:{color};margin-top:0">Monitor verdict: {html_text(result['verdict'])}</h1>
+<p>{html_text('; '.join(result['reasons']))}</p>
 <p>{result['rows']['current']} new rows ({files}) against {result['rows']['reference']} reference rows of
-<code>{html.escape(result['model'])}</code>; {_drift_count(result)}.</p>
+<code>{html_text(result['model'])}</code>; {_drift_count(result)}.</p>
 <table style="border-collapse:collapse" border="1" cellpadding="4">
 <tr><th>signal</th><th>what it measures</th><th>method</th><th>score</th><th>threshold</th><th>state</th></tr>
 {_rows(result)}
 </table>
-<p><b>Next step.</b> {html.escape(result['next_step'])}</p>
+<p><b>Next step.</b> {html_text(result['next_step'])}</p>
 </section>
 """
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,7 @@ import yaml
 
 from ftlab.core.builtins import BUILTIN_DEMO, BUILTIN_MODEL
 from ftlab.core.config import Cell
+from ftlab.core.escape import md_code, md_fence, md_link, md_text
 from ftlab.core.io import atomic_dir, write_json, write_text
 from ftlab.core.layout import run_dir
 from ftlab.core.record import RunRecord, read_record, write_record
@@ -262,16 +264,16 @@ def data_note(cfg: Config, n_test: int | None) -> str:
                 "real text: expect real sentences to score lower, possibly much lower. Before using this model, "
                 "measure it on labelled held-out data of your own (`ftlab predict` on it, then compare labels).")
     if isinstance(source, str) and source.startswith("builtin:"):
-        return (f"**The test data is synthetic**: a held-out part{examples} of the built-in generated set `{source}`. "
+        return (f"**The test data is synthetic**: a held-out part{examples} of the built-in generated set {md_code(source)}. "
                 "The number promises nothing on real data: measure the model on held-out data of your own.")
     if isinstance(source, dict) and "test" in source:
-        where = f"the file `{source['test']}`{examples}, given as the test split"
+        where = f"the file {md_code(source['test'])}{examples}, given as the test split"
     elif isinstance(source, dict) or not source.startswith("hub:"):
         file = source["train"] if isinstance(source, dict) else source
-        where = (f"a held-out part{examples} of `{file}` (data.test_size {cfg.data.test_size:g}, drawn at random, "
+        where = (f"a held-out part{examples} of {md_code(file)} (data.test_size {cfg.data.test_size:g}, drawn at random, "
                  "never trained or tuned on)")
     else:
-        where = f"the test split{examples} of `{source}` (its own, or a held-out part of its training split)"
+        where = f"the test split{examples} of {md_code(source)} (its own, or a held-out part of its training split)"
     return (f"The test set is {where}. The number holds for data like it; text from another source, domain or "
             "period can score lower: measure on held-out data of that kind before relying on it.")
 
@@ -280,16 +282,17 @@ def model_card(cfg: Config, meta: dict, record: RunRecord, comparison: dict, out
     """The model card: YAML metadata, the verdict, the numbers and how to load it without ftlab."""
     front = yaml.safe_dump(_card_metadata(cfg, meta, record, comparison), sort_keys=False, allow_unicode=True)
     report = os.path.relpath(cfg.report.dir / "comparison.md", out)
-    labels = f" ({', '.join(meta['labels'])})" if meta["labels"] else ""  # a regressor or a causal LM has none
+    labels = f" ({md_text(', '.join(map(str, meta['labels'])))})" if meta["labels"] else ""  # a regressor or a causal LM has none
     return (f"---\n{front}---\n\n# {cfg.promote.name}\n\n"
-            f"A {meta['task']} model{labels} fine-tuned from `{meta['base_model']}` with "
-            f"`{meta['method']}` (seed {meta['seed']}, train size {meta['train_size']}), promoted by ftlab.\n\n"
+            f"A {meta['task']} model{labels} fine-tuned from {md_code(meta['base_model'])} with "
+            f"{md_code(meta['method'])} (seed {meta['seed']}, train size {meta['train_size']}), promoted by ftlab.\n\n"
             + "Test-set " + ", ".join(f"{m.label} {record.quality[m.name]:.4f}" for m in cfg.task_type().metrics)
             + f" (evaluated in {meta['precision']}).\n\n"
             + data_note(cfg, record.n_test) + "\n\n"
-            f"> {comparison['recommendation']['text']}\n\nFull comparison: [{report}]({report}).\n\n"
+            f"> {md_text(comparison['recommendation']['text'])}\n\nFull comparison: {md_link(report)}.\n\n"
             f"## Load it without ftlab\n\n{LOADERS[meta['layout']].format(dir='path/to/' + cfg.promote.name)}\n\n"
-            "## Use it with ftlab\n\n```bash\nftlab predict --model " + str(out) + " --input new.csv --output scored.csv\n"
-            "ftlab monitor --input new.csv      # drift against reference.parquet, scored held-out test rows\n```\n\n"
+            "## Use it with ftlab\n\n" + md_fence(f"ftlab predict --model {shlex.quote(str(out))} --input new.csv --output scored.csv\n"
+                                                  "ftlab monitor --input new.csv      # drift against reference.parquet, "
+                                                  "scored held-out test rows", "bash") + "\n\n"
             f"`ftlab.json` records the task, text column, label names, pooling, max length, base model and method; "
             f"`reference.parquet` holds up to {REFERENCE_ROWS:,} scored test rows, the monitor's reference.\n")

@@ -15,6 +15,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ftlab.core.escape import md_text
 from ftlab.core.io import atomic_dir, write_json
 from ftlab.learning.config import Config
 
@@ -121,12 +122,12 @@ def rollback(cfg: Config, model_dir: Path, to: int | None = None) -> dict:
 def card_note(decision: dict) -> str:
     """The model card's section on how this model won its place."""
     lines = ["", "## Promotion", "", f"Version {decision['version']}. Gate `{decision['gate']}` "
-             f"(tolerance {decision['tolerance']}): {decision['reason']}."]
+             f"(tolerance {decision['tolerance']}): {md_text(decision['reason'])}."]
     found = decision.get("comparisons") or {}
     if found:
         lines += ["", f"| rows | test rows | challenger | champion | gain | {round(100 * decision['level'])}% interval | p | verdict |",
                   "|---|---:|---:|---:|---:|---|---:|---|"]
-        lines += [f"| {name} | {c['rows']} | {c['challenger']:.4f} | {c['champion']:.4f} | {c['gain']:+.4f} | "
+        lines += [f"| {md_text(name)} | {c['rows']} | {c['challenger']:.4f} | {c['champion']:.4f} | {c['gain']:+.4f} | "
                   f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | {c['p_value']:.3g} | {c['verdict']} |"
                   for name, c in found.items()]
     return "\n".join(lines) + "\n"

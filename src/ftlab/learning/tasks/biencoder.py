@@ -32,7 +32,7 @@ from torch import nn
 from transformers import AutoModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ftlab.learning.modeling import _load, _name_labels, _text_config, load_tokenizer, resolve_model_name
+from ftlab.learning.modeling import _load, _name_labels, _text_config, load_tokenizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -187,7 +187,7 @@ def zero_shot_cosine(model: ModelConfig, a: list[str], b: list[str], batch_size:
     change the Spearman.
     """
     tokenizer = load_tokenizer(model)
-    encoder = AutoModel.from_pretrained(resolve_model_name(model.name)).eval()
+    encoder = _load("model", AutoModel, model).eval()  # safetensors only, errors naming model.name
 
     @torch.inference_mode()
     def embed(texts: list[str]) -> torch.Tensor:
