@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from ftlab.learning.tasks.base import DataError, Metric, label_set_targets, register
 from ftlab.learning.tasks.sequence import SequenceOptions, SequenceTask, stack, with_probabilities
@@ -23,8 +24,8 @@ THRESHOLDS = np.round(np.concatenate([np.arange(0.01, 0.05, 0.01), np.arange(0.0
 
 class MultilabelOptions(SequenceOptions):
     # a list column (JSONL/Parquet), or a delimited string such as "admiration,joy" (CSV/TSV)
-    label_separator: str = ","
-    allow_empty: bool = True  # rows with no label at all (an empty string or list) are allowed
+    label_separator: str = Field(",", description="splits a label string into labels (\"admiration,joy\"); list columns need none")
+    allow_empty: bool = Field(True, description="rows with no label at all (an empty string or list) are allowed")
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from ftlab.learning.tasks.base import Task, TaskOptions
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class SequenceOptions(TaskOptions):
     # a second text encoded with the first as a pair ([CLS] a [SEP] b [SEP] for BERT): NLI, paraphrase, STS
-    text_pair_column: str | None = None
+    text_pair_column: str | None = Field(None, description="the second text of a pair (NLI, paraphrase, STS); null: one text per row")
 
 
 class SequenceTask(Task):
