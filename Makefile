@@ -2,7 +2,7 @@
 # Both first make a project virtual environment in .venv with the Python given as PY (any Python
 # 3.10+, the stock Debian/Ubuntu one included: PEP 668 forbids installing into it, so nothing is
 # installed there), then install into .venv: a current pip first, torch (pinned, so pip takes the CPU
-# wheel), then ftlab with its test tools. The pip upgrade is not cosmetic: Debian 12's venv has pip
+# wheel), then ftlab (and, for `make test`, its test tools). The pip upgrade is not cosmetic: Debian 12's venv has pip
 # 23.0.1, which builds the sdist-only seqeval with setuptools' legacy setup_requires and fails on a
 # machine with no pip cache (setuptools_scm 10 fetched as an egg without its dependency vcs_versioning). Every target runs with .venv/bin first on PATH, so the `ftlab`, `dvc`
 # and `prefect` that the pipeline and the tests start are the venv's.
@@ -14,9 +14,10 @@ VENV ?= .venv
 TORCH_INDEX ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ftlab-installed
+TEST_STAMP := $(VENV)/.ftlab-test-installed
 WITH_VENV := PATH="$(abspath $(BIN)):$$PATH" VIRTUAL_ENV="$(abspath $(VENV))"
 
-.PHONY: install run test lint server worker
+.PHONY: install install-test run test lint server worker
 
 # Prefect's server and a process worker for the deployments in prefect.yaml (README: Prefect).
 # PREFECT_SERVER_ANALYTICS_ENABLED=false: the server's telemetry heartbeat otherwise printed
@@ -39,20 +40,28 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade "pip>=25.1,<27"
 	$(BIN)/python -m pip install torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m pip install -e .
 	touch $(STAMP)
 
+# the test tools (pytest, hypothesis, ruff, mypy, act, shellcheck, mkdocs, ...) on top: only
+# `make test` and `make lint` need them, so `make run` does not install them
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $(TEST_STAMP)
+
 install: $(STAMP)
+
+install-test: $(TEST_STAMP)
 
 run: install
 	$(WITH_VENV) dvc repro
 
 # one pytest-xdist worker per core, each test module on one worker (its module fixtures, such as a
 # DVC repo after `dvc repro`, are built once); `pytest -n 0` runs serially
-test: install
+test: install-test
 	$(WITH_VENV) python -m pytest -q -n auto --dist loadfile --durations=15
 
-lint: install
+lint: install-test
 	$(WITH_VENV) ruff check .
 	$(WITH_VENV) mypy src/
 

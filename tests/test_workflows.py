@@ -320,3 +320,17 @@ def test_ci_installs_lints_type_checks_and_tests(github):
     assert [steps.get(s) for s in ("Lint", "Type-check", "Test")] == ["success"] * 3, result.steps
     assert f"TORCH_INDEX={CPU_TORCH} install PY=python" in result.make and any(" test PY=python" in m for m in result.make)
     assert "passed" in result.log and "tests/test_stats.py" in result.log
+
+
+def test_make_run_installs_ftlab_without_the_test_tools():
+    """`make run` needs ftlab and its runtime dependencies; pytest, hypothesis, ruff, mypy, act,
+    shellcheck and mkdocs are for `make test` and `make lint` (and CI's lint job: `make install-test`)."""
+    def installs(target: str) -> list[str]:
+        out = subprocess.run(["make", "-n", "-B", "-f", str(ROOT / "Makefile"), target, "PY=python", "VENV=/nonexistent"],
+                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        return [line.split("pip install ", 1)[1] for line in out.splitlines() if "pip install -e" in line]
+
+    assert installs("run") == ["-e ."]
+    assert installs("install") == ["-e ."]
+    assert installs("test") == ["-e .", '-e ".[test]"']
+    assert installs("lint") == ["-e .", '-e ".[test]"']

@@ -83,11 +83,14 @@ else:
 
 
 class Config(Strict):
-    seed: int = 42  # the data split; also the training seed when `seeds` is not given
-    methods: list[str] = Field(default_factory=lambda: ["full", "llrd", "lora", "prompt_tuning"])
-    seeds: list[int] = Field(default_factory=list)  # every method trains once per seed
-    train_sizes: list[TrainSize] = Field(default_factory=_all_sizes)  # ... and once per size
-    task: TaskParams = Field(default_factory=_default_task)  # the problem: `ftlab tasks` lists them
+    """params.yaml: the grid (methods × seeds × train sizes), the task and one section per concern."""
+
+    seed: int = Field(42, description="the data split; also the training seed when `seeds` is not given")
+    methods: list[str] = Field(default_factory=lambda: ["full", "llrd", "lora", "prompt_tuning"],
+                               description="the methods compared: `ftlab methods` lists them")
+    seeds: list[int] = Field(default_factory=list, description="every method trains once per seed")
+    train_sizes: list[TrainSize] = Field(default_factory=_all_sizes, description="every method trains once per training-set size (\"all\": the whole train split)")
+    task: TaskParams = Field(default_factory=_default_task, description="the problem: `ftlab tasks` lists them")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -99,7 +102,7 @@ class Config(Strict):
     ci: CiConfig = CiConfig()
     promote: PromoteConfig = PromoteConfig()
     monitor: MonitorConfig = MonitorConfig()
-    method_params: MethodParams = MethodParams()
+    method_params: MethodParams = Field(MethodParams(), description="each method's own hyperparameters; keys left out keep the method's defaults")
 
     @field_validator("methods")
     @classmethod

@@ -38,10 +38,11 @@ def main(source: Path, venv: Path) -> None:
     workspace = venv.parent
     for pth in venv.glob("lib/python*/site-packages/__editable__.ftlab-*.pth"):
         rewrite(pth, f"{workspace / 'src'}\n".encode())
-    stamp = venv / ".ftlab-installed"
-    if stamp.exists():
-        stamp.unlink()
-    stamp.touch()
+    for name in (".ftlab-installed", ".ftlab-test-installed"):  # make install, then make install-test: in that order
+        stamp = venv / name
+        if stamp.exists():
+            stamp.unlink()
+        stamp.touch()
     print(f"prebuilt venv: {source} -> {venv}")
 
 

@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 
 
 class AdapterParams(MethodParams):
-    lr: float = Field(1e-3, gt=0, le=10)
-    peft_type: str = "LOHA"
-    options: dict[str, Any] = Field(default_factory=dict)  # passed to the peft config as-is
+    lr: float = Field(1e-3, gt=0, le=10, description="learning rate (the head and every trained parameter)")
+    peft_type: str = Field("LOHA", description="the peft method by its PeftType name: LOHA, LOKR, VERA, ADALORA, ...")
+    options: dict[str, Any] = Field(default_factory=dict, description="passed to the peft config as-is")
 
     @field_validator("peft_type")
     @classmethod

@@ -22,8 +22,8 @@ class MethodParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    lr: float = Field(5e-5, gt=0, le=10)
-    epochs: float | None = Field(None, gt=0)  # overrides train.epochs for this method
+    lr: float = Field(5e-5, gt=0, le=10, description="learning rate (the head and every trained parameter)")
+    epochs: float | None = Field(None, gt=0, description="overrides train.epochs for this method")
 
 
 class Method:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 class BitFitParams(MethodParams):
-    lr: float = Field(1e-3, gt=0, le=10)
+    lr: float = Field(1e-3, gt=0, le=10, description="learning rate (the head and every trained parameter)")
 
 
 @register

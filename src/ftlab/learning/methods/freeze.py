@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
 
 class FreezeParams(MethodParams):
-    lr: float = Field(1e-4, gt=0, le=10)
-    k: int = Field(2, ge=0)  # top layers to train; 0 trains the head alone (a linear probe)
+    lr: float = Field(1e-4, gt=0, le=10, description="learning rate (the head and every trained parameter)")
+    k: int = Field(2, ge=0, description="top layers to train; 0 trains the head alone (a linear probe)")
 
 
 @register

@@ -13,16 +13,16 @@ if TYPE_CHECKING:
 
 
 class FullParams(MethodParams):
-    # 1e-4, not the 5e-5 of BERT-base recipes: a small model at batch 32 learns faster than that
-    # allows. One epoch on 1,024 SST-2 examples: 0.784 at 5e-5, 0.868 at 1e-4, 0.870 at 1.5e-4 and
-    # 2e-4; the SST-2 sweep's search chose 1.5e-4 (benchmarks/results/sweep_sst2.json)
-    lr: float = Field(1e-4, gt=0, le=10)
-    # false: the word-embedding table keeps its pretrained rows. It is half of MiniLM's parameters,
-    # and training it means a dense gradient and optimizer state for every row, though a batch
-    # touches a few hundred: freezing saves that memory, but no time on a 2-core CPU (1.00x in
-    # benchmarks/results/compile.json; SST-2 accuracy 0.866 vs 0.868 in throughput.json).
-    # A decoder with tied embeddings then keeps its output layer too: it is the same matrix.
-    train_embeddings: bool = True
+    lr: float = Field(1e-4, gt=0, le=10, description=(
+        "1e-4, not the 5e-5 of BERT-base recipes: a small model at batch 32 learns faster than that allows. One "
+        "epoch on 1,024 SST-2 examples: 0.784 at 5e-5, 0.868 at 1e-4, 0.870 at 1.5e-4 and 2e-4; the SST-2 sweep's"
+        " search chose 1.5e-4 (benchmarks/results/sweep_sst2.json)"))
+    train_embeddings: bool = Field(True, description=(
+        "false: the word-embedding table keeps its pretrained rows. It is half of MiniLM's parameters, and "
+        "training it means a dense gradient and optimizer state for every row, though a batch touches a few "
+        "hundred: freezing saves that memory, but no time on a 2-core CPU (1.00x in "
+        "benchmarks/results/compile.json; SST-2 accuracy 0.866 vs 0.868 in throughput.json). A decoder with tied "
+        "embeddings then keeps its output layer too: it is the same matrix."))
 
 
 @register

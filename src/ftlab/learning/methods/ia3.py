@@ -13,9 +13,9 @@ if TYPE_CHECKING:
 
 
 class IA3Params(MethodParams):
-    lr: float = Field(1e-2, gt=0, le=10)
-    target_modules: list[str] | None = None  # None: peft's default for the model type
-    feedforward_modules: list[str] | None = None
+    lr: float = Field(1e-2, gt=0, le=10, description="learning rate (the head and every trained parameter)")
+    target_modules: list[str] | None = Field(None, description="None: peft's default for the model type")
+    feedforward_modules: list[str] | None = Field(None, description="which target modules are feed-forward layers (scaled on their input); None: peft's default")
 
 
 @register

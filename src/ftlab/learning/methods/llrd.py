@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 
 class LLRDParams(MethodParams):
-    lr: float = Field(1e-4, gt=0, le=10)
-    decay: float = Field(0.9, gt=0, le=1)
+    lr: float = Field(1e-4, gt=0, le=10, description="learning rate (the head and every trained parameter)")
+    decay: float = Field(0.9, gt=0, le=1, description="each layer down from the top trains at lr × decay^depth; embeddings lowest")
 
 
 @register

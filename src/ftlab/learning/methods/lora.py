@@ -35,11 +35,11 @@ if TYPE_CHECKING:
 
 
 class LoraParams(MethodParams):
-    lr: float = Field(1e-3, gt=0, le=10)
-    r: int = Field(8, ge=1)
-    alpha: float = Field(16.0, gt=0)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    target_modules: list[str] | None = None  # None: inferred from the model
+    lr: float = Field(1e-3, gt=0, le=10, description="learning rate (the head and every trained parameter)")
+    r: int = Field(8, ge=1, description="rank of the low-rank update")
+    alpha: float = Field(16.0, gt=0, description="scale of the update: alpha / r")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the adapter's input")
+    target_modules: list[str] | None = Field(None, description="None: inferred from the model")
 
 
 @register

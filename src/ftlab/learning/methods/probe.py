@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 class ProbeParams(MethodParams):
-    lr: float = Field(1e-2, gt=0, le=10)
+    lr: float = Field(1e-2, gt=0, le=10, description="learning rate (the head and every trained parameter)")
 
 
 @register

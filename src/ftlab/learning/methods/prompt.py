@@ -18,13 +18,13 @@ if TYPE_CHECKING:
 
 
 class PromptParams(MethodParams):
-    lr: float = Field(3e-2, gt=0, le=10)
-    num_virtual_tokens: int = Field(20, ge=1)
+    lr: float = Field(3e-2, gt=0, le=10, description="learning rate (the head and every trained parameter)")
+    num_virtual_tokens: int = Field(20, ge=1, description="trained virtual tokens prepended to every input")
 
 
 class PromptTuningParams(PromptParams):
-    init: Literal["random", "text"] = "text"
-    init_text: str = "Classify the sentiment of this review:"
+    init: Literal["random", "text"] = Field("text", description="start the soft prompt from init_text's token embeddings, or at random")
+    init_text: str = Field("Classify the sentiment of this review:", description="the text the soft prompt starts from (cut to num_virtual_tokens tokens)")
 
     @model_validator(mode="after")
     def _text_given(self):
@@ -57,9 +57,9 @@ class PromptTuning(PromptMethod):
 
 
 class PrefixParams(PromptParams):
-    lr: float = Field(1e-2, gt=0, le=10)
-    projection: bool = False  # reparameterise the prefix through an MLP (more stable, more params)
-    encoder_hidden_size: int = Field(128, ge=1)
+    lr: float = Field(1e-2, gt=0, le=10, description="learning rate (the head and every trained parameter)")
+    projection: bool = Field(False, description="reparameterise the prefix through an MLP (more stable, more params)")
+    encoder_hidden_size: int = Field(128, ge=1, description="hidden size of the prompt encoder (MLP or LSTM)")
 
 
 @register
@@ -75,9 +75,9 @@ class PrefixTuning(PromptMethod):
 
 
 class PTuningParams(PromptParams):
-    lr: float = Field(3e-3, gt=0, le=10)
-    encoder_hidden_size: int = Field(128, ge=1)
-    encoder: Literal["MLP", "LSTM"] = "MLP"
+    lr: float = Field(3e-3, gt=0, le=10, description="learning rate (the head and every trained parameter)")
+    encoder_hidden_size: int = Field(128, ge=1, description="hidden size of the prompt encoder (MLP or LSTM)")
+    encoder: Literal["MLP", "LSTM"] = Field("MLP", description="the prompt encoder that produces the virtual tokens")
 
 
 @register

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ftlab.learning.tasks.statistics import Statistic
 
@@ -39,9 +39,9 @@ class TaskOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: str
-    text_column: str = "text"
-    label_column: str = "label"
+    type: str = Field(description="the task: `ftlab tasks` lists them")
+    text_column: str = Field("text", description="the column that holds the text")
+    label_column: str = Field("label", description="the column that holds the target (label, score, label list)")
 
 
 @dataclass(frozen=True)

@@ -41,16 +41,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 class CausalLMOptions(TaskOptions):
-    prompt_column: str = "prompt"
-    response_column: str = "response"
-    messages_column: str | None = None  # chat lists instead of prompt/response: [{role, content}, ...]
-    # auto: the tokenizer's chat template if it has one, else the plain template; required: the
-    # tokenizer's (an error if it has none); plain: always the plain template
-    chat_template: Literal["auto", "required", "plain"] = "auto"
-    max_new_tokens: int = Field(64, ge=1)  # generation limit at test
-    # also score the answer's final number, or its last word that is a label of the train responses
-    answer: Literal["none", "final_number", "label"] = "none"
-    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
+    prompt_column: str = Field("prompt", description="the column that holds the instruction")
+    response_column: str = Field("response", description="the column that holds the reference response")
+    messages_column: str | None = Field(None, description="chat lists instead of prompt/response: [{role, content}, ...]")
+    chat_template: Literal["auto", "required", "plain"] = Field("auto", description=(
+        "auto: the tokenizer's chat template if it has one, else the plain template; required: the tokenizer's "
+        "(an error if it has none); plain: always the plain template"))
+    max_new_tokens: int = Field(64, ge=1, description="generation limit at test")
+    answer: Literal["none", "final_number", "label"] = Field("none", description="also score the answer's final number, or its last word that is a label of the train responses")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, ~30% slower")
 
     @model_validator(mode="before")
     @classmethod

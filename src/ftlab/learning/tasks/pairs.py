@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from ftlab.learning.tasks.sequence import SequenceOptions, SequenceTask
 
@@ -30,9 +30,9 @@ PROMPT_REASON = ("peft prepends its virtual tokens to the first text's input_ids
 
 
 class PairOptions(SequenceOptions):
-    # cross: the pair as one sequence through the encoder; bi: each text alone through the shared
-    # encoder, then cosine (regression) or a softmax head on (u, v, |u - v|) (classification)
-    pair_encoding: Literal["cross", "bi"] = "cross"
+    pair_encoding: Literal["cross", "bi"] = Field("cross", description=(
+        "cross: the pair as one sequence through the encoder; bi: each text alone through the shared encoder, "
+        "then cosine (regression) or a softmax head on (u, v, |u - v|) (classification)"))
 
     @model_validator(mode="after")
     def _bi_needs_a_pair(self) -> PairOptions:

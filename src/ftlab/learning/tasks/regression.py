@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from ftlab.learning.tasks.base import DataError, Metric, register, where
 from ftlab.learning.tasks.pairs import PairOptions, PairTask
@@ -19,9 +20,9 @@ if TYPE_CHECKING:
 
 
 class RegressionOptions(PairOptions):
-    # standardise the target with the train split's mean and std inside the head (mean pooling): the
-    # loss is then in units of std whatever the scale, and the model still outputs the original scale
-    scale_target: bool = True
+    scale_target: bool = Field(True, description=(
+        "standardise the target with the train split's mean and std inside the head (mean pooling): the loss is "
+        "then in units of std whatever the scale, and the model still outputs the original scale"))
 
 
 @register

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from ftlab.learning.tasks.base import DataError, Metric, Task, TaskOptions, label_set_targets, register
 from ftlab.learning.tasks.statistics import F1Statistic
@@ -31,9 +32,9 @@ CONLL_SUFFIXES = (".conll", ".txt", ".iob", ".bio")
 
 
 class TokenOptions(TaskOptions):
-    text_column: str = "tokens"  # a list column of words (JSONL/Parquet)
-    label_column: str = "tags"  # a list column of BIO tags, one per word
-    conll_tag_index: int = -1  # CoNLL column files: which whitespace-separated column holds the tag
+    text_column: str = Field("tokens", description="a list column of words (JSONL/Parquet)")
+    label_column: str = Field("tags", description="a list column of BIO tags, one per word")
+    conll_tag_index: int = Field(-1, description="CoNLL column files: which whitespace-separated column holds the tag")
 
 
 def read_conll(path: Path, tag_index: int = -1) -> pd.DataFrame:
