@@ -182,10 +182,12 @@ def markdown(result: dict) -> str:
         lines += ["## Hyperparameters chosen by search", ""]
         lines += _table(["Method", "Chosen", "Validation score", "Trials"], [
             [md_text(m), ", ".join(f"{md_text(k)}={v:g}" for k, v in s["chosen"].items()),
-             f"{next(t['validation'] for t in s['trials'] if t['params'] == s['chosen']):.3f}",
-             str(len(s["trials"]))] for m, s in result["search"].items()])
-        lines += ["", "Each method's own grid (learning rate × its own knobs), searched on the validation split "
-                  f"at {next(iter(result['search'].values()))['train_size']} training examples.", ""]
+             f"{next(t['validation'] for t in s['trials'] if t['params'] == s['chosen'] and t.get('state') != 'pruned'):.3f}",
+             f"{len(s['trials'])} ({s.get('pruned', 0)} pruned)"] for m, s in result["search"].items()])
+        lines += ["", "Each method's own space (learning rate × its own knobs), searched by an Optuna study (a grid "
+                  "sampler when the grid fits in the trials, else TPE) on the validation split at "
+                  f"{next(iter(result['search'].values()))['train_size']} training examples; a pruned trial stopped "
+                  "early, behind the others at a rung of successive halving.", ""]
     lines += [f"![{title.format(metric=label)}]({name})\n" for name, title in PLOTS.items()]
     return "\n".join(lines)
 

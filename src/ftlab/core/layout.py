@@ -38,5 +38,10 @@ def search_file(cfg: Dirs, method: str) -> Path:
     return cfg.report.dir / "search" / f"{method}.json"
 
 
+def study_file(cfg: Dirs, method: str) -> Path:
+    """The Optuna journal of ``method``'s search, beside its result: what a rerun resumes."""
+    return cfg.report.dir / "search" / f"{method}.optuna.log"
+
+
 def plan_file(cfg: Dirs, cell: Cell) -> Path:
     return cfg.report.dir / "plan" / cell.method / f"{cell.name}.json"

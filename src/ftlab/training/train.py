@@ -14,7 +14,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -220,11 +220,12 @@ def _write_run(tmp: Path, record: RunRecord, test: pd.DataFrame, train_predictio
 
 
 def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = None,
-          seed: int | None = None, train_size: int | Literal["all"] = "all") -> dict:
+          seed: int | None = None, train_size: int | Literal["all"] = "all", callbacks: Sequence[Any] = ()) -> dict:
     """Fine-tune ``method_name`` on the prepared data and write the run directory ``out_dir``.
 
     ``seed`` (default: the first of ``cfg.seeds``) seeds the model's new weights, dropout, batch
     order and the training subset; ``train_size`` trains on that many training examples.
+    ``callbacks``: more TrainerCallbacks (a search trial's pruning: ``ftlab.training.pruning``).
 
     Under ``torchrun``/``accelerate launch`` every process calls this; they train one model together
     and the main process (rank 0) alone evaluates it and writes the run; the others return ``{}``.
@@ -256,7 +257,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
     with _output_dir(Path(out_dir)) as tmp:
         work = ckpt_root or tmp / "trainer"
         trainer = build_trainer(cfg, method_name, model, tokenizer, ds, train_eval, labels, work, cell.seed,
-                                ckpt_root is not None, best, groups)
+                                ckpt_root is not None, best, groups, callbacks)
         with PeakMemory() as memory:
             train_seconds = _fit(trainer, method_name, cfg, resume)
         trainer.accelerator.wait_for_everyone()  # every rank's checkpoint files are written before rank 0 goes on

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -268,13 +269,15 @@ def training_args(cfg: Config, params: Any, output_dir: Path, checkpoints: bool,
 
 
 def build_trainer(cfg: Config, method_name: str, model: nn.Module, tokenizer: Any, ds: dict, train_eval: Any,
-                  labels: list[str], work: Path, seed: int, checkpoints: bool, best: BestState, groups: list[dict]) -> Any:
-    """The FtlabTrainer of one cell: its callbacks (logs on the main process only), arguments and optimizer."""
+                  labels: list[str], work: Path, seed: int, checkpoints: bool, best: BestState, groups: list[dict],
+                  extra: Sequence[TrainerCallback] = ()) -> Any:
+    """The FtlabTrainer of one cell: its callbacks (logs on the main process only; ``extra``: the caller's,
+    such as a search trial's pruning), arguments and optimizer."""
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
 
     task, params = cfg.task_type(), cfg.params_for(method_name)
-    callbacks = [best, FiniteLoss(method_name), NoFinalCheckpoint()]
+    callbacks = [best, FiniteLoss(method_name), NoFinalCheckpoint(), *extra]
     if is_main_process():
         callbacks.append(TensorBoardCallback(SummaryWriter(str(work / "tensorboard"))))
         callbacks.append(dvclive_callback(work / "dvclive"))
