@@ -139,11 +139,6 @@ def predict_file(model_dir: Path, input_path: Path, output: Path, text_column: s
                  batch_size: int = 128, precision: str = "auto", chunk_rows: int = CHUNK_ROWS,
                  header: bool = True) -> dict:
     """Score every row of ``input_path`` with the promoted model in ``model_dir``; write ``output``."""
-    from tqdm.auto import tqdm
-
-    from ftlab.serving.export import load_exported
-    from ftlab.training.trainer import use_bf16
-
     model_dir, input_path, output = Path(model_dir), Path(input_path), Path(output)
     if os.path.realpath(output) == os.path.realpath(input_path):  # realpath: no error on a symbolic-link loop
         raise DataError(f"--output {output} is the input file: choose another path")
@@ -154,6 +149,11 @@ def predict_file(model_dir: Path, input_path: Path, output: Path, text_column: s
     if first is None or not len(first.frame):
         raise DataError(f"{input_path}: no rows to score" + (" (a header alone)" if first is not None else ""))
     texts_of(first, input_path, column, header)
+    from tqdm.auto import tqdm  # imported once the input is known good: transformers takes seconds
+
+    from ftlab.serving.export import load_exported
+    from ftlab.training.trainer import use_bf16
+
     model, tokenizer = load_exported(model_dir, meta)
     if torch.cuda.is_available():
         model = model.cuda()
