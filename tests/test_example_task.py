@@ -1,4 +1,4 @@
-"""The README's example task, registered as a new task is: its module, imported before the config is
+"""The example task of docs/architecture.md (Adding a task), registered as a new task is: its module, imported before the config is
 built (as ``ftlab.learning.tasks`` imports its modules), then prepare, validate and train on toy data.
 
 It runs in a fresh interpreter: this test process built its ``Config`` before the example existed.
@@ -17,7 +17,7 @@ import pytest
 
 pytestmark = pytest.mark.pipeline  # a subprocess that trains: scheduled with the long modules
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 
 SCRIPT = """
 import json, sys
@@ -36,9 +36,9 @@ print(json.dumps({"rules": sorted({c["rule"] for c in checks}), "task": metrics[
 
 
 def example_task() -> str:
-    """The Python block after the README's ``<!-- example-task -->`` marker."""
-    found = re.search(r"<!-- example-task -->\n```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-    assert found, "README.md has no example task block"
+    """The Python block after the docs page's ``<!-- example-task -->`` marker."""
+    found = re.search(r"<!-- example-task -->\n```python\n(.*?)```", PAGE.read_text(encoding="utf-8"), re.S)
+    assert found, "docs/architecture.md has no example task block"
     return found.group(1)
 
 
