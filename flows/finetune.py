@@ -14,8 +14,10 @@ re-run and continues where it stopped. When the params file is the DVC project's
 the outputs are recorded in dvc.lock afterwards (``dvc commit``), so ``dvc status`` stays clean,
 and only when every cell's run matches its current identity; not with ``overrides`` (``ftlab pipeline -S key=value``): those outputs were not built from
 params.yaml, and recording them would make dvc.lock claim they were. In a DVC project the flow
-holds DVC's repository lock from start to end: `dvc repro` or a second flow started meanwhile
-refuses at once, naming the holder, instead of training the same cells into the same files.
+holds the project from start to end (``ftlab.core.runlock``: DVC's write locks on every path it
+writes): a `dvc repro` or a second flow started meanwhile refuses at once, naming the flow, and a
+flow started during a repro refuses naming the repro, instead of training the same cells into the
+same files.
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from ftlab.core import layout
 from ftlab.core.config import Cell
 from ftlab.core.escape import md_text
 from ftlab.core.record import read_record
+from ftlab.core.runlock import pipeline_paths, project_claim
 from ftlab.learning.config import Config, load_config
 from ftlab.progress import progress
 from ftlab.training.identity import cell_identity, cell_key, recorded_key
@@ -189,40 +190,7 @@ def dvc_commit(repo: Any, cfg: Config, cells: list[Cell]) -> None:
     if stale:
         raise RuntimeError(f"not recording the outputs in dvc.lock: the run(s) {', '.join(stale)} do not match "
                            "their current identity (data, code or params changed during the flow); run it again")
-    repo.commit(None, force=True)  # `dvc commit --force`, under the lock this flow holds
-
-
-@contextmanager
-def project_lock() -> Iterator[Any]:
-    """In a DVC project, DVC's own repository lock for the whole flow: `dvc repro` (which takes the
-    same lock) or a second flow cannot run beside it and train the same cells into the same files;
-    each refuses at once, naming the holder. Yields the locked ``dvc.repo.Repo`` (None outside a
-    DVC project)."""
-    if not (Path("dvc.yaml").is_file() and Path(".dvc").is_dir()):
-        yield None
-        return
-    from dvc.lock import LockError
-    from dvc.repo import Repo, lock_repo
-
-    repo = Repo(".")
-    with ExitStack() as stack:
-        try:
-            stack.enter_context(lock_repo(repo))
-        except LockError:
-            raise RuntimeError(f"another run holds this project: {_holder(Path(repo.tmp_dir) / 'lock')}; wait until "
-                               "it ends (a second run would train the same cells into the same files)") from None
-        yield repo
-
-
-def _holder(lockfile: Path) -> str:
-    """The process that holds DVC's lock file (zc.lockfile writes its pid there)."""
-    import psutil
-
-    try:
-        pid = int(lockfile.read_text().split()[0])
-        return f"process {pid} ({' '.join(psutil.Process(pid).cmdline())[:200]})"
-    except (OSError, ValueError, IndexError, psutil.Error):
-        return f"the process holding {lockfile}"
+    repo.commit(None, force=True)  # `dvc commit --force`, under the repository lock (Claim.recording)
 
 
 def _width(cfg: Config) -> int:
@@ -279,15 +247,16 @@ def finetune_pipeline(params: str = "params.yaml", reason: str | None = None, ov
         get_run_logger().info("retraining: %s", reason)
     cfg = _config(params, overrides)
     width = _width(cfg)
-    with project_lock() as repo:
+    with project_claim(pipeline_paths(cfg), f"Prefect flow finetune_pipeline (ftlab pipeline --params {params})") as claim:
         result = finetune_stages.with_options(task_runner=task_runner(cfg, width))(params, width, overrides)
-        if repo is not None and Path(params).resolve() == Path("params.yaml").resolve():
+        if claim is not None and Path(params).resolve() == Path("params.yaml").resolve():
             if overrides:
                 get_run_logger().warning(
                     "not recording the outputs in dvc.lock (dvc commit): they were built with %s over params.yaml, "
                     "not from params.yaml alone; dvc.lock keeps its earlier record", " ".join(set_options(overrides)))
             else:
-                dvc_commit(repo, cfg, cfg.cells())
+                with claim.recording() as repo:
+                    dvc_commit(repo, cfg, cfg.cells())
     return result
 
 

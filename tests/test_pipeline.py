@@ -297,29 +297,26 @@ def test_prefect_flow_applies_set_overrides_and_keeps_them_out_of_dvc_lock(tmp_p
     assert "not recording the outputs in dvc.lock (dvc commit): they were built with --set methods=[lora]" in logged, logged
 
 
-def test_two_runs_at_once_refuse_naming_the_holder(repo):
-    """The flow and `dvc repro` share DVC's repository lock: whichever comes second refuses at once
-    and changes nothing (they used to train the same cells into the same files, and the flow's
-    dvc commit failed with three tracebacks)."""
+def test_two_runs_at_once_refuse_naming_the_holder(repo, monkeypatch):
+    """A run that holds the project makes the other driver refuse at once, naming it, and change
+    nothing: `ftlab pipeline` while DVC's repository lock is held (a repro between stages), and
+    `dvc repro` while a flow's write locks are held, even with nothing to do (DVC takes a stage's
+    locks before it checks whether the stage changed). test_runlock.py starts both drivers for real."""
     from dvc.repo import Repo
+
+    from ftlab.core.runlock import pipeline_paths, project_claim
+    from ftlab.learning.config import load_config
 
     lock = repo / "dvc.lock"
     recorded = lock.read_text()
-    with Repo(str(repo)).lock:  # what a running `dvc repro` holds
+    with Repo(str(repo)).lock:  # what a running `dvc repro` holds between stages
         out = sh(sys.executable, "-m", "ftlab.cli", "pipeline", cwd=repo, check=False)
     assert out.returncode == 1
     assert f"another run holds this project: process {os.getpid()}" in " ".join((out.stdout + out.stderr).split())
     assert lock.read_text() == recorded
-    sys.path.insert(0, str(ROOT / "flows"))
-    from finetune import project_lock
-
-    cwd = Path.cwd()
-    os.chdir(repo)
-    try:
-        with project_lock() as held:  # what a running flow holds
-            assert held is not None
-            out = sh("dvc", "repro", cwd=repo, check=False)
-    finally:
-        os.chdir(cwd)
-    assert out.returncode != 0 and "Unable to acquire lock" in out.stdout + out.stderr
+    monkeypatch.chdir(repo)
+    with project_claim(pipeline_paths(load_config("params.yaml")), "a flow") as held:  # what a running flow holds
+        assert held is not None
+        out = sh("dvc", "repro", cwd=repo, check=False)
+    assert out.returncode != 0 and f"(PID {os.getpid()}): a flow" in out.stdout + out.stderr, out.stdout + out.stderr
     assert lock.read_text() == recorded

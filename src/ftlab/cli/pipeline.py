@@ -180,8 +180,15 @@ def pipeline(params: Path = typer.Option(Path("params.yaml"), "--params", "-p", 
     """Run the whole pipeline as the Prefect flow `finetune_pipeline` (same stages as dvc.yaml)."""
     import os
 
-    # a bad param fails here, in a second, not after Prefect's temporary server has started
-    stage_config(params, set_)
+    from ftlab.core.runlock import ProjectBusy, pipeline_paths, refuse_if_busy
+
+    # a bad param, or a run that holds the project, fails here, in a second or two, not after
+    # Prefect's temporary server has started
+    cfg = stage_config(params, set_)
+    try:
+        refuse_if_busy(pipeline_paths(cfg))
+    except ProjectBusy as e:
+        fail(e)
     overrides = set_values(set_)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # the temporary server gets 20 s to start by default: a busy machine (a CI runner beside other
