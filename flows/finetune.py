@@ -51,7 +51,7 @@ from ftlab.core.record import read_record
 from ftlab.core.runlock import pipeline_paths, project_claim
 from ftlab.learning.config import Config, load_config
 from ftlab.progress import progress
-from ftlab.training.identity import cell_identity, cell_key, recorded_key
+from ftlab.training.identity import cell_identity, cell_key, recorded_key, with_race
 from ftlab.training.parallel import dask_slots_on_this_host, threads_per_process
 
 # Resolve transformers' lazy attributes here, in the main thread: first imports of them from
@@ -99,7 +99,8 @@ def _finished(cfg: Config, cell: Cell) -> bool:
     """A complete run directory whose recorded identity is the cell's current one: the same data,
     code, result-changing settings and params (ftlab.training.identity); not threads, paths or report edits."""
     recorded = recorded_key(layout.run_dir(cfg, cell))
-    return recorded is not None and recorded == cell_key(cell_identity(stages.tuned(cfg, cell.method), cell))
+    current = with_race(cell_identity(stages.tuned(cfg, cell.method), cell), stages.race_record(cfg, cell))
+    return recorded is not None and recorded == cell_key(current)
 
 
 def _planned(cfg: Config, cell: Cell) -> bool:
@@ -112,6 +113,12 @@ def _planned(cfg: Config, cell: Cell) -> bool:
 @task(name="plan")
 def plan(params: str, overrides: Overrides) -> None:
     stages.plan(_config(params, overrides))
+
+
+@task(name="race")
+def race(params: str, overrides: Overrides) -> dict:
+    cfg = _config(params, overrides)
+    return stages.race(stages.with_threads(cfg, _threads(cfg, 1)))  # one cell trains at a time here
 
 
 @task(name="train", task_run_name="train {cell.method} {cell.name}")
@@ -262,7 +269,7 @@ def finetune_pipeline(params: str = "params.yaml", reason: str | None = None, ov
 
 @flow(name="finetune_stages")
 def finetune_stages(params: str, width: int, overrides: Overrides = None) -> dict:
-    """prepare → validate → search each method → plan → train each cell → check each cell → compare → promote."""
+    """prepare → validate → search each method → plan → race → train each cell → check each cell → compare → promote."""
     cfg = _config(params, overrides)
     retry = {"retries": cfg.pipeline.retries, "retry_delay_seconds": cfg.pipeline.retry_delay_s}
     prepare.with_options(**retry)(params, overrides)
@@ -272,6 +279,7 @@ def finetune_stages(params: str, width: int, overrides: Overrides = None) -> dic
         search.with_options(**retry).map(unmapped(params), unmapped(overrides), cfg.methods[i : i + width],
                                          unmapped(width)).result()
     plan(params, overrides)  # each cell's identity: what dvc.yaml's train stages depend on
+    race.with_options(**retry)(params, overrides)  # where each cell's training ends (race.enabled)
     cells = cfg.cells()
     state = progress(cfg)
     artifact = create_progress_artifact(100 * state.fraction, key="training-progress", description=state.line())

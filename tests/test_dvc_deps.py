@@ -46,10 +46,11 @@ def test_every_imported_module_is_a_dep_of_its_stage(stage):
 def test_the_train_stage_depends_on_its_identity_and_the_plan_stage_on_the_training_code():
     """A cell retrains when its identity file changes; that file changes with the training code
     (its code digest, ftlab.core.source), and the plan stage that writes it re-runs on every file of it."""
-    train, plan = _spec("train"), _spec("plan")
-    assert train["deps"] == ["${report.dir}/plan/${item.method}/s${item.seed}-n${item.size}.json"]
+    train, plan, race = _spec("train"), _spec("plan"), _spec("race")
+    assert train["deps"] == ["${report.dir}/plan/${item.method}/s${item.seed}-n${item.size}.json",
+                             "${report.dir}/race/${item.method}/s${item.seed}-n${item.size}.json"]  # where the race stops it
     assert "params" not in train  # they are in the identity, less what does not change the result
-    assert all(covered(p, plan["deps"]) for p in stage_files("train"))
+    assert all(covered(p, plan["deps"]) and covered(p, race["deps"]) for p in stage_files("train"))
     assert {"task", "model", "train", "method_params", "seeds", "train_sizes"} <= set(plan["params"])
 
 

@@ -9,6 +9,7 @@ size (``Config.cells``), and where each stage reads and writes follows from the 
     validate                -> <report.dir>/validation/          (stops the pipeline on bad data)
     search <method>         -> <report.dir>/search/<method>.json (hyperparameters; a stub when disabled)
     plan                    -> <report.dir>/plan/<method>/s<seed>-n<size>.json (each cell's identity)
+    race                    -> <report.dir>/race/ (which methods stop at which rung; stubs when disabled)
     train <cell>            -> <train.output_dir>/<method>/s<seed>-n<size>/
     check <cell>            -> <report.dir>/checks/<method>/s<seed>-n<size>/
     compare                 -> <report.dir>/comparison.{md,html,json} + PNG plots
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ftlab.core.config import Cell
 from ftlab.core.io import atomic_dir, write_json
-from ftlab.core.layout import checks_dir, plan_file, run_dir, search_file, validation_dir
+from ftlab.core.layout import checks_dir, plan_file, race_decisions, race_file, run_dir, search_file, validation_dir
 from ftlab.learning.config import Config
 
 if TYPE_CHECKING:
@@ -157,14 +158,34 @@ def plan(cfg: Config) -> dict[Cell, dict]:
     return identities
 
 
+def race(cfg: Config) -> dict:
+    """Race the methods on validation (``ftlab.race``) when race.enabled; otherwise record that every
+    cell trains its whole budget."""
+    from ftlab.race import run
+
+    return run(cfg, {m: tuned(cfg, m) for m in cfg.methods})
+
+
+def race_record(cfg: Config, c: Cell) -> dict | None:
+    """The race's record of cell ``c`` (None when race.enabled is false); StageFailed when the race
+    has not decided for the current settings."""
+    if not cfg.race.enabled:
+        return None
+    path = race_file(cfg, c)
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    if not record.get("enabled"):
+        raise StageFailed(f"race.enabled is true but {path} holds no race decision: run `ftlab race` first")
+    return record
+
+
 def train(cfg: Config, method: str, seed: int | None = None, train_size: int | Literal["all"] = "all",
           out: Path | None = None) -> dict:
-    """Fine-tune one cell on the prepared data."""
+    """Fine-tune one cell on the prepared data (in a race: to where the race's record stops it)."""
     from ftlab.training.train import train as run_train
 
     c = cell(cfg, method, seed, train_size)
     return run_train(tuned(cfg, method), method, out or run_dir(cfg, c), data_dir=cfg.data.prepared_dir,
-                     seed=c.seed, train_size=c.train_size)
+                     seed=c.seed, train_size=c.train_size, race=race_record(cfg, c))
 
 
 def check(cfg: Config, method: str, seed: int | None = None, train_size: int | Literal["all"] = "all") -> dict:
@@ -181,16 +202,21 @@ def check(cfg: Config, method: str, seed: int | None = None, train_size: int | L
 
 
 def compare(cfg: Config) -> dict:
-    """The comparison report over every cell of the config, with the task's baselines."""
+    """The comparison report over every cell of the config, with the task's baselines; in a race, the
+    cells it eliminated are left out of the statistics and the pick and shown in their own table."""
     from ftlab.analysis.baselines import baselines
+    from ftlab.analysis.race import eliminated_rows
     from ftlab.analysis.report import compare as write_report
 
-    cells = cfg.cells()
+    cells, eliminated = cfg.cells(), None
+    if cfg.race.enabled:
+        out = [c for c in cells if (race_record(cfg, c) or {}).get("status") == "eliminated"]
+        eliminated = eliminated_rows(json.loads(race_decisions(cfg).read_text()), [run_dir(cfg, c) for c in out])
+        cells = [c for c in cells if c not in out]
     checks: list[Path | None] = [checks_dir(cfg, c) for c in cells]
     searches = [search_file(cfg, m) for m in cfg.methods if search_file(cfg, m).is_file()]
     return write_report([run_dir(cfg, c) for c in cells], checks, cfg.report, cfg.report.dir, searches,
-                        cfg.task_type(), baselines(cfg))
-
+                        cfg.task_type(), baselines(cfg), eliminated)
 
 
 def promote(cfg: Config, method: str | None = None, seed: int | None = None,

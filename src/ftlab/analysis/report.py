@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ftlab.analysis import checks, noninferiority, slices
+from ftlab.analysis import checks, noninferiority, race, slices
 from ftlab.analysis.recommend import best_row, pareto, recommend
 from ftlab.analysis.render import html, markdown, plots
 from ftlab.analysis.rundir import Run
@@ -176,11 +176,14 @@ def _against_baselines(baselines: list[dict], best: dict, runs: list[dict], leve
 
 
 def compare(run_dirs: list[Path], checks_dirs: list[Path | None], cfg: ReportConfig, out_dir: Path,
-            search_files: Sequence[Path] = (), task: Task | None = None, baselines: Sequence[dict] = ()) -> dict:
+            search_files: Sequence[Path] = (), task: Task | None = None, baselines: Sequence[dict] = (),
+            eliminated: list[dict] | None = None) -> dict:
     """Compare cells and write comparison.{json,md,html} and the plots into ``out_dir``. Returns the comparison.
 
     ``baselines``: ``{"name", "value", "scores"}`` per baseline (see :mod:`ftlab.analysis.baselines`), scored on
-    the same test examples. ``task`` defaults to the default task (classification)."""
+    the same test examples. ``task`` defaults to the default task (classification). ``eliminated``: the rows of
+    the methods a race eliminated (:func:`ftlab.analysis.race.eliminated_rows`), whose cells are not among
+    ``run_dirs``: the report's Eliminated table."""
     task = task or default_task()
     runs = _load(run_dirs, checks_dirs, task)
     groups: dict[Any, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
@@ -216,6 +219,7 @@ def compare(run_dirs: list[Path], checks_dirs: list[Path | None], cfg: ReportCon
         "cells": [{**{k: run[k] for k in (*RUN_KEYS, "train_seconds", "overfitting", "memory_kind")},
                    **run["metrics"]} for run in runs],
         "search": _search(list(search_files)),
+        "eliminated": eliminated or [],
     }
     _write(Path(out_dir), result, plots(rows, groups[main["train_size"]], sizes, task.primary))
     return result
@@ -235,7 +239,9 @@ def _sizes(groups: dict[Any, dict[str, list[dict]]], level: float, task: Task) -
 
 def _write(out_dir: Path, result: dict, pngs: dict[str, bytes]) -> None:
     """comparison.{json,md,html} and the plots, each file replaced whole."""
-    text = markdown(result) + noninferiority.markdown(result) + slices.markdown(result)
+    text = (markdown(result) + noninferiority.markdown(result)
+            + race.markdown(result["eliminated"], result["primary_metric"]["points"], result["confidence"])
+            + slices.markdown(result))
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, data in pngs.items():
         tmp = out_dir / f".{name}.tmp-{os.getpid()}"

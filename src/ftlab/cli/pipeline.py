@@ -87,6 +87,20 @@ def plan(params: Path | None = PARAMS, set_: list[str] | None = SET) -> None:
 
 
 @app.command()
+def race(params: Path | None = PARAMS, set_: list[str] | None = SET) -> None:
+    """Race the methods on the validation split (when race.enabled): the clearly worse stop at a rung."""
+    decisions = run_stage("race", params, set_)
+    if not decisions["enabled"]:
+        say("race disabled: every cell trains its whole budget")
+        return
+    for size in decisions["sizes"]:
+        out = [f"{r['method']} (rung {rung['rung']}, {r['reason']})" for rung in size["rungs"]
+               for r in rung["methods"] if r["decision"] == "eliminated"]
+        say(f"train size {size['train_size']}: ", (", ".join(size["survivors"]), "green"), " go on; eliminated: "
+            + (", ".join(out) or "none"))
+
+
+@app.command()
 def train(
     method: str | None = typer.Option(None, "--method", "-m", help="method name (see `ftlab methods`); default: every method listed in params `methods`"),
     seed: int | None = SEED,

@@ -8,6 +8,7 @@ with the field's dotted name (``data.test_size``), never minutes later inside tr
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -223,6 +224,28 @@ class SearchConfig(Strict):
     def _positive(cls, v: list[float]) -> list[float]:
         if not v or any(f <= 0 for f in v):
             raise ValueError("must list positive factors")
+        return v
+
+
+class RaceConfig(Strict):
+    """A race between methods (docs: comparisons): every method's cells train to the first rung, and a
+    method that the validation split shows worse than the leader, or outside the best 1/eta, stops there."""
+
+    enabled: bool = Field(False, description=(
+        "race the methods; false: every cell trains its whole step budget"))
+    rungs: list[float] = Field(default_factory=lambda: [0.2, 0.5], description=(
+        "shares of each cell's step budget where methods are compared (the evaluation at or after each), "
+        "increasing, each in (0, 1)"))
+    eta: int = Field(2, ge=2, description=(
+        "successive halving's cap: at each rung at most ceil(n/eta) of the n methods that reached it go on"))
+
+    @field_validator("rungs")
+    @classmethod
+    def _shares(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < r < 1 for r in v):
+            raise ValueError("must list shares of the step budget, each above 0 and below 1")
+        if any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError(f"must increase: {v}")
         return v
 
 

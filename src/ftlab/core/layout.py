@@ -45,3 +45,12 @@ def study_file(cfg: Dirs, method: str) -> Path:
 
 def plan_file(cfg: Dirs, cell: Cell) -> Path:
     return cfg.report.dir / "plan" / cell.method / f"{cell.name}.json"
+
+
+def race_file(cfg: Dirs, cell: Cell) -> Path:
+    """The race's record of ``cell`` (survivor or eliminated, and its stop step): its train stage's dep."""
+    return cfg.report.dir / "race" / cell.method / f"{cell.name}.json"
+
+
+def race_decisions(cfg: Dirs) -> Path:
+    return cfg.report.dir / "race" / "decisions.json"

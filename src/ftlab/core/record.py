@@ -22,6 +22,10 @@ COST_KEYS = ("train_seconds", "train_samples_per_second", "peak_memory_mb", "art
              "eval_latency_ms_per_sample")
 
 
+# what a run's record keeps of the race's record of its cell (ftlab.race): where the race stopped it
+RACE_KEYS = ("rung", "share", "stop_step", "budget_steps")
+
+
 class Cost(BaseModel):
     """What a run cost, measured: the only part that differs between two runs of one identity."""
 
@@ -71,6 +75,10 @@ class RunRecord(BaseModel):
     train_size: int | Literal["all"]
     artifact_bytes: int
     cost: Cost
+    # complete: no race; survivor: raced and trained to its budget; eliminated: stopped at race.rung (RACE_KEYS,
+    # and trained_from: the step the train stage went on from, the race's checkpoint)
+    status: Literal["complete", "survivor", "eliminated"] = "complete"
+    race: dict[str, Any] | None = None
 
     @property
     def quality(self) -> dict[str, Any]:
@@ -86,7 +94,7 @@ class RunRecord(BaseModel):
         fields and the cost's; a cost field named like a quality metric (NER's ``precision``)
         becomes ``cost_<name>``."""
         quality = {k: v for k, v in self.quality.items() if not isinstance(v, (dict, list))}
-        run = {k: v for k, v in self.model_dump(exclude=set(self.quality) | {"cost", "decision", "best_validation"}).items()}
+        run = {k: v for k, v in self.model_dump(exclude=set(self.quality) | {"cost", "decision", "best_validation", "race"}).items()}
         cost = {(f"cost_{k}" if k in quality else k): v for k, v in self.cost.model_dump().items()}
         return quality | run | cost
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1]  # the ftlab package directory
 CLI, STAGES = "ftlab.cli", "ftlab.stages"  # the `ftlab` command, and the stage functions its commands call
-STAGE_FUNCTIONS = frozenset({"ingest", "prepare", "validate", "search", "plan", "train", "check", "compare", "promote",
+STAGE_FUNCTIONS = frozenset({"ingest", "prepare", "validate", "search", "plan", "race", "train", "check", "compare", "promote",
                              "rollback", "monitor"})
 
 

@@ -25,6 +25,7 @@ from ftlab.core.config import (
     MonitorConfig,
     PipelineConfig,
     PromoteConfig,
+    RaceConfig,
     ReportConfig,
     SearchConfig,
     Strict,
@@ -99,6 +100,7 @@ class Config(Strict):
     report: ReportConfig = ReportConfig()
     pipeline: PipelineConfig = PipelineConfig()
     search: SearchConfig = SearchConfig()
+    race: RaceConfig = RaceConfig()
     ci: CiConfig = CiConfig()
     promote: PromoteConfig = PromoteConfig()
     monitor: MonitorConfig = MonitorConfig()

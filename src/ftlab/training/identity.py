@@ -68,3 +68,9 @@ def recorded_key(run_dir: Path) -> str | None:
     if not (Path(run_dir) / "metrics.json").is_file() or not path.is_file():
         return None
     return cell_key(json.loads(path.read_text()))
+
+
+def with_race(identity: dict[str, Any], race: dict | None) -> dict[str, Any]:
+    """The identity a finished run records: in a race, a cell's result also depends on where the race
+    stopped it (``ftlab.race``'s record of the cell), so both drivers retrain it when that changes."""
+    return identity if race is None else {**identity, "race": {"status": race["status"], "stop_step": race["stop_step"]}}

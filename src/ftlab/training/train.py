@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,14 +27,14 @@ from torch import nn
 
 from ftlab.core.config import Cell
 from ftlab.core.io import atomic_dir, write_json, write_text
-from ftlab.core.record import RunRecord, write_record
+from ftlab.core.record import RACE_KEYS, RunRecord, write_record
 from ftlab.data.prepare import DataError, load_prepared
 from ftlab.learning.config import Config, dump_config
 from ftlab.learning.methods import get_method
 from ftlab.learning.modeling import count_parameters, load_tokenizer, save_weights
 from ftlab.learning.tasks import Task
 from ftlab.training.cost import PeakMemory, dir_bytes
-from ftlab.training.identity import cell_identity, cell_key
+from ftlab.training.identity import cell_identity, cell_key, with_race
 from ftlab.training.parallel import (
     is_main_process,
     processes_on_this_node,
@@ -41,6 +42,7 @@ from ftlab.training.parallel import (
     world_size,
 )
 from ftlab.training.scoring import outputs, scored
+from ftlab.training.stopping import StopAt, budget_steps, checkpoint_step, nothing_left, replay
 from ftlab.training.trainer import BestState, bucket, build_trainer, static_graphs, use_compile
 
 log = logging.getLogger(__name__)
@@ -165,8 +167,10 @@ def _evaluate(task: Task, model: nn.Module, trainer: Any, ds: dict, splits: dict
 
 
 def _record(cfg: Config, method_name: str, cell: Cell, trainer: Any, best: BestState, ds: dict, test: pd.DataFrame,
-            labels: list[str], decision: dict, counts: tuple[int, int], cost: dict, model_dir: Path) -> RunRecord:
-    """metrics.json: the test metrics, what trained, the best step and the measured cost."""
+            labels: list[str], decision: dict, counts: tuple[int, int], cost: dict, model_dir: Path,
+            race: dict | None = None, trained_from: int = 0) -> RunRecord:
+    """metrics.json: the test metrics, what trained, the best step, the measured cost and, in a race,
+    whether the cell survived it or was eliminated (at which rung) and the step this run started at."""
     task, state = cfg.task_type(), trainer.state
     trainable, total = counts
     return RunRecord.model_validate({
@@ -189,6 +193,8 @@ def _record(cfg: Config, method_name: str, cell: Cell, trainer: Any, best: BestS
         "train_size": cell.train_size,
         "artifact_bytes": dir_bytes(model_dir),  # the weights a user deploys
         "cost": cost,
+        **({"status": race["status"], "race": {**{k: race[k] for k in RACE_KEYS}, "trained_from": trained_from}}
+           if race else {}),
     })
 
 
@@ -219,18 +225,31 @@ def _write_run(tmp: Path, record: RunRecord, test: pd.DataFrame, train_predictio
     write_json(tmp / "identity.json", identity)  # what the flow compares to skip this cell
 
 
-def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = None,
-          seed: int | None = None, train_size: int | Literal["all"] = "all", callbacks: Sequence[Any] = ()) -> dict:
-    """Fine-tune ``method_name`` on the prepared data and write the run directory ``out_dir``.
+@dataclass
+class Setup:
+    """One cell ready to train: its model, data and where its checkpoints go."""
 
-    ``seed`` (default: the first of ``cfg.seeds``) seeds the model's new weights, dropout, batch
-    order and the training subset; ``train_size`` trains on that many training examples.
-    ``callbacks``: more TrainerCallbacks (a search trial's pruning: ``ftlab.training.pruning``).
+    cell: Cell
+    method: Any
+    model: nn.Module
+    tokenizer: Any
+    splits: dict[str, pd.DataFrame]
+    labels: list[str]
+    ds: dict
+    train_eval_rows: np.ndarray
+    groups: list[dict]
+    counts: tuple[int, int]
+    identity: dict
+    ckpt_root: Path | None
 
-    Under ``torchrun``/``accelerate launch`` every process calls this; they train one model together
-    and the main process (rank 0) alone evaluates it and writes the run; the others return ``{}``.
-    Returns the run's record (``ftlab.core.record.RunRecord``) as written to ``metrics.json``.
-    """
+    @property
+    def train_eval(self) -> Any:
+        return self.ds["train"].select(self.train_eval_rows)
+
+
+def setup(cfg: Config, method_name: str, data_dir: Path | None, seed: int | None,
+          train_size: int | Literal["all"]) -> Setup:
+    """The cell's seeded model, tokenised splits, parameter groups and identity (see :func:`train`)."""
     from transformers import set_seed
 
     method, task = get_method(method_name), cfg.task_type()
@@ -244,38 +263,70 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
     tokenizer = load_tokenizer(cfg.model)
     ds = {name: task.tokenize(df, tokenizer, cfg.model.max_length, labels) for name, df in splits.items()}
     train_eval_rows = np.random.default_rng(cell.seed).permutation(len(ds["train"]))[:cfg.train.train_eval_samples]
-    train_eval = ds["train"].select(train_eval_rows)
     trainable, total = count_parameters(model)
     log.info("%s: training %s of %s parameters (%.3f%%)", method_name, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     groups = method.param_groups(model, params, cfg.train.weight_decay)
     if use_compile(cfg.train.compile):
         static_graphs(cfg, bucket(cfg) or 1)
-
     identity = cell_identity(cfg, cell, data_dir)
-    ckpt_root = checkpoint_dir(cfg, cell, identity)
-    resume, best = _resume(cfg, method_name, ckpt_root)
+    return Setup(cell, method, model, tokenizer, splits, labels, ds, train_eval_rows, groups, (trainable, total),
+                 identity, checkpoint_dir(cfg, cell, identity))
+
+
+def fit_until(cfg: Config, s: Setup, trainer: Any, resume: str | None, stop: StopAt) -> float:
+    """Train to ``stop.step`` (None: the budget) from ``resume``; the seconds trained. A checkpoint
+    with nothing left to train (the race stopped this cell there) is replayed, not trained on."""
+    patience = cfg.train.early_stopping_patience
+    if resume and nothing_left(resume, stop.step, budget_steps(trainer), patience):
+        log.info("%s %s: nothing left to train after %s", s.cell.method, s.cell.name, resume)
+        return replay(trainer, resume)
+    return _fit(trainer, s.cell.method, cfg, resume)
+
+
+def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = None,
+          seed: int | None = None, train_size: int | Literal["all"] = "all", callbacks: Sequence[Any] = (),
+          race: dict | None = None) -> dict:
+    """Fine-tune ``method_name`` on the prepared data and write the run directory ``out_dir``.
+
+    ``seed`` (default: the first of ``cfg.seeds``) seeds the model's new weights, dropout, batch
+    order and the training subset; ``train_size`` trains on that many training examples.
+    ``callbacks``: more TrainerCallbacks (a search trial's pruning: ``ftlab.training.pruning``).
+    ``race``: the race's record of this cell (``ftlab.race``): an eliminated cell trains no further
+    than its stop step (from the race's checkpoint: no step is trained twice), a survivor goes on to
+    its budget; the seconds the race spent on it count in its cost, and its record says which it was.
+
+    Under ``torchrun``/``accelerate launch`` every process calls this; they train one model together
+    and the main process (rank 0) alone evaluates it and writes the run; the others return ``{}``.
+    Returns the run's record (``ftlab.core.record.RunRecord``) as written to ``metrics.json``.
+    """
+    s = setup(cfg, method_name, data_dir, seed, train_size)
+    task = cfg.task_type()
+    resume, best = _resume(cfg, method_name, s.ckpt_root)
+    stop = StopAt(race["stop_step"] if race and race["status"] == "eliminated" else None)
     with _output_dir(Path(out_dir)) as tmp:
-        work = ckpt_root or tmp / "trainer"
-        trainer = build_trainer(cfg, method_name, model, tokenizer, ds, train_eval, labels, work, cell.seed,
-                                ckpt_root is not None, best, groups, callbacks)
+        work = s.ckpt_root or tmp / "trainer"
+        trainer = build_trainer(cfg, method_name, s.model, s.tokenizer, s.ds, s.train_eval, s.labels, work, s.cell.seed,
+                                s.ckpt_root is not None, best, s.groups, [*callbacks, stop])
         with PeakMemory() as memory:
-            train_seconds = _fit(trainer, method_name, cfg, resume)
+            train_seconds = fit_until(cfg, s, trainer, resume, stop) + (race["train_seconds"] if race else 0.0)
         trainer.accelerator.wait_for_everyone()  # every rank's checkpoint files are written before rank 0 goes on
         if not is_main_process():
             return {}
-        shutil.move(work / "tensorboard", tmp / "tensorboard")
-        shutil.move(work / "dvclive", tmp / "dvclive")
-        decision, test, latency = _evaluate(task, model, trainer, ds, splits, labels, cfg.train.eval_batch_size)
-        train_rows = splits["train"].iloc[train_eval_rows]
-        train_predictions = scored(task, model, trainer, train_rows, train_eval, labels, decision, cfg.train.eval_batch_size)
-        save_weights(model, tmp / "model", method.saves_adapter)
-        tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        for logs in ("tensorboard", "dvclive"):
+            (work / logs).mkdir(parents=True, exist_ok=True)
+            shutil.move(work / logs, tmp / logs)
+        model, ds, labels = s.model, s.ds, s.labels
+        decision, test, latency = _evaluate(task, model, trainer, ds, s.splits, labels, cfg.train.eval_batch_size)
+        train_rows = s.splits["train"].iloc[s.train_eval_rows]
+        train_predictions = scored(task, model, trainer, train_rows, s.train_eval, labels, decision, cfg.train.eval_batch_size)
+        save_weights(model, tmp / "model", s.method.saves_adapter)
+        s.tokenizer.save_pretrained(str(tmp / "tokenizer"))
         cost = {**_cost(cfg, trainer, train_seconds, len(ds["train"]), memory),
                 "eval_latency_ms_per_sample": round(1000 * latency, 4)}
-        record = _record(cfg, method_name, cell, trainer, best, ds, test, labels, decision, (trainable, total), cost,
-                         tmp / "model")
-        _write_run(tmp, record, test, train_predictions, _history(trainer.state.log_history, task), labels, groups,
-                   cfg.for_cell(cell), identity)
+        record = _record(cfg, method_name, s.cell, trainer, best, ds, test, labels, decision, s.counts, cost,
+                         tmp / "model", race, checkpoint_step(resume) if resume else 0)
+        _write_run(tmp, record, test, train_predictions, _history(trainer.state.log_history, task), labels, s.groups,
+                   cfg.for_cell(s.cell), with_race(s.identity, race))
         shutil.rmtree(work, ignore_errors=True)  # a finished run needs no checkpoints
     log.info("%s: %s %.4f in %.1fs -> %s", method_name, task.primary.label, record.primary, train_seconds, out_dir)
     return record.model_dump(mode="json")

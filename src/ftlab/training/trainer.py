@@ -85,6 +85,7 @@ class BestState(TrainerCallback):
         self.best: float | None = None
         self.best_step = 0
         self.bad_evals = 0
+        self.last_step = -1  # the step last judged: a resumed run evaluates its checkpoint's step again
         self.state: dict[str, torch.Tensor] = {}
 
     @property
@@ -93,8 +94,9 @@ class BestState(TrainerCallback):
         return None if self.best is None else self.sign * self.best
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-        if not metrics or self.key not in metrics:
-            return  # the train-subset evaluation of the same step
+        if not metrics or self.key not in metrics or state.global_step == self.last_step:
+            return  # the train-subset evaluation of the same step, or a resumed run's first, already judged
+        self.last_step = state.global_step
         value = self.sign * metrics[self.key]
         if self.best is None or value > self.best:
             self.best, self.best_step, self.bad_evals = value, state.global_step, 0
@@ -120,6 +122,7 @@ class BestState(TrainerCallback):
         """Restore what :meth:`on_save` wrote into ``checkpoint``."""
         meta = json.loads((Path(checkpoint) / "best_state.json").read_text())
         self.best, self.best_step, self.bad_evals = meta["best"], meta["best_step"], meta["bad_evals"]
+        self.last_step = int(Path(checkpoint).name.split("-")[1])
         weights = Path(checkpoint) / "best_state.safetensors"
         self.state = load_file(str(weights)) if weights.is_file() else {}
 
