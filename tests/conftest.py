@@ -8,6 +8,7 @@ import random
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +33,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     modules out in collection order, and a long one collected last ran alone at the end of the suite
     while the other worker sat idle (a minute and more of the 15-minute budget)."""
     items.sort(key=lambda item: item.get_closest_marker("pipeline") is None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_api(request, tmp_path_factory) -> Iterator[str | None]:
+    """One Prefect server per test process (xdist worker) for the flows its tests start, through
+    PREFECT_API_URL in the environment they inherit; only where the session collected pipeline tests.
+    The user's path, a temporary server per `ftlab pipeline`, stays covered by the tests that drop
+    PREFECT_API_URL from their environment (test_pipeline's -S overrides flow, test_make_prefect)."""
+    if not any(item.get_closest_marker("pipeline") for item in request.session.items):
+        yield None
+        return
+    from tests.prefect_server import shared_server
+
+    with shared_server(tmp_path_factory.mktemp("prefect-server")) as api:
+        os.environ["PREFECT_API_URL"] = api
+        try:
+            yield api
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
 
 
 POSITIVE = ["great", "wonderful", "excellent", "superb", "lovely", "fantastic"]

@@ -71,6 +71,30 @@ def prefect_server(repo: Path, tmp_path: Path) -> Iterator[tuple[Callable[..., s
                     proc.wait()
 
 
+@contextmanager
+def shared_server(home: Path) -> Iterator[str]:
+    """A Prefect server for every flow one test process starts; yields its API URL. Each `ftlab
+    pipeline` without PREFECT_API_URL starts a temporary server of its own (10-16 s of start-up on
+    2 cores, and "Timed out while attempting to connect to ephemeral Prefect API server" when the
+    cores are busy): one server per test process saves both."""
+    api = f"http://127.0.0.1:{free_port()}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    with open(home / "server.log", "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                   "--port", api.split(":")[2].split("/")[0]], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(api)
+        yield api
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
 def api_post(api: str, path: str, body: dict) -> list[dict]:
     request = urllib.request.Request(f"{api}/{path}", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})

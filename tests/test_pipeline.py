@@ -24,8 +24,12 @@ METHODS = ["full", "lora"]
 CELL = "s42-nall"  # the one cell per method of the smoke params: seed 42, all training examples
 
 
-def sh(*cmd: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+def sh(*cmd: str, cwd: Path, check: bool = True, own_server: bool = False) -> subprocess.CompletedProcess:
+    """``cmd`` in ``cwd``; ``own_server``: without the tests' shared Prefect server, so a flow starts
+    the temporary one a user's `ftlab pipeline` starts."""
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1"}
+    if own_server:
+        env.pop("PREFECT_API_URL", None)
     if (Path(cwd) / "src/ftlab").is_dir():  # a project runs its own copy of ftlab: the code its stages depend on
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(cwd) / "src"), env.get("PYTHONPATH")]))
     done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
@@ -98,7 +102,7 @@ def repo(tmp_path_factory, tiny_model) -> Path:
     path = make_repo(tmp_path_factory.mktemp("dvc") / "project", params)
     toy_reviews(240).to_csv(path / "data/raw/data.csv", index=False)
     out = sh("dvc", "repro", cwd=path)
-    expected = {"prepare", "validate", "plan", "check", "compare", "promote"} | {f"search@{m}" for m in METHODS} | {
+    expected = {"prepare", "validate", "plan", "race", "check", "compare", "promote"} | {f"search@{m}" for m in METHODS} | {
         f"train@{m}-42-all" for m in METHODS}
     assert ran_stages(out.stdout) == expected, out.stdout
     return path
@@ -255,7 +259,7 @@ def test_exp_run_trains_only_the_changed_method_and_the_new_cells(repo):
     sh("git", "commit", "-qm", "after repro", cwd=repo)
     out = sh("dvc", "exp", "run", "-S", "method_params.lora.r=4", "-S", "train_sizes=[20,all]", cwd=repo)
     trained = {"train@lora-42-all", "train@full-42-20", "train@lora-42-20"}
-    assert ran_stages(out.stdout) == {"search@lora", "plan", "check", "compare", "promote"} | trained, out.stdout
+    assert ran_stages(out.stdout) == {"search@lora", "plan", "race", "check", "compare", "promote"} | trained, out.stdout
     assert yaml.safe_load((repo / f"runs/lora/{CELL}/config.yaml").read_text())["method_params"]["lora"]["r"] == 4
     assert json.loads((repo / f"runs/lora/{CELL}/metrics.json").read_text())["trainable_params"] < 10_000
     assert json.loads((repo / "runs/lora/s42-n20/metrics.json").read_text())["n_train"] == 20
@@ -283,7 +287,7 @@ def test_prefect_flow_applies_set_overrides_and_keeps_them_out_of_dvc_lock(tmp_p
     overrides; outputs not built from params.yaml alone are not recorded in dvc.lock."""
     repo = make_repo(tmp_path / "project", smoke_params(tiny_model))  # params.yaml: full and lora, 2 steps
     out = sh(sys.executable, "-m", "ftlab.cli", "pipeline", "-S", "methods=[lora]", "-S", "method_params.lora.r=2",
-             "-S", "train.max_steps=3", cwd=repo)
+             "-S", "train.max_steps=3", cwd=repo, own_server=True)
     comparison = json.loads((repo / "reports/comparison.json").read_text())
     assert [m["method"] for m in comparison["methods"]] == ["lora"]  # the flow's tasks
     assert not (repo / "runs/full").exists()
