@@ -46,7 +46,7 @@ def train_to(cfg: Config, cell: Cell, share: float) -> dict:
     resume, best = _resume(cfg, cell.method, s.ckpt_root)
     stop = StopAt()
     trainer = build_trainer(cfg, cell.method, s.model, s.tokenizer, s.ds, s.train_eval, s.labels, s.ckpt_root,
-                            cell.seed, True, best, s.groups, [stop])
+                            cell.seed, True, best, s.groups, [stop], resume is not None)
     budget = budget_steps(trainer)
     stop.step = rung_step(share, budget, cfg.train.eval_steps)
     seconds = fit_until(cfg, s, trainer, resume, stop)

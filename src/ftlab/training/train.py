@@ -306,7 +306,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
     with _output_dir(Path(out_dir)) as tmp:
         work = s.ckpt_root or tmp / "trainer"
         trainer = build_trainer(cfg, method_name, s.model, s.tokenizer, s.ds, s.train_eval, s.labels, work, s.cell.seed,
-                                s.ckpt_root is not None, best, s.groups, [*callbacks, stop])
+                                s.ckpt_root is not None, best, s.groups, [*callbacks, stop], resume is not None)
         with PeakMemory() as memory:
             train_seconds = fit_until(cfg, s, trainer, resume, stop) + (race["train_seconds"] if race else 0.0)
         trainer.accelerator.wait_for_everyone()  # every rank's checkpoint files are written before rank 0 goes on

@@ -162,17 +162,19 @@ class FiniteLoss(TrainerCallback):
             )
 
 
-def dvclive_callback(directory: Path) -> TrainerCallback:
+def dvclive_callback(directory: Path, resume: bool = False) -> TrainerCallback:
     """Training metrics and params through DVCLive into ``directory`` (``dvc plots``, the VS Code extension).
 
     transformers' own callback: dvclive's ``dvclive.huggingface`` one crashes with transformers 5.
     ``save_dvc_exp=False, dvcyaml=False``: outside ``dvc exp run`` DVCLive would otherwise create
-    experiments and rewrite dvc.yaml; the plots are declared in dvc.yaml instead.
+    experiments and rewrite dvc.yaml; the plots are declared in dvc.yaml instead. ``resume``: the
+    run goes on from a checkpoint, and its logs from where that run's stopped (DVCLive would
+    otherwise delete them; a cell the race stopped, resumed with nothing left to train, had none).
     """
     from dvclive import Live
     from transformers.integrations import DVCLiveCallback
 
-    return DVCLiveCallback(live=Live(str(directory), save_dvc_exp=False, dvcyaml=False, report=None))
+    return DVCLiveCallback(live=Live(str(directory), save_dvc_exp=False, dvcyaml=False, report=None, resume=resume))
 
 
 def use_bf16(precision: str) -> bool:
@@ -273,9 +275,9 @@ def training_args(cfg: Config, params: Any, output_dir: Path, checkpoints: bool,
 
 def build_trainer(cfg: Config, method_name: str, model: nn.Module, tokenizer: Any, ds: dict, train_eval: Any,
                   labels: list[str], work: Path, seed: int, checkpoints: bool, best: BestState, groups: list[dict],
-                  extra: Sequence[TrainerCallback] = ()) -> Any:
+                  extra: Sequence[TrainerCallback] = (), resuming: bool = False) -> Any:
     """The FtlabTrainer of one cell: its callbacks (logs on the main process only; ``extra``: the caller's,
-    such as a search trial's pruning), arguments and optimizer."""
+    such as a search trial's pruning), arguments and optimizer. ``resuming``: from a checkpoint in ``work``."""
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
 
@@ -283,7 +285,7 @@ def build_trainer(cfg: Config, method_name: str, model: nn.Module, tokenizer: An
     callbacks = [best, FiniteLoss(method_name), NoFinalCheckpoint(), *extra]
     if is_main_process():
         callbacks.append(TensorBoardCallback(SummaryWriter(str(work / "tensorboard"))))
-        callbacks.append(dvclive_callback(work / "dvclive"))
+        callbacks.append(dvclive_callback(work / "dvclive", resuming))
     return FtlabTrainer(
         model=model,
         args=training_args(cfg, params, work, checkpoints, seed, _max_steps(cfg, params, len(ds["train"]))),
