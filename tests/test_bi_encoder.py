@@ -206,3 +206,33 @@ def test_promoted_bi_encoder_reproduces_the_test_scores_without_ftlab(stsb):
     assert "library_name: sentence-transformers" in card and "similarity_pairwise" in card
     with pytest.raises(DataError, match=r"a bi-encoded pair model.*SentenceTransformer"):
         load_exported(out, promoted["lora"])
+
+
+def test_the_gate_rescores_a_bi_encoder_champion_and_refuses_a_worse_challenger(tmp_path, tiny_model):
+    """Issue 34: a bi-encoder champion is scored again on the test pairs (its Spearman there is its run's
+    own), and a challenger trained on shuffled scores is refused; the champion stays byte for byte."""
+    import hashlib
+
+    cfg = trained(tmp_path, tiny_model, "stsb", ["full"], **{"method_params.full.lr": 1e-3, "train.max_steps": 24})
+    stages.compare(cfg)
+    champion = stages.promote(cfg)
+    served = model_dir(cfg)
+    before = {p: hashlib.sha256(p.read_bytes()).digest() for p in served.rglob("*") if p.is_file()}
+
+    train = tmp_path / "src" / "train.tsv"
+    rows = pd.read_csv(train, sep="\t", quoting=csv.QUOTE_NONE)
+    rows["score"] = rows["score"].sample(frac=1.0, random_state=0).to_numpy()
+    rows.to_csv(train, sep="\t", index=False, quoting=csv.QUOTE_NONE)
+    stages.prepare(cfg)  # the test pairs are the same file: both models are judged on them
+    stages.train(cfg, "full")
+    stages.compare(cfg)
+    meta = stages.promote(cfg)
+
+    decision = meta["promotion"]
+    assert not decision["promoted"] and "worse than the champion" in decision["reason"], decision
+    overall = decision["comparisons"]["overall"]
+    assert overall["champion"] == pytest.approx(champion["test_metrics"]["spearman"], abs=1e-6)
+    assert overall["challenger"] == pytest.approx(
+        json.loads((run(cfg, "full") / "metrics.json").read_text())["spearman"], abs=1e-6)
+    assert meta["version"] == 1 and {p: hashlib.sha256(p.read_bytes()).digest()
+                                     for p in served.rglob("*") if p.is_file()} == before

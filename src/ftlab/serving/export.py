@@ -31,7 +31,7 @@ from torch import nn
 
 from ftlab.core.config import ModelConfig
 from ftlab.learning.heads import MeanPoolClassifier
-from ftlab.learning.modeling import build_model, load_tokenizer, require_safetensors
+from ftlab.learning.modeling import _load, build_model, load_tokenizer, require_safetensors
 from ftlab.learning.tasks import DataError
 from ftlab.learning.tasks.biencoder import BiEncoder
 
@@ -169,4 +169,27 @@ def load_exported(model_dir: Path, meta: dict) -> tuple[nn.Module, Any]:
     elif meta["layout"] == "sentence-transformers":
         head = load_file(str(model_dir / "2_Dense" / "model.safetensors"))
         cast(nn.Module, model.classifier).load_state_dict({k.removeprefix("linear."): v for k, v in head.items()})
+    return model.eval(), load_tokenizer(cfg)
+
+
+def load_bi_encoder(model_dir: Path, meta: dict) -> tuple[BiEncoder, Any]:
+    """A bi-encoder export as ftlab's :class:`BiEncoder` and its tokenizer, for the promotion gate.
+
+    The encoder is the directory's Transformer module (its root), the score range (a regressor) and
+    the pair head (a classifier) what export wrote beside it: the model then scores pairs exactly as
+    its run's evaluation did, batched by length and in that run's precision, which
+    ``SentenceTransformer.encode`` would not reproduce under bf16.
+    """
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    cfg = ModelConfig(name=str(model_dir), pooling="mean", max_length=meta["max_length"])
+    with _no_load_report():  # the [CLS] pooler is missing by design (see _no_load_report)
+        encoder = _load("model", AutoModel, cfg)
+    regression = meta["task_type"] == "regression"
+    low, high = meta["score_range"] if regression else (0.0, 1.0)
+    model = BiEncoder(encoder, len(meta["labels"]), 0.0, "regression" if regression else "single_label_classification",
+                      (float(low), float(high)))
+    if model.classifier is not None:
+        model.classifier.load_state_dict(load_file(str(model_dir / PAIR_HEAD)))
     return model.eval(), load_tokenizer(cfg)

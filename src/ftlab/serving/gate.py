@@ -12,8 +12,11 @@ paired bootstrap on the task's primary metric (same examples, :func:`ftlab.analy
 * ``better``: promote only when the challenger is significantly better overall, by more than
   ``promote.tolerance``, and not refused by ``not_worse``.
 
-A champion that cannot be scored on these rows (other labels, another task, a format ftlab does not
-re-score) is reported as such, and the challenger is promoted: there is no like-for-like evidence.
+Every export layout is re-scored: a run-files champion with its run's own model, an exported
+classifier or a bi-encoder (sentence-transformers layout) with ftlab's model over the exported
+weights, in the precision its run was tested in. A champion that cannot be scored on these rows
+(other labels, another task, single texts for a pair model) is reported as such, and the challenger
+is promoted: there is no like-for-like evidence.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def rescore(model_dir: Path, test: pd.DataFrame, labels: list[str], task: Task) 
     if meta.get("layout") == "ftlab":
         return _rescore_run_files(model_dir, test, labels, task), ""
     if meta.get("layout") == "bi-encoder":
-        return None, "a bi-encoder champion is not re-scored by ftlab yet"
+        return _rescore_bi_encoder(model_dir, meta, test, labels, task)
     from ftlab.serving.export import load_exported  # every other layout is an exported classifier
     from ftlab.serving.predict import class_probabilities
 
@@ -53,6 +56,24 @@ def rescore(model_dir: Path, test: pd.DataFrame, labels: list[str], task: Task) 
     probs = class_probabilities(model, tokenizer, test["text"].astype(str).tolist(), 64, meta["max_length"],
                                 bf16=meta.get("precision") == "bf16")  # the precision its run was tested in
     return task.predictions(test, list(np.log(probs.astype(np.float64) + 1e-12)), labels, {}), ""
+
+
+def _rescore_bi_encoder(model_dir: Path, meta: dict, test: pd.DataFrame, labels: list[str],
+                        task: Task) -> tuple[pd.DataFrame | None, str]:
+    """A bi-encoder champion (a sentence-transformers export): each text of each test pair encoded alone,
+    as its run evaluated them, whatever pair encoding the current config trains."""
+    if "text_pair" not in test:
+        return None, "the champion scores text pairs; the test rows have no second text"
+    from datasets import Dataset
+
+    from ftlab.learning.tasks.biencoder import PairCollator, predict_pairs, tokenize_pairs
+    from ftlab.serving.export import load_bi_encoder
+
+    model, tokenizer = load_bi_encoder(model_dir, meta)
+    pairs = Dataset.from_dict(tokenize_pairs(test["text"].astype(str).tolist(), test["text_pair"].astype(str).tolist(),
+                                             tokenizer, meta["max_length"]))
+    rows = predict_pairs(model, pairs, PairCollator(tokenizer), 64, bf16=meta.get("precision") == "bf16")
+    return task.predictions(test, rows, labels, {}), ""
 
 
 def _rescore_run_files(model_dir: Path, test: pd.DataFrame, labels: list[str], task: Task) -> pd.DataFrame:
