@@ -91,6 +91,40 @@ def test_monitor_calls_a_symlink_loop_what_it_is(tmp_path, weightless):
         monitor(weightless, _loop(tmp_path), MonitorConfig(), tmp_path / "out")
 
 
+# ftlab.json of promoted models predict and monitor do not serve yet (issue 34), with what each is called
+PAIRS = {"text_column": "sentence1", "text_pair_column": "sentence2", "label_column": "score", "labels": ["score"]}
+UNSERVED = {
+    "bi-encoder regression": ({**META, **PAIRS, "task_type": "regression", "pair_encoding": "bi", "layout": "bi-encoder",
+                               "score_range": [0.0, 5.0]}, r"a regression \(bi-encoder pair\) model: load it with "
+                                                           r"sentence_transformers\.SentenceTransformer"),
+    "cross-encoder classification": ({**META, **PAIRS, "label_column": "label", "pair_encoding": "cross",
+                                      "layout": "ftlab"}, r"a classification \(cross-encoder pair\) model: load it "
+                                                          r"with ftlab\.analysis\.runs\.load_run"),
+    "NER": ({**META, "task_type": "token_classification", "layout": "ftlab", "labels": ["O", "B-PER"]},
+            r"a token_classification model: load it with ftlab"),
+}
+
+
+@pytest.mark.parametrize("kind", UNSERVED)
+@pytest.mark.parametrize("command", ["predict", "monitor"])
+def test_a_model_of_a_task_not_served_is_refused_by_name_before_its_input_is_read(tmp_path, kind, command):
+    """A bi-encoder's STS-B scores once read as class labels ("neither the model's labels ['score'] ...");
+    the model's kind is now named first, whatever the input holds, and nothing is written."""
+    meta, kind_message = UNSERVED[kind]
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "ftlab.json").write_text(json.dumps(meta))
+    (tmp_path / "pairs.csv").write_text("sentence1,sentence2,score\na man plays,a man is playing,4.6\n"
+                                        "a cat,the stock fell,0.25\n")
+    message = rf"model: ftlab {command} serves single-text classification models so far; this model is {kind_message}"
+    with pytest.raises(DataError, match=message):
+        if command == "predict":
+            predict_file(model, tmp_path / "pairs.csv", tmp_path / "out.csv")
+        else:
+            monitor(model, tmp_path / "pairs.csv", MonitorConfig(min_rows=1), tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "pairs.csv"]
+
+
 def test_prepare_names_a_symlink_loop_and_says_a_url_is_no_source(tmp_path):
     for source, message in ((_loop(tmp_path), r"a\.csv: a loop of symbolic links"),
                             ("https://example.com/data.csv", r"https://example\.com/data\.csv is a URL: ftlab reads "

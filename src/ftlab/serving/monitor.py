@@ -253,7 +253,7 @@ def read_current(model_dir: Path, input_path: Path, cfg: MonitorConfig, columns:
     and labels (as label names), all checked before the model is loaded; None when there is no new data."""
     from ftlab.serving.predict import default_text_column, read_meta
 
-    meta = read_meta(model_dir)
+    meta = read_meta(model_dir, "monitor")
     text_column = columns.text or default_text_column(meta, columns.header)
     label_column = columns.label or (meta["label_column"] if columns.header else "2")
     read = read_input(Path(input_path), cfg, columns.header, text_column, label_column)

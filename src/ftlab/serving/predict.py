@@ -30,8 +30,28 @@ from ftlab.serving.intake import CHUNK_ROWS, read_chunks, texts_of
 log = logging.getLogger(__name__)
 
 
-def read_meta(model_dir: Path) -> dict:
-    """``ftlab.json`` of a promoted model directory, with an error that says how to make one."""
+SERVED = "single-text classification"  # what ``ftlab predict`` and ``ftlab monitor`` serve so far
+LOADED_BY = {"ftlab": "load it with ftlab.analysis.runs.load_run",
+             "bi-encoder": "load it with sentence_transformers.SentenceTransformer (its README.md says how)"}
+
+
+def model_kind(meta: dict) -> str:
+    """What a promoted model does, in words: its task and, for pairs, how it reads them."""
+    encoding = meta.get("pair_encoding") or ("cross" if meta.get("text_pair_column") else None)
+    pair = {"bi": " (bi-encoder pair)", "cross": " (cross-encoder pair)"}.get(str(encoding), "")
+    return f"{meta.get('task_type')}{pair}"
+
+
+def served(meta: dict) -> bool:
+    """Whether predict and monitor serve this model: a classifier of single texts, exported."""
+    return (meta.get("task_type") == "classification" and not meta.get("text_pair_column")
+            and meta.get("layout") not in LOADED_BY)
+
+
+def read_meta(model_dir: Path, command: str = "predict") -> dict:
+    """``ftlab.json`` of a promoted model directory, with an error that says how to make one; a model
+    of a kind ``ftlab <command>`` does not serve is refused by name here, before any input is read
+    (its labels would otherwise be judged against the wrong kind of model)."""
     model_dir = Path(model_dir)
     path = model_dir / "ftlab.json"
     if not model_dir.exists():
@@ -41,9 +61,10 @@ def read_meta(model_dir: Path) -> dict:
         raise DataError(f"{model_dir}: not a promoted ftlab model (it has no ftlab.json); promote one with `make run` "
                         "(or `dvc repro`), or `ftlab promote` after `ftlab compare`")
     meta = json.loads(path.read_text())
-    if meta.get("layout") == "ftlab":
-        raise DataError(f"{model_dir}: a {meta.get('task_type')} model; ftlab predict and monitor serve single-text "
-                        "classification models so far (load this one with ftlab.analysis.runs.load_run)")
+    if not served(meta):
+        how = LOADED_BY.get(meta.get("layout", ""), "its README.md says how to load it")
+        raise DataError(f"{model_dir}: ftlab {command} serves {SERVED} models so far; this model is a "
+                        f"{model_kind(meta)} model: {how}")
     return meta
 
 

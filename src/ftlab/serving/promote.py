@@ -150,9 +150,9 @@ def standalone(cfg: Config) -> bool:
 
 def task_meta(cfg: Config, labels: list[str]) -> dict:
     """The task's part of ``ftlab.json``: what the model reads and what it predicts."""
-    bi = getattr(cfg.task, "pair_encoding", "cross") == "bi"
     opts: Any = cfg.task
-    pair = {"text_pair_column": opts.text_pair_column, "pair_encoding": opts.pair_encoding} if bi else {}
+    pair_column = getattr(opts, "text_pair_column", None)  # pairs, cross- or bi-encoded
+    pair = {"text_pair_column": pair_column, "pair_encoding": getattr(opts, "pair_encoding", "cross")} if pair_column else {}
     return {"task": cfg.task_type().pipeline_tag(), "task_type": cfg.task.type, "text_column": cfg.task.text_column, **pair,
             "label_column": cfg.task.label_column, "labels": labels}
 
