@@ -26,13 +26,12 @@ import torch
 from torch import nn
 
 from ftlab.core.config import Cell
-from ftlab.core.io import atomic_dir, write_json, write_text
-from ftlab.core.record import RACE_KEYS, RunRecord, write_record
+from ftlab.core.io import atomic_dir
+from ftlab.core.record import RACE_KEYS, RunRecord
 from ftlab.data.prepare import DataError, load_prepared
-from ftlab.learning.config import Config, dump_config
+from ftlab.learning.config import Config
 from ftlab.learning.methods import get_method
 from ftlab.learning.modeling import count_parameters, load_tokenizer, save_weights
-from ftlab.learning.tasks import Task
 from ftlab.training.cost import PeakMemory, dir_bytes
 from ftlab.training.identity import cell_identity, cell_key, with_race
 from ftlab.training.parallel import (
@@ -41,9 +40,10 @@ from ftlab.training.parallel import (
     threads_per_process,
     world_size,
 )
-from ftlab.training.scoring import outputs, scored
+from ftlab.training.scoring import scored
 from ftlab.training.stopping import StopAt, budget_steps, checkpoint_step, nothing_left, replay
 from ftlab.training.trainer import BestState, bucket, build_trainer, static_graphs, use_compile
+from ftlab.training.writing import evaluate, history, write_run
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +54,6 @@ def _last_checkpoint(root: Path | None) -> str | None:
         return None
     done = [p for p in root.glob("checkpoint-*") if (p / "best_state.json").is_file()]
     return str(max(done, key=lambda p: int(p.name.split("-")[1]))) if done else None
-
-
-def _history(log_history: list[dict], task: Task) -> list[dict]:
-    """One record per evaluation step: train-subset and validation loss and the task's metrics."""
-    by_step: dict[int, dict] = {}
-    for entry in log_history:
-        step = entry["step"]  # Trainer.log stamps every entry with it
-        for split in ("train", "validation"):
-            if f"eval_{split}_loss" in entry:
-                rec = by_step.setdefault(step, {"step": step, "epoch": round(entry["epoch"], 4)})
-                for m in ("loss", *(m.name for m in task.metrics)):
-                    rec[f"{split}_{m}"] = entry[f"eval_{split}_{m}"]
-                rec[f"{split}_primary"] = rec[f"{split}_{task.primary.name}"]  # one key for DVC's plot of any task
-    return [by_step[s] for s in sorted(by_step)]
 
 
 def best_metric(cfg: Config) -> Any:
@@ -151,21 +137,6 @@ def _cost(cfg: Config, trainer: Any, train_seconds: float, n_train: int, memory:
     }
 
 
-def _evaluate(task: Task, model: nn.Module, trainer: Any, ds: dict, splits: dict, labels: list[str],
-              batch_size: int) -> tuple[dict, pd.DataFrame, float]:
-    """Decision settings tuned on validation (if the task has any), test predictions and the test
-    latency per example."""
-    bf16, collate = trainer.args.bf16, trainer.data_collator
-    decision = {}
-    if task.calibrated:
-        decision = task.calibrate(splits["validation"], outputs(task, model, ds["validation"], collate, batch_size, bf16), labels)
-    start = time.perf_counter()
-    test = scored(task, model, trainer, splits["test"], ds["test"], labels, decision, batch_size)
-    if "slice" in splits["test"]:  # the source's rows or an ingested batch's: the report and the gate read it
-        test["slice"] = splits["test"]["slice"].to_numpy()
-    return decision, test, (time.perf_counter() - start) / len(ds["test"])
-
-
 def _record(cfg: Config, method_name: str, cell: Cell, trainer: Any, best: BestState, ds: dict, test: pd.DataFrame,
             labels: list[str], decision: dict, counts: tuple[int, int], cost: dict, model_dir: Path,
             race: dict | None = None, trained_from: int = 0) -> RunRecord:
@@ -208,21 +179,6 @@ def _resume(cfg: Config, method_name: str, ckpt_root: Path | None) -> tuple[str 
         log.info("%s: resuming from %s", method_name, resume)
         best.load(resume)
     return resume, best
-
-
-def _write_run(tmp: Path, record: RunRecord, test: pd.DataFrame, train_predictions: pd.DataFrame, history: list[dict],
-               labels: list[str], groups: list[dict], cfg: Config, identity: dict) -> None:
-    """Everything of a run directory but the model and tokenizer (see the module docstring)."""
-    test.to_parquet(tmp / "predictions.parquet", index=False)
-    train_predictions.to_parquet(tmp / "train_predictions.parquet", index=False)
-    write_record(tmp, record)
-    write_json(tmp / "history.json", history)
-    write_json(tmp / "labels.json", labels)
-    write_json(tmp / "param_groups.json", [
-        {"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups
-    ])
-    write_text(tmp / "config.yaml", dump_config(cfg))
-    write_json(tmp / "identity.json", identity)  # what the flow compares to skip this cell
 
 
 @dataclass
@@ -316,7 +272,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
             (work / logs).mkdir(parents=True, exist_ok=True)
             shutil.move(work / logs, tmp / logs)
         model, ds, labels = s.model, s.ds, s.labels
-        decision, test, latency = _evaluate(task, model, trainer, ds, s.splits, labels, cfg.train.eval_batch_size)
+        decision, test, latency = evaluate(task, model, trainer, ds, s.splits, labels, cfg.train.eval_batch_size)
         train_rows = s.splits["train"].iloc[s.train_eval_rows]
         train_predictions = scored(task, model, trainer, train_rows, s.train_eval, labels, decision, cfg.train.eval_batch_size)
         save_weights(model, tmp / "model", s.method.saves_adapter)
@@ -325,7 +281,7 @@ def train(cfg: Config, method_name: str, out_dir: Path, data_dir: Path | None = 
                 "eval_latency_ms_per_sample": round(1000 * latency, 4)}
         record = _record(cfg, method_name, s.cell, trainer, best, ds, test, labels, decision, s.counts, cost,
                          tmp / "model", race, checkpoint_step(resume) if resume else 0)
-        _write_run(tmp, record, test, train_predictions, _history(trainer.state.log_history, task), labels, s.groups,
+        write_run(tmp, record, test, train_predictions, history(trainer.state.log_history, task), labels, s.groups,
                    cfg.for_cell(s.cell), with_race(s.identity, race))
         shutil.rmtree(work, ignore_errors=True)  # a finished run needs no checkpoints
     log.info("%s: %s %.4f in %.1fs -> %s", method_name, task.primary.label, record.primary, train_seconds, out_dir)
