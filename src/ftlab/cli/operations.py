@@ -71,13 +71,17 @@ def predict(
                                        help="where to write rows + predictions (default: <input>.predictions.<ext>)"),
     model: Path | None = MODEL,
     text_column: str | None = TEXT_COLUMN,
+    text_pair_column: str | None = typer.Option(
+        None, "--text-pair-column", metavar="NAME",
+        help="a pair model's column of second texts (default: its training one; column 2 with --no-header)"),
     header: bool = HEADER,
     batch_size: int = typer.Option(128, min=1, metavar="N", help="texts per forward pass"),
     precision: str = typer.Option("auto", metavar="auto|bf16|fp32", help="bf16 autocast; auto: where the hardware has it natively"),
     params: Path | None = PARAMS,
     set_: list[str] | None = SET,
 ) -> None:
-    """Score a file with a promoted model: each input row + prediction, confidence and per-class probabilities."""
+    """Score a file with a promoted model: each input row + prediction (a class, with its confidence and
+    per-class probabilities; or a regressor's score)."""
     from ftlab.data.prepare import DataError
     from ftlab.serving.predict import predict_file
     from ftlab.serving.promote import model_dir
@@ -87,7 +91,8 @@ def predict(
     cfg = stage_config(params, set_, model)
     output = output or input_.with_name(f"{input_.stem}.predictions{input_.suffix}")
     try:
-        result = predict_file(model_dir(cfg), input_, output, text_column, batch_size, precision, header=header)
+        result = predict_file(model_dir(cfg), input_, output, text_column, batch_size, precision, header=header,
+                              text_pair_column=text_pair_column)
     except (DataError, ValueError, OSError) as e:
         fail(e)
     say(f"scored {result['rows']} rows -> {output}")

@@ -6,6 +6,10 @@ the model loads (seconds), so a file that cannot be scored fails at once. Within
 tokenized at once, scored in batches of similar length (little padding) and put back in input
 order. Output goes to a temporary sibling file, renamed over ``--output`` only when every row was
 scored: a failure leaves no half-written file and an earlier output untouched.
+
+Served so far: classifiers and regressors of single texts or cross-encoded pairs (an exported
+classifier, or a model promoted as its run's files); any other model is refused by name in
+:func:`read_meta`, before its input is read.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import itertools
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,12 +30,14 @@ from torch import nn
 
 from ftlab.data.readers import SUFFIXES as READERS
 from ftlab.learning.tasks import DataError
-from ftlab.serving.intake import CHUNK_ROWS, read_chunks, texts_of
+from ftlab.serving.intake import CHUNK_ROWS, Chunk, read_chunks, texts_of
 
 log = logging.getLogger(__name__)
 
 
-SERVED = "single-text classification"  # what ``ftlab predict`` and ``ftlab monitor`` serve so far
+# what each command serves so far, in words
+SERVED = {"predict": "single-text and cross-encoded pair classification and regression",
+          "monitor": "single-text classification"}
 LOADED_BY = {"ftlab": "load it with ftlab.analysis.runs.load_run",
              "bi-encoder": "load it with sentence_transformers.SentenceTransformer (its README.md says how)"}
 
@@ -42,8 +49,11 @@ def model_kind(meta: dict) -> str:
     return f"{meta.get('task_type')}{pair}"
 
 
-def served(meta: dict) -> bool:
-    """Whether predict and monitor serve this model: a classifier of single texts, exported."""
+def served(meta: dict, command: str) -> bool:
+    """Whether ``ftlab <command>`` serves this model. Predict: a classifier or regressor of texts or
+    cross-encoded pairs (exported, or run files); monitor: an exported classifier of single texts."""
+    if command == "predict":
+        return meta.get("task_type") in ("classification", "regression") and meta.get("layout") != "bi-encoder"
     return (meta.get("task_type") == "classification" and not meta.get("text_pair_column")
             and meta.get("layout") not in LOADED_BY)
 
@@ -61,9 +71,9 @@ def read_meta(model_dir: Path, command: str = "predict") -> dict:
         raise DataError(f"{model_dir}: not a promoted ftlab model (it has no ftlab.json); promote one with `make run` "
                         "(or `dvc repro`), or `ftlab promote` after `ftlab compare`")
     meta = json.loads(path.read_text())
-    if not served(meta):
+    if not served(meta, command):
         how = LOADED_BY.get(meta.get("layout", ""), "its README.md says how to load it")
-        raise DataError(f"{model_dir}: ftlab {command} serves {SERVED} models so far; this model is a "
+        raise DataError(f"{model_dir}: ftlab {command} serves {SERVED[command]} models so far; this model is a "
                         f"{model_kind(meta)} model: {how}")
     return meta
 
@@ -71,6 +81,17 @@ def read_meta(model_dir: Path, command: str = "predict") -> dict:
 def default_text_column(meta: dict, header: bool) -> str:
     """The column to score when none is named: the training text column, or column 1 without a header."""
     return meta["text_column"] if header else "1"
+
+
+def pair_column(meta: dict, named: str | None, header: bool) -> str | None:
+    """The column of second texts for a pair model: the one named, else the training one (column 2
+    without a header); None for a model of single texts, which a named column would not fit."""
+    if not meta.get("text_pair_column"):
+        if named is not None:
+            raise DataError(f"--text-pair-column {named}: this model reads single texts ({model_kind(meta)}); "
+                            "leave --text-pair-column out")
+        return None
+    return named or (meta["text_pair_column"] if header else "2")
 
 
 @torch.inference_mode()
@@ -95,6 +116,57 @@ def class_probabilities(model: nn.Module, tokenizer: Any, texts: list[str], batc
             logits = model(input_ids=torch.from_numpy(batch).to(device), attention_mask=torch.from_numpy(mask).to(device)).logits
         out[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     return out
+
+
+Scorer = Callable[[pd.DataFrame, list[str], list[str] | None], pd.DataFrame]
+
+
+def load_scorer(model_dir: Path, meta: dict, batch_size: int, bf16: bool) -> Scorer:
+    """What scores a chunk (its rows, texts and second texts, if pairs): the rows plus the prediction
+    columns. An exported classifier scores with :func:`class_probabilities`; run files (layout
+    ``ftlab``) with :func:`_run_files_scorer`."""
+    if meta["layout"] == "ftlab":
+        return _run_files_scorer(model_dir, batch_size, bf16)
+    from ftlab.serving.export import load_exported
+
+    model, tokenizer = load_exported(model_dir, meta)
+    model = _on_device(model)
+
+    def classify(frame: pd.DataFrame, texts: list[str], pairs: list[str] | None) -> pd.DataFrame:
+        probs = class_probabilities(model, tokenizer, texts, batch_size, meta["max_length"], bf16)
+        return with_predictions(frame, probs, meta["labels"])
+
+    return classify
+
+
+def _run_files_scorer(model_dir: Path, batch_size: int, bf16: bool) -> Scorer:
+    """A classifier or regressor of texts or cross-encoded pairs kept as its run's files: the run's own
+    model, tokenizer and collator, each text (or pair) tokenized as its test split was and batched by
+    length (:func:`ftlab.training.scoring.predict`), so the scores are the run's on the same rows."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from ftlab.analysis.runs import load_run
+    from ftlab.training.scoring import predict
+
+    run_cfg, model, labels = load_run(model_dir)
+    model = _on_device(model)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))
+    collator, regression = run_cfg.task_type().collator(tokenizer), run_cfg.task.type == "regression"
+
+    def score(frame: pd.DataFrame, texts: list[str], pairs: list[str] | None) -> pd.DataFrame:
+        enc = tokenizer(texts, pairs, truncation=True, max_length=run_cfg.model.max_length, verbose=False)
+        rows = np.stack(predict(model, Dataset.from_dict(dict(enc)), collator, batch_size, bf16)).astype(np.float64)
+        if regression:
+            return frame.assign(prediction=rows[:, 0])
+        exp = np.exp(rows - rows.max(-1, keepdims=True))
+        return with_predictions(frame, exp / exp.sum(-1, keepdims=True), labels)
+
+    return score
+
+
+def _on_device(model: nn.Module) -> nn.Module:
+    return model.cuda() if torch.cuda.is_available() else model
 
 
 def with_predictions(df: pd.DataFrame, probs: np.ndarray, labels: list[str]) -> pd.DataFrame:
@@ -158,34 +230,34 @@ def _rows(path: Path) -> int | None:
 
 def predict_file(model_dir: Path, input_path: Path, output: Path, text_column: str | None = None,
                  batch_size: int = 128, precision: str = "auto", chunk_rows: int = CHUNK_ROWS,
-                 header: bool = True) -> dict:
-    """Score every row of ``input_path`` with the promoted model in ``model_dir``; write ``output``."""
+                 header: bool = True, text_pair_column: str | None = None) -> dict:
+    """Score every row of ``input_path`` with the promoted model in ``model_dir``; write ``output``.
+    A pair model reads its second texts from ``text_pair_column`` (default: its training column)."""
     model_dir, input_path, output = Path(model_dir), Path(input_path), Path(output)
     if os.path.realpath(output) == os.path.realpath(input_path):  # realpath: no error on a symbolic-link loop
         raise DataError(f"--output {output} is the input file: choose another path")
     meta = read_meta(model_dir)
-    column = text_column or default_text_column(meta, header)
+    column, pairs = text_column or default_text_column(meta, header), pair_column(meta, text_pair_column, header)
     chunks = read_chunks(input_path, chunk_rows, header, column, meta["label_column"] if header else "")
     first = next(chunks, None)  # the file is checked, and its first rows read, before the model loads (seconds)
     if first is None or not len(first.frame):
         raise DataError(f"{input_path}: no rows to score" + (" (a header alone)" if first is not None else ""))
-    texts_of(first, input_path, column, header)
+
+    def inputs(chunk: Chunk) -> tuple[list[str], list[str] | None]:
+        return texts_of(chunk, input_path, column, header), None if pairs is None else texts_of(chunk, input_path, pairs, header)
+
+    inputs(first)
     from tqdm.auto import tqdm  # imported once the input is known good: transformers takes seconds
 
-    from ftlab.serving.export import load_exported
     from ftlab.training.trainer import use_bf16
 
-    model, tokenizer = load_exported(model_dir, meta)
-    if torch.cuda.is_available():
-        model = model.cuda()
     bf16 = use_bf16(precision)
+    scorer = load_scorer(model_dir, meta, batch_size, bf16)
     writer, rows = ChunkWriter(output), 0
     try:
         with tqdm(total=_rows(input_path), unit="rows", desc=f"predict {input_path.name}") as bar:
             for chunk in itertools.chain([first], chunks):
-                probs = class_probabilities(model, tokenizer, texts_of(chunk, input_path, column, header), batch_size,
-                                            meta["max_length"], bf16)
-                writer.write(with_predictions(chunk.frame, probs, meta["labels"]))
+                writer.write(scorer(chunk.frame, *inputs(chunk)))
                 rows += len(chunk.frame)
                 bar.update(len(chunk.frame))
         writer.commit()
