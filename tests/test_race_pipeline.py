@@ -14,6 +14,7 @@ import pytest
 
 from ftlab import stages
 from ftlab.learning.config import load_config
+from ftlab.progress import progress
 from tests.conftest import toy_reviews
 from tests.test_pipeline import CELL, make_repo, settled, sh, smoke_params
 
@@ -65,7 +66,9 @@ def test_a_crippled_method_is_eliminated_at_the_first_rung_under_both_drivers(tm
     stamp, cwd = written.stat().st_mtime_ns, Path.cwd()
     os.chdir(repos["flow"])  # the race stage the flow calls, again: decided from the current cells already
     try:
-        assert stages.race(load_config(Path("params.yaml"))) == decisions["flow"]
+        cfg = load_config(Path("params.yaml"))
+        assert stages.race(cfg) == decisions["flow"]
+        assert progress(cfg).fraction == 1.0  # every cell done, the eliminated one included
     finally:
         os.chdir(cwd)
     assert written.stat().st_mtime_ns == stamp  # skipped: nothing rewritten

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftlab.core.config import Cell
-from ftlab.core.layout import plan_file, run_dir
+from ftlab.core.layout import plan_file, race_file, run_dir
 from ftlab.learning.config import Config
+from ftlab.training.identity import with_race
 
 
 def _read(path: Path) -> object:
@@ -27,9 +28,13 @@ def _read(path: Path) -> object:
 
 
 def cell_done(cfg: Config, cell: Cell) -> bool:
-    """The cell's run directory is finished and records the identity its plan file holds."""
+    """The cell's run directory is finished and records the identity its plan file holds (in a race,
+    with where the race's record of the cell stops it)."""
     run = run_dir(cfg, cell)
     planned = _read(plan_file(cfg, cell))
+    raced = _read(race_file(cfg, cell)) if cfg.race.enabled else None
+    if isinstance(planned, dict) and isinstance(raced, dict) and raced.get("enabled"):
+        planned = with_race(planned, raced)
     return planned is not None and (run / "metrics.json").is_file() and _read(run / "identity.json") == planned
 
 
