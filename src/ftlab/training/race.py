@@ -28,10 +28,13 @@ from ftlab.training.trainer import build_trainer
 log = logging.getLogger(__name__)
 
 
+NO_CHECKPOINTS = ("race.enabled needs train.checkpoint_dir (null disables checkpoints): the race keeps each cell's "
+                  "checkpoint at its rung for the next rung and the train stage to go on from")
+
+
 def _scores_dir(cfg: Config, cell: Cell) -> Path:
     if cfg.train.checkpoint_dir is None:
-        raise ValueError("race.enabled needs train.checkpoint_dir (null disables checkpoints): the race keeps each "
-                         "cell's checkpoint at its rung for the next rung and the train stage to go on from")
+        raise ValueError(NO_CHECKPOINTS)
     return cfg.train.checkpoint_dir / "race" / f"{cell.method}-{cell.name}-{cell_key(cell_identity(cfg, cell))}"
 
 
@@ -41,8 +44,7 @@ def train_to(cfg: Config, cell: Cell, share: float) -> dict:
     split's per-example scores (the task's ``example_scores``) of its best weights so far."""
     s = setup(cfg, cell.method, None, cell.seed, cell.train_size)
     if s.ckpt_root is None:
-        _scores_dir(cfg, cell)  # raises, naming the setting
-        raise AssertionError("unreachable")
+        raise ValueError(NO_CHECKPOINTS)
     resume, best = _resume(cfg, cell.method, s.ckpt_root)
     stop = StopAt()
     trainer = build_trainer(cfg, cell.method, s.model, s.tokenizer, s.ds, s.train_eval, s.labels, s.ckpt_root,
