@@ -318,7 +318,7 @@ def test_ci_installs_lints_type_checks_and_tests(github):
     assert_succeeded(result)
     steps = ran(result, "ci.yml")
     assert [steps.get(s) for s in ("Lint", "Type-check", "Test")] == ["success"] * 3, result.steps
-    assert f"TORCH_INDEX={CPU_TORCH} install PY=python" in result.make and any(" test PY=python" in m for m in result.make)
+    assert f"TORCH_INDEX={CPU_TORCH} install-test PY=python" in result.make and any(" test PY=python" in m for m in result.make)
     assert "passed" in result.log and "tests/test_stats.py" in result.log
 
 
