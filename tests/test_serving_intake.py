@@ -103,15 +103,18 @@ UNSERVED = {
                                                           r"with ftlab\.analysis\.runs\.load_run"),
     "NER": ({**META, "task_type": "token_classification", "layout": "ftlab", "labels": ["O", "B-PER"]},
             r"a token_classification model: load it with ftlab"),
+    "causal LM": ({**META, "task_type": "causal_lm", "layout": "ftlab", "labels": []},
+                  r"a causal_lm model: load it with ftlab"),
 }
+PREDICTED = {"cross-encoder classification", "NER"}  # tests/test_predict_pairs.py, tests/test_predict_tags.py
 
 
 @pytest.mark.parametrize(("command", "kind"), [(c, k) for c in ("predict", "monitor") for k in UNSERVED
-                                               if (c, k) != ("predict", "cross-encoder classification")])
+                                               if c == "monitor" or k not in PREDICTED])
 def test_a_model_of_a_task_not_served_is_refused_by_name_before_its_input_is_read(tmp_path, command, kind):
     """A bi-encoder's STS-B scores once read as class labels ("neither the model's labels ['score'] ...");
     the model's kind is now named first, whatever the input holds, and nothing is written. Predict
-    serves cross-encoded pairs (tests/test_predict_pairs.py); monitor does not yet."""
+    serves cross-encoded pairs and NER (PREDICTED); monitor does not yet."""
     meta, kind_message = UNSERVED[kind]
     model = tmp_path / "model"
     model.mkdir()

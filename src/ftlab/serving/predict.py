@@ -8,8 +8,9 @@ order. Output goes to a temporary sibling file, renamed over ``--output`` only w
 scored: a failure leaves no half-written file and an earlier output untouched.
 
 Served so far: classifiers and regressors of single texts or cross-encoded pairs (an exported
-classifier, or a model promoted as its run's files); any other model is refused by name in
-:func:`read_meta`, before its input is read.
+classifier, or a model promoted as its run's files), multi-label taggers and NER models
+(:mod:`ftlab.serving.scorers`); any other model is refused by name in :func:`read_meta`, before its
+input is read.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 # what each command serves so far, in words
-SERVED = {"predict": "single-text and cross-encoded pair classification and regression",
+SERVED = {"predict": "single-text and cross-encoded pair classification and regression, multi-label and NER",
           "monitor": "single-text classification"}
 LOADED_BY = {"ftlab": "load it with ftlab.analysis.runs.load_run",
              "bi-encoder": "load it with sentence_transformers.SentenceTransformer (its README.md says how)"}
@@ -51,9 +52,11 @@ def model_kind(meta: dict) -> str:
 
 def served(meta: dict, command: str) -> bool:
     """Whether ``ftlab <command>`` serves this model. Predict: a classifier or regressor of texts or
-    cross-encoded pairs (exported, or run files); monitor: an exported classifier of single texts."""
+    cross-encoded pairs (exported, or run files), a multi-label or NER model; monitor: an exported
+    classifier of single texts."""
     if command == "predict":
-        return meta.get("task_type") in ("classification", "regression") and meta.get("layout") != "bi-encoder"
+        kinds = ("classification", "regression", "multilabel", "token_classification")
+        return meta.get("task_type") in kinds and meta.get("layout") != "bi-encoder"
     return (meta.get("task_type") == "classification" and not meta.get("text_pair_column")
             and meta.get("layout") not in LOADED_BY)
 
@@ -79,8 +82,11 @@ def read_meta(model_dir: Path, command: str = "predict") -> dict:
 
 
 def default_text_column(meta: dict, header: bool) -> str:
-    """The column to score when none is named: the training text column, or column 1 without a header."""
-    return meta["text_column"] if header else "1"
+    """The column to score when none is named: the training text column, or column 1 without a header.
+    An NER model trained on lists of words reads raw texts, ``text`` by default."""
+    if not header:
+        return "1"
+    return "text" if meta.get("task_type") == "token_classification" else meta["text_column"]
 
 
 def pair_column(meta: dict, named: str | None, header: bool) -> str | None:
@@ -125,6 +131,10 @@ def load_scorer(model_dir: Path, meta: dict, batch_size: int, bf16: bool) -> Sco
     """What scores a chunk (its rows, texts and second texts, if pairs): the rows plus the prediction
     columns. An exported classifier scores with :func:`class_probabilities`; run files (layout
     ``ftlab``) with :func:`_run_files_scorer`."""
+    if meta["task_type"] in ("multilabel", "token_classification"):
+        from ftlab.serving.scorers import task_scorer
+
+        return task_scorer(model_dir, batch_size, bf16)
     if meta["layout"] == "ftlab":
         return _run_files_scorer(model_dir, batch_size, bf16)
     from ftlab.serving.export import load_exported
@@ -180,23 +190,27 @@ def with_predictions(df: pd.DataFrame, probs: np.ndarray, labels: list[str]) -> 
 
 
 class ChunkWriter:
-    """Appends chunks to a temporary file in the output's format; ``commit`` renames it into place."""
+    """Appends chunks to a temporary file in the output's format; ``commit`` renames it into place.
+    ``nested``: columns of lists and their Parquet types (given, so that a first chunk of empty lists
+    does not fix a type later chunks break), written as JSON text to CSV and TSV."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, nested: dict[str, Any] | None = None):
         self.path, self.suffix = Path(path), Path(path).suffix.lower()
         if self.suffix not in READERS:
             raise DataError(f"--output {path}: unsupported file type {self.suffix!r}; use one of {sorted(READERS)}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         self.parquet: Any = None
-        self.first = True
+        self.first, self.nested = True, nested or {}
 
     def write(self, df: pd.DataFrame) -> None:
         if self.suffix == ".parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            table = pa.Table.from_pandas(df, preserve_index=False)
+            flat = pa.Table.from_pandas(df.drop(columns=list(self.nested)), preserve_index=False)
+            table = pa.table({c: pa.array(df[c].tolist(), type=self.nested[c]) if c in self.nested else flat[c]
+                              for c in df.columns})
             if self.parquet is None:
                 self.parquet = pq.ParquetWriter(self.tmp, table.schema)
             self.parquet.write_table(table)
@@ -204,6 +218,7 @@ class ChunkWriter:
             with open(self.tmp, "a", encoding="utf-8") as f:
                 df.to_json(f, orient="records", lines=True, force_ascii=False)
         else:
+            df = df.assign(**{c: [json.dumps(v, ensure_ascii=False) for v in df[c]] for c in self.nested})
             sep = {"sep": "\t", "quoting": csv.QUOTE_NONE, "escapechar": "\\"} if self.suffix == ".tsv" else {}
             df.to_csv(self.tmp, mode="w" if self.first else "a", header=self.first, index=False, **sep)
         self.first = False
@@ -253,7 +268,9 @@ def predict_file(model_dir: Path, input_path: Path, output: Path, text_column: s
 
     bf16 = use_bf16(precision)
     scorer = load_scorer(model_dir, meta, batch_size, bf16)
-    writer, rows = ChunkWriter(output), 0
+    from ftlab.serving.scorers import nested_columns
+
+    writer, rows = ChunkWriter(output, nested_columns(meta["task_type"])), 0
     try:
         with tqdm(total=_rows(input_path), unit="rows", desc=f"predict {input_path.name}") as bar:
             for chunk in itertools.chain([first], chunks):

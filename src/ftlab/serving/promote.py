@@ -247,7 +247,7 @@ from ftlab.analysis.runs import load_run
 config, model, labels = load_run("{dir}")      # the run's own files: model/, tokenizer/, config.yaml
 ```
 Only single-text classification exports to a standard library's format so far; this task's head is
-ftlab's own, so loading it needs ftlab (`ftlab predict` serves pair classification and regression;
+ftlab's own, so loading it needs ftlab (`ftlab predict` serves pair classification and regression, multi-label and NER;
 `ftlab monitor` serves single-text classification only so far).""",
 }
 

@@ -1,0 +1,106 @@
+"""What ``ftlab predict`` writes for multi-label and NER models (promoted as their run's files).
+
+Multi-label: the labels whose probability (sigmoid) reaches the run's decision threshold, tuned on
+validation and recorded in the run's ``metrics.json`` (``decision.threshold``), exactly as the task
+scored its test split, and every label's probability. NER: the entities of each text as
+``pipeline("token-classification", aggregation_strategy="simple")`` gives them (each sub-token's
+most likely tag, adjacent tokens of one type grouped unless a ``B-`` tag starts a new one, the
+group's score the mean of its tokens', ``O`` left out), with character offsets into the text as
+given and the entity's text cut from it (the pipeline's ``word`` is the tokenizer's decoded form,
+lower-cased by an uncased tokenizer). Texts are cut at ``model.max_length`` sub-tokens, where
+training cut them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+Scorer = Callable[[pd.DataFrame, list[str], list[str] | None], pd.DataFrame]
+
+
+def nested_columns(task_type: str) -> dict[str, Any]:
+    """The output columns that hold lists, with their Parquet types (CSV and TSV get them as JSON text)."""
+    import pyarrow as pa
+
+    if task_type == "multilabel":
+        return {"prediction": pa.list_(pa.string())}
+    if task_type == "token_classification":
+        entity = pa.struct([("text", pa.string()), ("type", pa.string()), ("start", pa.int64()),
+                            ("end", pa.int64()), ("score", pa.float64())])
+        return {"entities": pa.list_(entity)}
+    return {}
+
+
+def task_scorer(model_dir: Path, batch_size: int, bf16: bool) -> Scorer:
+    """A multi-label or NER model kept as its run's files, scored by the run's own model and tokenizer
+    in batches of similar length (:func:`ftlab.training.scoring.predict`)."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from ftlab.analysis.runs import load_run
+    from ftlab.core.record import read_record
+    from ftlab.training.scoring import predict
+
+    run_cfg, model, labels = load_run(model_dir)
+    if torch.cuda.is_available():
+        model = model.cuda()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))
+    collator, max_length = run_cfg.task_type().collator(tokenizer), run_cfg.model.max_length
+
+    def logits(enc: Any) -> list[np.ndarray]:
+        inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+        return predict(model, Dataset.from_dict(inputs), collator, batch_size, bf16)
+
+    if run_cfg.task.type == "multilabel":
+        threshold = float(read_record(model_dir).decision.get("threshold", 0.5))
+
+        def tag(frame: pd.DataFrame, texts: list[str], pairs: list[str] | None) -> pd.DataFrame:
+            enc = tokenizer(texts, truncation=True, max_length=max_length, verbose=False)
+            probs = 1.0 / (1.0 + np.exp(-np.stack(logits(enc)).astype(np.float64)))
+            return with_labels(frame, probs, labels, threshold)
+
+        return tag
+
+    def entities(frame: pd.DataFrame, texts: list[str], pairs: list[str] | None) -> pd.DataFrame:
+        enc = tokenizer(texts, truncation=True, max_length=max_length, return_offsets_mapping=True,
+                        return_special_tokens_mask=True, verbose=False)
+        rows = logits(enc)
+        found = [grouped(text, enc["offset_mapping"][i], enc["special_tokens_mask"][i], rows[i], labels)
+                 for i, text in enumerate(texts)]
+        return frame.assign(entities=found)
+
+    return entities
+
+
+def with_labels(frame: pd.DataFrame, probs: np.ndarray, labels: list[str], threshold: float) -> pd.DataFrame:
+    """The rows plus ``prediction`` (the labels at or above ``threshold``, in label order) and ``prob_<label>``."""
+    names = np.asarray(labels, dtype=object)
+    out = frame.assign(prediction=[list(names[row >= threshold]) for row in probs])
+    return out.assign(**{f"prob_{name}": probs[:, i] for i, name in enumerate(labels)})
+
+
+def grouped(text: str, offsets: list[tuple[int, int]], special: list[int], logits: np.ndarray,
+            labels: list[str]) -> list[dict]:
+    """One text's entities from its sub-tokens' logits, grouped as the pipeline's ``simple`` strategy does."""
+    exp = np.exp(logits - logits.max(-1, keepdims=True))
+    scores = exp / exp.sum(-1, keepdims=True)
+    groups: list[tuple[str, list[tuple[float, int, int]]]] = []  # (type, [(score, start, end) per sub-token])
+    for i, row in enumerate(scores):
+        if special[i]:
+            continue
+        best = int(row.argmax())
+        name, (start, end) = labels[best], offsets[i]
+        bi, kind = (name[0], name[2:]) if name[:2] in ("B-", "I-") else ("I", name)
+        if groups and groups[-1][0] == kind and bi != "B":
+            groups[-1][1].append((float(row[best]), start, end))
+        else:
+            groups.append((kind, [(float(row[best]), start, end)]))
+    return [{"text": text[tokens[0][1] : tokens[-1][2]], "type": kind, "start": int(tokens[0][1]),
+             "end": int(tokens[-1][2]), "score": float(np.mean([t[0] for t in tokens]))}
+            for kind, tokens in groups if kind != "O"]
