@@ -160,3 +160,11 @@ def test_plan_with_no_train_size_refuses_and_keeps_the_earlier_plan(tmp_path, mo
     result = CliRunner().invoke(app, ["plan"])
     assert result.exit_code == 1 and "train_sizes: must list at least one train size" in result.output, result.output
     assert earlier.read_text() == "{}"
+
+
+def test_overrides_leave_the_callers_values_unchanged():
+    """A dict given for a section and a dotted key below it: the config gets both, the caller's dict neither."""
+    task = {"type": "regression", "text_column": "a", "text_pair_column": "b"}
+    cfg = load_config(None, {"task": task, "task.text_pair_column": None})
+    assert cfg.task.text_pair_column is None
+    assert task == {"type": "regression", "text_column": "a", "text_pair_column": "b"}

@@ -8,6 +8,7 @@ is built), so loading a config stays quick.
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from pathlib import Path
@@ -214,7 +215,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         text = read_params(path)
         raw = parse_params(path, text)
     for dotted, value in (overrides or {}).items():
-        set_dotted(raw, dotted, value)
+        # a copy: a later dotted override below this key must not change the caller's dict (a test
+        # module's task dict was changed for every later test in its process this way)
+        set_dotted(raw, dotted, copy.deepcopy(value))
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
