@@ -114,7 +114,7 @@ def test_a_response_over_max_length_is_cut_and_reported(tmp_path, llama, caplog)
 
 @pytest.mark.parametrize(("rows", "task", "match"), [
     ({"question": ["copy: a"], "response": ["a"]}, {}, r"missing column\(s\) \['prompt'\].*task.prompt_column"),
-    ({"prompt": ["copy: a", "copy: b"], "response": ["a", " "]}, {}, r"1 null or empty response\(s\).*rows \[1\]"),
+    ({"prompt": ["copy: a", "copy: b"], "response": ["a", " "]}, {}, r"1 null or empty response\(s\).*data\.csv:3"),
     ({"chat": [json.dumps([{"role": "user", "content": "x"}])]}, {"messages_column": "chat"},
      r"row 0: messages must be a list of at least a prompt and a response"),
 ])

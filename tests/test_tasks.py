@@ -374,7 +374,7 @@ def prepare_fails(tmp_path: Path, task: dict, source, match: str) -> None:
 def test_a_tag_that_is_not_bio_is_named(tmp_path):
     path = tmp_path / "ner.conll"
     path.write_text("John NNP B-PER\nlives VBZ O\n\nHe PRP O\nlikes VBZ O\nParis NNP LOC\n")
-    prepare_fails(tmp_path, {"type": "token_classification"}, str(path), r"train: row 1: tag 'LOC' is not a BIO tag")
+    prepare_fails(tmp_path, {"type": "token_classification"}, str(path), r"train: the sentence at \S*ner\.conll:4: tag 'LOC' of word 3 \('Paris'\) is not a BIO tag")
 
 
 def test_a_score_that_is_not_a_number_is_named(tmp_path):

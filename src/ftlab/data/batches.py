@@ -10,7 +10,7 @@ is a batch; one ingest at a time holds :func:`locked` from numbering to ``dvc ad
 A **labelled** batch joins training: prepare splits each one into train/validation/test with the
 data seed (stratified like the source), so the test split always holds the newest distribution,
 and tags every prepared row with its ``slice`` (``source`` or the batch's name) for the per-slice
-report and the promotion gate. An **unlabelled** batch (no label column) is kept for monitoring
+report and the promotion gate. An **unlabelled** batch (no target column) is kept for monitoring
 (``ftlab monitor --input <batch>/rows.parquet``) and changes no prepared row.
 """
 

@@ -1,10 +1,12 @@
 """``ftlab ingest FILE``: keep a batch of new rows under ``data.batches_dir`` (see :mod:`ftlab.data.batches`).
 
-The file is read with the training readers and refused, naming the file and line, for every reason
-a training file would be. What prepare would otherwise take for another dataset is refused too,
-unless the user answered it ahead (:class:`Answers`, the CLI's flags): labels that are not the
-classes trained on (label ids 0..k-1 are read as their names, as ``ftlab monitor`` reads them),
-rows without a label in a labelled file, rows the source or an earlier batch already holds. Each
+Every task's rows: a class, a score, a label list or a sentence's tags (``task.label_column``), or a
+causal LM's response, beside one text, a pair or a prompt. The file is read with the training
+readers (CoNLL files too) and refused, naming the file and line, for every reason a training file
+would be. What prepare would otherwise take for another dataset is refused too, unless the user
+answered it ahead (:class:`Answers`, the CLI's flags): labels that are not the classes, label-list
+labels or tags trained on (class ids 0..k-1 are read as their names, as ``ftlab monitor`` reads
+them), rows without a target in a labelled file, rows the source or an earlier batch holds. Each
 answer used is said in the returned ``notes`` and kept in ``batch.json``. The batch directory
 appears whole or not at all, one ingest at a time, and nothing else changes.
 """
@@ -25,7 +27,7 @@ import pandas as pd
 from ftlab.core.config import DataConfig
 from ftlab.core.io import atomic_dir
 from ftlab.data.batches import NAME, SOURCE_SLICE, batch_dirs, locked, read_batches, read_info, remove_stale
-from ftlab.data.intake import batch_labels, cleaned_labels, read_labels, repeated
+from ftlab.data.intake import batch_label_sets, batch_labels, cleaned_labels, new_labels, read_labels, repeated
 from ftlab.data.labels import clean_labels, order_key
 from ftlab.data.prepare import check_blank, load_source
 from ftlab.data.readers import check_regular, read_table
@@ -53,7 +55,7 @@ class Answers:
 
 
 class TextsOnly:
-    """The task, reading only its text columns: an unlabelled batch is read with the training readers."""
+    """The task, reading only its inputs (no target): an unlabelled batch is read with the training readers."""
 
     def __init__(self, task: Task):
         self.task = task
@@ -62,7 +64,13 @@ class TextsOnly:
         return getattr(self.task, name)
 
     def source_columns(self) -> dict[str, str]:
-        return {k: v for k, v in self.task.source_columns().items() if k != "label"}
+        return {k: v for k, v in self.task.source_columns().items() if k != self.task.target}
+
+
+def target_column(task: Task) -> str | None:
+    """The file's column of the task's target (``task.label_column``, causal LMs' ``task.response_column``);
+    None where every row carries its target (chat messages)."""
+    return None if task.target is None else task.source_columns()[task.target]
 
 
 def batch_name(name: str | None, path: Path) -> str:
@@ -79,11 +87,11 @@ def batch_name(name: str | None, path: Path) -> str:
 
 
 def _has_label(path: Path, task: Task) -> bool:
-    """Whether the file has the label column: in its header or schema, or in ANY record of a JSON
+    """Whether the file has the target's column: in its header or schema, or in ANY record of a JSON
     file (records may differ; a first record without a label says nothing of the others)."""
-    column, suffix = task.opts.label_column, path.suffix.lower()
+    column, suffix = target_column(task), path.suffix.lower()
     try:
-        if suffix in task.file_suffixes:
+        if suffix in task.file_suffixes or column is None:
             return True
         if suffix == ".parquet":
             import pyarrow.parquet as pq
@@ -109,23 +117,22 @@ def read_batch(path: Path, task: Task, quoting: str = "auto", answers: Answers =
         df = read_table(path, TextsOnly(task), quoting)  # type: ignore[arg-type]
         check_blank(df, str(path))
         return df, False, {}
-    df = read_table(path, task, quoting, optional=(task.opts.label_column,))
-    done: dict = {}
+    df = read_table(path, task, quoting, optional=tuple(filter(None, [target_column(task)])))
     if task.class_labels:
         df = clean_labels({str(path): df})[str(path)]
-        df, done = _unlabelled(df, path, task, answers)
+    df, done = _unlabelled(df, path, task, answers)
     check_blank(df, str(path))
     task.check_rows(df, str(path))
     return df, True, done
 
 
 def _unlabelled(df: pd.DataFrame, path: Path, task: Task, answers: Answers) -> tuple[pd.DataFrame, dict]:
-    """A labelled file's rows without a label: refused, naming them, unless ``--unlabelled-rows drop``."""
-    missing = df["label"].isna()
+    """A labelled file's rows without a target: refused, naming them, unless ``--unlabelled-rows drop``."""
+    missing = task.unlabelled(df)
     n = int(missing.sum())
     if not n:
         return df, {}
-    what = f"{n} of {len(df)} row(s) have no label (column {task.opts.label_column!r}), e.g. {where(df, missing)}"
+    what = f"{n} of {len(df)} row(s) have no label (column {target_column(task)!r}), e.g. {where(df, missing)}"
     if n == len(df):
         raise DataError(f"{path}: {what}: label them, or leave out the label column to keep them unlabelled (for monitoring)")
     if answers.unlabelled_rows != "drop":
@@ -146,8 +153,9 @@ def ingested(path: Path, cfg: DataConfig) -> Path | None:
 
 
 def _earlier(cfg: DataConfig, task: Task, seed: int, labelled: bool) -> tuple[list[str], dict[str, pd.DataFrame]]:
-    """The classes trained on (label order) and the rows a new batch must not repeat (slice -> rows):
-    for a labelled batch, data.source's and every labelled batch's; else the unlabelled batches'."""
+    """The classes trained on (label order; for label sets and tags, every label of the source and the
+    labelled batches) and the rows a new batch must not repeat (slice -> rows): for a labelled batch,
+    data.source's and every labelled batch's; else the unlabelled batches'."""
     if not labelled:
         return [], {b.name: b.rows for b in read_batches(cfg, labelled=False)}
     try:
@@ -159,6 +167,8 @@ def _earlier(cfg: DataConfig, task: Task, seed: int, labelled: bool) -> tuple[li
     if task.class_labels:
         source = source.assign(label=cleaned_labels(source, "data.source"))
         batches, names = batch_labels(batches, sorted(set(source["label"]), key=order_key))
+    elif (sets := task.label_sets(source, "data.source")) is not None:
+        names = sorted(batch_label_sets(batches, task, {n for row in sets for n in row}))
     return names, {"data.source": source, **{b.name: b.rows for b in batches}}
 
 
@@ -177,10 +187,23 @@ def _check_labels(df: pd.DataFrame, path: Path, names: list[str], answers: Answe
     return df.assign(label=labels), done
 
 
+def _check_label_sets(df: pd.DataFrame, path: Path, task: Task, names: list[str], answers: Answers) -> dict:
+    """A batch of label sets or tags: labels never trained on only with --new-labels (then recorded)."""
+    sets = task.label_sets(df, str(path))
+    if sets is None:  # a score, a response: no classes
+        return {}
+    accepted = {n for row in sets for n in row} if answers.new_labels else set()
+    new = new_labels(df, sets, names, str(path), accepted, "or pass --new-labels to add them as new labels")
+    if not new:
+        return {}
+    return {"new_labels": new, "notes": [f"new label(s) {new} added (--new-labels): the next prepare trains on "
+                                         f"{len(names) + len(new)} labels, not {len(names)}"]}
+
+
 def _check_repeats(df: pd.DataFrame, path: Path, task: Task, labelled: bool, earlier: dict[str, pd.DataFrame],
                    answers: Answers) -> tuple[pd.DataFrame, dict]:
     """Rows that repeat earlier ones (normalised content): refused unless --duplicates drop or keep."""
-    columns = [c for c in task.source_columns() if c != "label" or labelled]
+    columns = [c for c in task.source_columns() if c != task.target or labelled]
     found, counts = repeated(df, columns, earlier)
     n = int(found.sum())
     if not n:
@@ -218,6 +241,8 @@ def ingest(path: Path, task: Task, cfg: DataConfig, seed: int, name: str | None 
         if labelled and task.class_labels:
             df, step = _check_labels(df, path, names, answers)
             steps.append(step)
+        elif labelled:
+            steps.append(_check_label_sets(df, path, task, names, answers))
         df, step = _check_repeats(df, path, task, labelled, earlier, answers)
         steps.append(step)
         number = 1 + max((int(b.name.split("-", 1)[0]) for b in existing), default=0)

@@ -21,7 +21,8 @@ import pandas as pd
 
 from ftlab.data.batches import Batch
 from ftlab.data.labels import LabelCleaner, as_known, is_number, order_key, printed
-from ftlab.learning.tasks import DataError
+from ftlab.learning.tasks import DataError, Task
+from ftlab.learning.tasks.base import where as at
 
 KEY_SEPARATOR = "\x1f"  # between the columns of a row's key (a unit separator no text holds)
 
@@ -68,6 +69,45 @@ def batch_labels(batches: Sequence[Batch], names: list[str]) -> tuple[list[Batch
         known += new
         out.append(batch._replace(rows=batch.rows.assign(label=labels)))
     return out, sorted(known, key=order_key)
+
+
+def new_labels(df: pd.DataFrame, sets: Sequence[Sequence[str]], names: Iterable[str], where: str,
+               accepted: Iterable[str] = (), how_to_accept: str = "") -> list[str]:
+    """The labels of ``sets`` (each row's label set or tags, :meth:`Task.label_sets` of ``df``) that are
+    not the ``names`` trained on, refused naming them and their rows unless every one is ``accepted``."""
+    known = sorted(set(names))
+    new = sorted({n for row in sets for n in row} - set(known))
+    refused = [n for n in new if n not in set(accepted)]
+    if refused:
+        rows = pd.Series([not set(row).isdisjoint(refused) for row in sets], index=df.index)
+        raise DataError(f"{where}: label(s) {refused[:10]} are not among the labels trained on {known[:40]}"
+                        f"{_resembling(refused, known)}, e.g. at {at(df, rows)}: map them to those labels, {how_to_accept}")
+    return new
+
+
+def batch_label_sets(batches: Sequence[Batch], task: Task, names: Iterable[str]) -> set[str]:
+    """Prepare's reading of labelled batches of label sets or tags after a source whose labels are
+    ``names``: a label new to the source and the earlier batches is refused unless its batch's
+    ``batch.json`` accepted it (``--new-labels``). Returns every label."""
+    known = set(names)
+    for batch in batches:
+        where = f"batch {batch.name!r} ({batch.path})"
+        known |= set(new_labels(batch.rows, task.label_sets(batch.rows, where) or [], known, where,
+                                batch.info.get("new_labels", []),
+                                "or remove the batch directory and ingest its file again with --new-labels"))
+    return known
+
+
+def check_batch_label_sets(raw: dict[str, pd.DataFrame], batches: Sequence[Batch], task: Task) -> None:
+    """Refuse labelled batches of label sets or tags that hold a label the source's splits and earlier
+    batches do not, unless ingest accepted it; nothing for other tasks."""
+    names: set[str] = set()
+    for split, df in raw.items():
+        sets = task.label_sets(df, split)
+        if sets is None:
+            return
+        names |= {n for row in sets for n in row}
+    batch_label_sets(batches, task, names)
 
 
 def _text(value: Any) -> str:

@@ -27,7 +27,7 @@ from ftlab.core.config import DataConfig
 from ftlab.core.io import atomic_dir
 from ftlab.data.batches import SOURCE_SLICE, Batch, digests as batch_digests, labelled, split_batch
 from ftlab.data.demo import generate_demo
-from ftlab.data.intake import batch_labels
+from ftlab.data.intake import batch_labels, check_batch_label_sets
 from ftlab.data.labels import clean_labels, codes, is_blank, order_key
 from ftlab.data.readers import CHUNK_ROWS, Table, open_table, read_table
 from ftlab.data.splitting import plan
@@ -105,10 +105,13 @@ def split(raw: dict[str, pd.DataFrame], cfg: DataConfig, task: Task, seed: int,
     """Train/validation/test with the task's encoded labels (and ``origin`` where known), and the label
     names. Which rows, in which order, is decided by :func:`ftlab.data.splitting.plan`. Each labelled
     batch is split in the same proportions and appended, every row tagged with its ``slice``; its
-    labels are read as the source's class names (see :func:`ftlab.data.intake.batch_labels`)."""
+    labels are read as the source's class names (see :func:`ftlab.data.intake.batch_labels`), and
+    its label sets or tags hold only labels of the source or that its ingest accepted."""
     raw = check_raw(raw, task)
     if batches and task.class_labels:
         batches, _ = batch_labels(batches, sorted({x for df in raw.values() for x in df["label"]}, key=order_key))
+    elif batches:  # label sets and tags: a label no ingest accepted is refused, naming its batch
+        check_batch_label_sets(raw, batches, task)
     rows = plan({name: len(df) for name, df in raw.items()}, {name: _strata(df, task) for name, df in raw.items()},
                 cfg, seed)
     sampled = {name: raw[rows[name][0]].iloc[rows[name][1]] for name in SPLITS}

@@ -100,7 +100,8 @@ class Table:
             if other:
                 raise DataError(f"{self.path}: the header {header[0]!r} is one column: the file looks delimited by "
                                 f"{other!r}; ftlab reads {self.path.suffix} files as delimited by {delimiter!r}: save it so")
-            label, empty = self.task.opts.label_column, True
+            target = self.task.target  # an empty target field is a missing value (an unlabelled row)
+            label, empty = self.task.source_columns().get(target) if target else None, True
             for batch in _batched(found, rows):
                 values = {c: [f[at] or None if c == label else f[at] for _, f in batch] for at, c in enumerate(header)}
                 df = pd.DataFrame({**values, "origin": [prefix + str(line) for line, _ in batch]})

@@ -126,6 +126,26 @@ class Task:
         :attr:`builtin_sources`), in the task's source columns."""
         raise NotImplementedError
 
+    @property
+    def target(self) -> str | None:
+        """The canonical column of the target, the one column a batch may leave out (``ftlab ingest``
+        keeps such a batch for monitoring); None where every row carries its target (chat messages)."""
+        return "label"
+
+    def unlabelled(self, df: pd.DataFrame) -> pd.Series:
+        """Which rows of a labelled file have no target: a missing value, as ``ftlab ingest`` asks about
+        (``--unlabelled-rows``). A task that reads a missing value as a target (no labels) overrides it."""
+        import pandas as pd  # the registry stays light (see ftlab.learning.tasks)
+
+        target = self.target
+        return df[target].isna() if target in df else pd.Series(False, index=df.index)
+
+    def label_sets(self, df: pd.DataFrame, split: str) -> list[list[str]] | None:
+        """Each row's class names, read as :meth:`encode` reads them, for tasks whose rows hold a set or a
+        sequence of classes (labels, tags): what ``ftlab ingest`` checks for classes never trained on.
+        None for the others (single class labels have their own reading, :mod:`ftlab.data.labels`)."""
+        return None
+
     def check_rows(self, df: pd.DataFrame, split: str) -> None:
         """Raise DataError for rows that cannot be used at all (before splitting)."""
         bad = df["text"].isna() | (df["text"].astype(str).str.strip() == "")

@@ -29,7 +29,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from ftlab.learning.answers import answer_correct, exact_match, label_set, token_f1
-from ftlab.learning.tasks.base import DataError, Metric, Task, TaskOptions, register
+from ftlab.learning.tasks.base import DataError, Metric, Task, TaskOptions, register, where
 from ftlab.learning.tasks.statistics import MeanStatistic
 from ftlab.learning.tasks.synthetic import synthetic
 
@@ -120,6 +120,11 @@ class CausalLM(Task):
             return {"messages": self.opts.messages_column}
         return {"prompt": self.opts.prompt_column, "response": self.opts.response_column}
 
+    @property
+    def target(self) -> str | None:
+        """The response; a chat's is its last message, always there."""
+        return None if self.opts.messages_column else "response"
+
     def builtin(self, name: str, n: int, seed: int) -> pd.DataFrame:
         return synthetic(name, n, seed)
 
@@ -129,10 +134,10 @@ class CausalLM(Task):
                 _conversation(value, split, row)
             return
         for column in ("prompt", "response"):
-            blank = df.index[df[column].isna() | (df[column].astype(str).str.strip() == "")]
-            if len(blank):
-                raise DataError(f"{split}: {len(blank)} null or empty {column}(s) (task.{column}_column="
-                                f"{getattr(self.opts, f'{column}_column')!r}), e.g. rows {list(blank[:5])}")
+            blank = df[column].isna() | (df[column].astype(str).str.strip() == "")
+            if blank.any():
+                raise DataError(f"{split}: {int(blank.sum())} null or empty {column}(s) (task.{column}_column="
+                                f"{getattr(self.opts, f'{column}_column')!r}), e.g. {where(df, blank)}")
 
     def encode(self, splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[str]]:
         """Canonical columns: ``text`` (the prompt, plain-rendered for chats), ``label`` (the response)

@@ -88,6 +88,13 @@ class Multilabel(SequenceTask):
     def check_rows(self, df: pd.DataFrame, split: str) -> None:
         super().check_rows(df.assign(label=df["label"].fillna("")), split)  # an empty cell: a row without labels
 
+    def unlabelled(self, df: pd.DataFrame) -> pd.Series:
+        """None: a missing value is a row with no label (an empty cell), as training reads it."""
+        return pd.Series(False, index=df.index)
+
+    def label_sets(self, df: pd.DataFrame, split: str) -> list[list[str]]:
+        return _label_sets(df["label"], self.opts.label_separator, split)
+
     def encode(self, splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[str]]:
         opts = self.opts
         sets = {s: _label_sets(df["label"], opts.label_separator, s) for s, df in splits.items()}

@@ -40,14 +40,15 @@ class Regression(PairTask):
     def validation_targets(self, label: pd.Series) -> tuple[dict[str, Any], pd.Series | None]:
         return {"score": label}, None
 
+    def check_rows(self, df: pd.DataFrame, split: str) -> None:
+        """Also every score a finite number: refused where the file is read (prepare, ingest), by line."""
+        super().check_rows(df, split)
+        _numeric_scores(df, split)
+
     def encode(self, splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[str]]:
         out = {}
         for split, df in splits.items():
-            score = pd.to_numeric(df["label"], errors="coerce")
-            bad = score.isna() | ~np.isfinite(score.fillna(0))
-            if bad.any():
-                values = ", ".join(repr(v) for v in df["label"][bad].head(3))
-                raise DataError(f"{split}: {int(bad.sum())} score(s) that are not finite numbers ({values}) at {where(df, bad)}")
+            score = _numeric_scores(df, split)
             out[split] = self.frame(df).assign(label=score.to_numpy(dtype=np.float32))
         if out["train"]["label"].nunique() < 2:
             raise DataError("train: every score is the same; regression needs varying targets")
@@ -100,6 +101,16 @@ class Regression(PairTask):
         cosine = zero_shot_cosine(model, list(test["text"]), list(test["text_pair"]))
         low, high = float(train["label"].min()), float(train["label"].max())
         return {"zero_shot_cosine": test.assign(prediction=cosine_to_score(cosine, low, high))}
+
+
+def _numeric_scores(df: pd.DataFrame, split: str) -> pd.Series:
+    """The ``label`` column as numbers; refused, naming the values and their lines, unless all are finite."""
+    score = pd.to_numeric(df["label"], errors="coerce")
+    bad = score.isna() | ~np.isfinite(score.fillna(0))
+    if bad.any():
+        values = ", ".join(repr(v) for v in df["label"][bad].head(3))
+        raise DataError(f"{split}: {int(bad.sum())} score(s) that are not finite numbers ({values}) at {where(df, bad)}")
+    return score
 
 
 def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:

@@ -38,31 +38,35 @@ class TokenOptions(TaskOptions):
 
 
 def read_conll(path: Path, tag_index: int = -1) -> pd.DataFrame:
-    """A CoNLL column file (one ``token ... tag`` line per word, blank lines between sentences)."""
-    rows: list[tuple[list[str], list[str]]] = []
+    """A CoNLL column file (one ``token ... tag`` line per word, blank lines between sentences), with
+    each sentence's ``origin`` (``path:line`` of its first word), so later errors name the line."""
+    rows: list[tuple[list[str], list[str], str]] = []
     tokens: list[str] = []
     tags: list[str] = []
+    start = ""
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             fields = line.split()
             if not fields or fields[0] == "-DOCSTART-":
                 if tokens:
-                    rows.append((tokens, tags))
+                    rows.append((tokens, tags, start))
                 tokens, tags = [], []
                 continue
             if len(fields) < 2:
                 raise DataError(f"{path}:{number}: expected 'token ... tag' columns, got {line.strip()!r}")
+            if not tokens:
+                start = f"{path}:{number}"
             tokens.append(fields[0])
             tags.append(fields[tag_index])
     if tokens:
-        rows.append((tokens, tags))
-    return pd.DataFrame({"tokens": [r[0] for r in rows], "label": [r[1] for r in rows]})
+        rows.append((tokens, tags, start))
+    return pd.DataFrame({"tokens": [r[0] for r in rows], "label": [r[1] for r in rows], "origin": [r[2] for r in rows]})
 
 
 def _as_list(value: Any, what: str, split: str, row: Any) -> list[str]:
     if isinstance(value, (list, tuple, np.ndarray)):
         return [str(v) for v in value]
-    raise DataError(f"{split}: row {row}: {what} must be a list (JSONL/Parquet list column or a CoNLL file), "
+    raise DataError(f"{split}: {row}: {what} must be a list (JSONL/Parquet list column or a CoNLL file), "
                     f"got {type(value).__name__} {str(value)[:40]!r}")
 
 
@@ -87,15 +91,22 @@ class TokenClassification(Task):
         return read_conll(path, self.opts.conll_tag_index)
 
     def check_rows(self, df: pd.DataFrame, split: str) -> None:
-        for row, tokens, tags in zip(df.index, df["tokens"], df["label"], strict=True):
-            tokens, tags = _as_list(tokens, "tokens", split, row), _as_list(tags, "tags", split, row)
+        """Every sentence a list of words with one BIO tag each; refused naming its line where known."""
+        origins = df["origin"] if "origin" in df else pd.Series(None, index=df.index, dtype=object)
+        for row, tokens, tags, origin in zip(df.index, df["tokens"], df["label"], origins, strict=True):
+            at = f"the sentence at {origin}" if isinstance(origin, str) else f"row {row}"
+            tokens, tags = _as_list(tokens, "tokens", split, at), _as_list(tags, "tags", split, at)
             if not tokens:
-                raise DataError(f"{split}: row {row}: a sentence without tokens")
+                raise DataError(f"{split}: {at}: a sentence without tokens")
             if len(tokens) != len(tags):
-                raise DataError(f"{split}: row {row}: {len(tokens)} tokens but {len(tags)} tags")
-            bad = next((t for t in tags if not BIO.match(t)), None)
+                raise DataError(f"{split}: {at}: {len(tokens)} tokens but {len(tags)} tags")
+            bad = next((i for i, t in enumerate(tags) if not BIO.match(t)), None)
             if bad is not None:
-                raise DataError(f"{split}: row {row}: tag {bad!r} is not a BIO tag (O, B-TYPE or I-TYPE)")
+                raise DataError(f"{split}: {at}: tag {tags[bad]!r} of word {bad + 1} ({tokens[bad]!r}) is not a "
+                                "BIO tag (O, B-TYPE or I-TYPE)")
+
+    def label_sets(self, df: pd.DataFrame, split: str) -> list[list[str]]:
+        return [[str(t) for t in tags] for tags in df["label"]]
 
     def encode(self, splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[str]]:
         known = {t for tags in splits["train"]["label"] for t in tags}
