@@ -95,17 +95,12 @@ def sharpened(weights) -> None:
 
 
 def transformers_ner(model_path, labels: list[str]):
-    """The promoted NER weights in transformers' own BertForTokenClassification (ftlab's head keeps the
-    encoder under ``encoder.``, transformers under ``bert.``) and its pipeline, cutting texts where training did."""
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, pipeline
+    """The promoted NER model/ as transformers loads it alone (every weight: none missing or new) and
+    its pipeline, cutting texts where training did."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
 
-    model = AutoModelForTokenClassification.from_config(AutoConfig.from_pretrained(str(model_path / "model")))
-    weights = load_file(str(model_path / "model" / "model.safetensors"))
-    prefix = model.base_model_prefix
-    missing, unexpected = model.load_state_dict({k.replace("encoder.", f"{prefix}.", 1) if k.startswith("encoder.") else k: v
-                                                 for k, v in weights.items()}, strict=False)
-    assert not unexpected and all(k.startswith(f"{prefix}.pooler.") for k in missing), (missing, unexpected)
+    model, info = AutoModelForTokenClassification.from_pretrained(str(model_path / "model"), output_loading_info=True)
+    assert not any(info.values()), info
     assert model.config.id2label == dict(enumerate(labels))
     tokenizer = AutoTokenizer.from_pretrained(str(model_path / "tokenizer"), model_max_length=64)
     return pipeline("token-classification", model=model.eval(), tokenizer=tokenizer, aggregation_strategy="simple")

@@ -14,7 +14,11 @@ Four layouts, chosen by the model's pooling, the pair encoding and whether peft 
   the adapter (with the trained head) in ``adapter/``, loaded with ``PeftModel.from_pretrained``.
 
 LoRA, DoRA and IA3 are merged (``merge_and_unload``) first, so they export as one of the first two.
-Everything here is classification-specific: another task needs its own head export.
+
+An NER model is promoted as its run's files, its ``model/`` rewritten by :func:`export_token_classifier`
+as transformers' own ``*ForTokenClassification`` (the encoder under the architecture's prefix, e.g.
+``bert.``, not ftlab's ``encoder.``): ``AutoModelForTokenClassification.from_pretrained`` loads every
+trained weight, and :func:`load_promoted` is how ftlab itself loads a promoted run-files model.
 """
 
 from __future__ import annotations
@@ -30,13 +34,15 @@ from typing import Any, Literal, cast
 from torch import nn
 
 from ftlab.core.config import ModelConfig
-from ftlab.learning.heads import MeanPoolClassifier
+from ftlab.learning.config import Config
+from ftlab.learning.heads import MeanPoolClassifier, TokenClassifier
 from ftlab.learning.modeling import _load, build_model, load_tokenizer, require_safetensors
 from ftlab.learning.tasks import DataError
 from ftlab.learning.tasks.biencoder import BiEncoder
 
 Layout = Literal["transformers", "sentence-transformers", "bi-encoder", "peft", "ftlab"]
 PAIR_HEAD = "pair_classifier.safetensors"  # a bi-encoded pair classifier's head, beside the encoder
+TOKEN_CLASS = "AutoModelForTokenClassification"  # ftlab.json's model_class of an NER model/ in transformers' layout
 
 log = logging.getLogger(__name__)
 
@@ -193,3 +199,44 @@ def load_bi_encoder(model_dir: Path, meta: dict) -> tuple[BiEncoder, Any]:
     if model.classifier is not None:
         model.classifier.load_state_dict(load_file(str(model_dir / PAIR_HEAD)))
     return model.eval(), load_tokenizer(cfg)
+
+
+def export_token_classifier(model: nn.Module, out: Path) -> bool:
+    """Write an NER run's model (LoRA, DoRA or IA3 merged first) to ``out`` as transformers'
+    ``*ForTokenClassification`` of its encoder, so ``from_pretrained`` loads it whole; False, writing
+    nothing, for an adapter peft cannot merge (prompt methods: virtual tokens no plain class reads)."""
+    from peft import PeftModel
+    from transformers import AutoModelForTokenClassification
+
+    if isinstance(model, PeftModel):
+        if not hasattr(model.base_model, "merge_and_unload"):
+            return False
+        model = model.merge_and_unload()
+    if not isinstance(model, TokenClassifier):
+        raise TypeError(f"export_token_classifier: expected ftlab's TokenClassifier, got {type(model).__name__}")
+    target = AutoModelForTokenClassification.from_config(model.config)
+    prefix = target.base_model_prefix
+    weights = {f"{prefix}.{k}": v for k, v in model.encoder.state_dict().items()}
+    weights |= {f"classifier.{k}": v for k, v in model.classifier.state_dict().items()}
+    # strict: a weight of either side left over is an architecture this mapping does not fit
+    target.load_state_dict(weights, strict=True)
+    target.save_pretrained(str(out), safe_serialization=True)
+    return True
+
+
+def load_promoted(model_dir: Path) -> tuple[Config, nn.Module, list[str]]:
+    """A model promoted as its run's files (layout ``ftlab``): its run config, model (eval mode) and
+    labels. An NER ``model/`` in transformers' layout loads with transformers' class, which computes
+    what ftlab's TokenClassifier did (encoder, dropout, linear head); any other with ``load_run``."""
+    from ftlab.analysis.rundir import Run
+    from ftlab.analysis.runs import load_run
+
+    meta = json.loads((model_dir / "ftlab.json").read_text())
+    if meta.get("model_class") != TOKEN_CLASS:
+        return load_run(model_dir)
+    from transformers import AutoModelForTokenClassification
+
+    require_safetensors(model_dir / "model", "model directory")
+    model = AutoModelForTokenClassification.from_pretrained(str(model_dir / "model"), use_safetensors=True)
+    run = Run(model_dir)
+    return run.config, model.eval(), run.labels

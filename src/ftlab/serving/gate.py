@@ -80,11 +80,11 @@ def _rescore_run_files(model_dir: Path, test: pd.DataFrame, labels: list[str], t
     """A champion kept as run files (layout ``ftlab``): the run's own model, tokenizer and decision."""
     from transformers import AutoTokenizer
 
-    from ftlab.analysis.runs import load_run
     from ftlab.core.record import read_record
+    from ftlab.serving.export import load_promoted
     from ftlab.training.scoring import outputs
 
-    run_cfg, model, _ = load_run(model_dir)
+    run_cfg, model, _ = load_promoted(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))
     dataset = task.tokenize(test, tokenizer, run_cfg.model.max_length, labels)
     bf16 = json.loads((model_dir / "ftlab.json").read_text()).get("precision") == "bf16"  # as its run evaluated

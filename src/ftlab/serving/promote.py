@@ -74,7 +74,7 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
     from transformers import AutoTokenizer
 
     from ftlab.analysis.runs import load_run
-    from ftlab.serving.export import export_classifier
+    from ftlab.serving.export import TOKEN_CLASS, export_classifier, export_token_classifier
     from ftlab.serving.gate import gate_run, record_digest
 
     report = cfg.report.dir / "comparison.json"
@@ -98,16 +98,19 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
     with atomic_dir(out) as tmp:
         if standalone(run_cfg):
             layout = export_classifier(model, tokenizer, run_cfg.model, labels, tmp)
-            bi = bi_meta(model)
-        else:  # no standard library class reads these heads yet: the run's own files, loaded by ftlab
-            layout, bi = "ftlab", {}
-            for name in ("model", "tokenizer"):
-                shutil.copytree(run / name, tmp / name)
+            extra = bi_meta(model)
+        else:  # the run's own files, loaded by ftlab (serving.export.load_promoted); NER's model/ in transformers' layout
+            layout, extra = "ftlab", {}
+            shutil.copytree(run / "tokenizer", tmp / "tokenizer")
+            if run_cfg.task.type == "token_classification" and export_token_classifier(model, tmp / "model"):
+                extra = {"model_class": TOKEN_CLASS}
+            else:
+                shutil.copytree(run / "model", tmp / "model")
             shutil.copy(run / "config.yaml", tmp / "config.yaml")
             write_json(tmp / "labels.json", labels)
             write_record(tmp, record)
         reference(run, tmp / "reference.parquet")
-        meta = task_meta(run_cfg, labels) | bi | {
+        meta = task_meta(run_cfg, labels) | extra | {
             "format": FORMAT, "version": decision["version"], "layout": layout, "method": cell.method, "seed": cell.seed,
             "train_size": cell.train_size, "run": str(run), "run_record_sha256": record_digest(run),
             "precision": record.cost.precision,
@@ -242,6 +245,16 @@ the trained virtual tokens and head in `adapter/`. With `model.pooling: mean` th
 `AutoModel` encoder: wrap it in a module with attributes `encoder` and `classifier`
 (`torch.nn.Linear(hidden_size, num_labels)`) that averages the last hidden states over the attention
 mask, then apply `PeftModel.from_pretrained` to that module.""",
+    "AutoModelForTokenClassification": """```python
+from transformers import pipeline
+ner = pipeline("token-classification", model="{dir}/model", tokenizer="{dir}/tokenizer",
+               aggregation_strategy="simple")
+ner(["A sentence about Ann in Berlin."])
+```
+`model/` is transformers' own token-classification model (LoRA, DoRA or IA3 merged into the weights);
+`labels.json` lists the tags, also `id2label` in `model/config.json`. Training cut texts at `max_length`
+sub-tokens (`ftlab.json`): to cut where it did, pass the tokenizer loaded with
+`AutoTokenizer.from_pretrained("{dir}/tokenizer", model_max_length=max_length)`.""",
     "ftlab": """```python
 from ftlab.analysis.runs import load_run
 config, model, labels = load_run("{dir}")      # the run's own files: model/, tokenizer/, config.yaml
@@ -291,7 +304,7 @@ def model_card(cfg: Config, meta: dict, record: RunRecord, comparison: dict, out
             + f" (evaluated in {meta['precision']}).\n\n"
             + data_note(cfg, record.n_test) + "\n\n"
             f"> {md_text(comparison['recommendation']['text'])}\n\nFull comparison: {md_link(report)}.\n\n"
-            f"## Load it without ftlab\n\n{LOADERS[meta['layout']].format(dir='path/to/' + cfg.promote.name)}\n\n"
+            f"## Load it without ftlab\n\n{LOADERS[meta.get('model_class', meta['layout'])].format(dir='path/to/' + cfg.promote.name)}\n\n"
             "## Use it with ftlab\n\n" + md_fence(f"ftlab predict --model {shlex.quote(str(out))} --input new.csv --output scored.csv\n"
                                                   "ftlab monitor --input new.csv      # drift against reference.parquet, "
                                                   "scored held-out test rows", "bash") + "\n\n"

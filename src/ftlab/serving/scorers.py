@@ -43,11 +43,11 @@ def task_scorer(model_dir: Path, batch_size: int, bf16: bool) -> Scorer:
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from ftlab.analysis.runs import load_run
     from ftlab.core.record import read_record
+    from ftlab.serving.export import load_promoted
     from ftlab.training.scoring import predict
 
-    run_cfg, model, labels = load_run(model_dir)
+    run_cfg, model, labels = load_promoted(model_dir)
     if torch.cuda.is_available():
         model = model.cuda()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))
