@@ -21,7 +21,7 @@ from ftlab.learning.tasks import DataError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PAIRS = {"text_column": "sentence1", "text_pair_column": "sentence2"}
-EMOTIONS = {"neutral", "gratitude", "admiration", "approval", "curiosity"}
+EMOTIONS = {"neutral", "gratitude", "admiration", "approval"}
 
 
 @pytest.fixture(autouse=True)
@@ -128,15 +128,20 @@ def test_an_unknown_label_in_a_list_is_refused_until_accepted(tmp_path):
                       r".*e\.g\. at \S*new\.tsv:5: .*--new-labels")
     info = stages.ingest(cfg, new, answers=Answers(new_labels=True))
     assert info["new_labels"] == ["remorse"]
-    assert any("trains on 6 labels, not 5" in note for note in info["notes"])
+    assert any("trains on 5 labels, not 4" in note for note in info["notes"])
+    for seed in range(6):  # the new label's one row is trained on, whichever part of the batch it was drawn for
+        rows, names = prepared_batch_rows(cfg.model_copy(update={"seed": seed}))
+        assert [sorted(names[i] for i in row) for row in rows["label"] if names.index("remorse") in row] == [
+            ["gratitude", "remorse"]]
 
     # prepare reads batch.json: a label no ingest accepted is refused, naming the batch
     (batch,) = batch_dirs(cfg.data.batches_dir)
     meta = json.loads((batch / "batch.json").read_text())
     (batch / "batch.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "new_labels"}))
+    before = (cfg.data.prepared_dir / "train.parquet").read_bytes()
     with pytest.raises(DataError, match=r"batch 'new' .*label\(s\) \['remorse'\] are not among .*--new-labels"):
         stages.prepare(cfg)
-    assert not cfg.data.prepared_dir.exists()
+    assert (cfg.data.prepared_dir / "train.parquet").read_bytes() == before  # the last prepared data, kept
 
 
 def conll_sentences(path: Path, start: int, n: int) -> list[list[tuple[str, str]]]:

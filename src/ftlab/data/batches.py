@@ -27,11 +27,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 import psutil
 
 from ftlab.core.config import DataConfig
 from ftlab.data.splitting import draw
+from ftlab.learning.tasks import Task
 
 log = logging.getLogger(__name__)
 SOURCE_SLICE = "source"  # the slice of the rows data.source provided
@@ -124,3 +126,34 @@ def split_batch(df: pd.DataFrame, cfg: DataConfig, strata: Any, seed: int) -> di
     rest_strata = None if strata is None else strata[rest]
     validation, train = draw(len(rest), n_validation, seed, rest_strata)
     return {"train": df.iloc[rest[train]], "validation": df.iloc[rest[validation]], "test": df.iloc[test]}
+
+
+def row_labels(df: pd.DataFrame, task: Task) -> list[set[str]] | None:
+    """Each row's class names (its class, label set or tags), or None for a task without classes."""
+    if task.class_labels:
+        return [{str(label)} for label in df["label"]]
+    sets = task.label_sets(df, "batch")
+    return None if sets is None else [set(row) for row in sets]
+
+
+def trained_first(parts: dict[str, pd.DataFrame], train: pd.DataFrame, task: Task, name: str) -> dict[str, pd.DataFrame]:
+    """A batch's parts with its validation and test rows that hold a label no train row has (``train``:
+    the rows before it; a class the batch brings, accepted by ``--new-labels``, with too few rows for
+    every part) moved to its train part: a label is trained on before it is judged, and prepare would
+    refuse a label the train split lacks."""
+    known_sets = row_labels(pd.concat([train, parts["train"]]), task)
+    if known_sets is None:
+        return parts
+    known = set().union(*known_sets)
+    out = dict(parts)
+    for split in ("validation", "test"):
+        sets = row_labels(out[split], task) or []
+        moved = np.array([not labels <= known for labels in sets], dtype=bool)
+        if moved.any():
+            new = sorted(set().union(*(labels - known for labels, m in zip(sets, moved, strict=True) if m)))
+            log.info("batch %r: %d %s row(s) hold label(s) %s that no train row has: moved to train", name,
+                     int(moved.sum()), split, new[:10])
+            out["train"] = pd.concat([out["train"], out[split][moved]])
+            out[split] = out[split][~moved]
+            known |= set(new)
+    return out

@@ -25,7 +25,7 @@ import pandas as pd
 from ftlab.core.builtins import BUILTIN_DEMO, SPLITS
 from ftlab.core.config import DataConfig
 from ftlab.core.io import atomic_dir
-from ftlab.data.batches import SOURCE_SLICE, Batch, digests as batch_digests, labelled, split_batch
+from ftlab.data.batches import SOURCE_SLICE, Batch, digests as batch_digests, labelled, split_batch, trained_first
 from ftlab.data.demo import generate_demo
 from ftlab.data.intake import batch_labels, check_batch_label_sets
 from ftlab.data.labels import clean_labels, codes, is_blank, order_key
@@ -105,8 +105,9 @@ def split(raw: dict[str, pd.DataFrame], cfg: DataConfig, task: Task, seed: int,
     """Train/validation/test with the task's encoded labels (and ``origin`` where known), and the label
     names. Which rows, in which order, is decided by :func:`ftlab.data.splitting.plan`. Each labelled
     batch is split in the same proportions and appended, every row tagged with its ``slice``; its
-    labels are read as the source's class names (see :func:`ftlab.data.intake.batch_labels`), and
-    its label sets or tags hold only labels of the source or that its ingest accepted."""
+    labels are read as the source's class names (see :func:`ftlab.data.intake.batch_labels`), its
+    label sets or tags hold only labels of the source or that its ingest accepted, and its rows with
+    a label no train row has are trained on (:func:`ftlab.data.batches.trained_first`)."""
     raw = check_raw(raw, task)
     if batches and task.class_labels:
         batches, _ = batch_labels(batches, sorted({x for df in raw.values() for x in df["label"]}, key=order_key))
@@ -118,7 +119,8 @@ def split(raw: dict[str, pd.DataFrame], cfg: DataConfig, task: Task, seed: int,
     if batches:
         sampled = {name: df.assign(slice=SOURCE_SLICE) for name, df in sampled.items()}
         for batch in batches:
-            parts = split_batch(batch.rows, cfg, _strata(batch.rows, task), seed)
+            parts = trained_first(split_batch(batch.rows, cfg, _strata(batch.rows, task), seed), sampled["train"], task,
+                                  batch.name)
             sampled = {name: pd.concat([sampled[name], parts[name].assign(slice=batch.name)]) for name in SPLITS}
     for name, df in sampled.items():
         sampled[name] = df.assign(**{c: df[c].astype(str) for c in ("text", "text_pair") if c in df})
