@@ -116,7 +116,7 @@ def test_a_response_over_max_length_is_cut_and_reported(tmp_path, llama, caplog)
     ({"question": ["copy: a"], "response": ["a"]}, {}, r"missing column\(s\) \['prompt'\].*task.prompt_column"),
     ({"prompt": ["copy: a", "copy: b"], "response": ["a", " "]}, {}, r"1 null or empty response\(s\).*data\.csv:3"),
     ({"chat": [json.dumps([{"role": "user", "content": "x"}])]}, {"messages_column": "chat"},
-     r"row 0: messages must be a list of at least a prompt and a response"),
+     r"data\.csv:2: messages must be a list of at least a prompt and a response"),
 ])
 def test_bad_input_is_named(tmp_path, llama, rows, task, match):
     pd.DataFrame(rows).to_csv(tmp_path / "data.csv", index=False)

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from ftlab import stages
+from ftlab.core.builtins import SPLITS
 from ftlab.data.batches import batch_dirs
 from ftlab.data.ingest import Answers
 from ftlab.learning.config import load_config
@@ -96,6 +97,12 @@ def test_a_score_that_is_not_a_number_is_refused_by_line(tmp_path):
     refused(cfg, blank, r"blank\.tsv: 1 of 3 row\(s\) have no label \(column 'score'\), e.g. \S*blank\.tsv:3: .*--unlabelled-rows drop")
     info = stages.ingest(cfg, blank, answers=Answers(unlabelled_rows="drop"))
     assert info["rows"] == 2 and info["unlabelled_rows"] == {"rows": 1, "action": "dropped"}
+    # no score column: pairs kept for monitoring, not trained on
+    pairs = tsv(tmp_path / "pairs.tsv", "sentence1\tsentence2", [line.rsplit("\t", 1)[0] for line in lines[33:36]])
+    assert not stages.ingest(cfg, pairs)["labelled"]
+    stages.prepare(cfg)
+    slices = {split: set(pd.read_parquet(cfg.data.prepared_dir / f"{split}.parquet")["slice"]) for split in SPLITS}
+    assert set().union(*slices.values()) == {"source", "blank"}
 
 
 def goemotions(tmp_path: Path) -> tuple[object, str, list[str]]:
@@ -142,6 +149,14 @@ def test_an_unknown_label_in_a_list_is_refused_until_accepted(tmp_path):
     with pytest.raises(DataError, match=r"batch 'new' .*label\(s\) \['remorse'\] are not among .*--new-labels"):
         stages.prepare(cfg)
     assert (cfg.data.prepared_dir / "train.parquet").read_bytes() == before  # the last prepared data, kept
+
+
+def test_a_row_without_labels_is_refused_by_line_where_the_task_wants_one(tmp_path):
+    cfg, header, lines = goemotions(tmp_path)
+    cfg = cfg.model_copy(update={"task": cfg.task.model_copy(update={"allow_empty": False})})
+    text = lines[0].split("\t")[0]
+    refused(cfg, tsv(tmp_path / "new.tsv", header, [*lines[1:3], f"{text}\t"]),
+            r"new\.tsv: 1 row\(s\) without any label, e\.g\. \S*new\.tsv:4 \(set task\.allow_empty: true")
 
 
 def conll_sentences(path: Path, start: int, n: int) -> list[list[tuple[str, str]]]:
@@ -220,6 +235,33 @@ def test_prompts_without_an_answer_are_refused_by_line(tmp_path):
                       r".*--unlabelled-rows drop")
     refused(cfg, new, r"new\.jsonl: 1 null or empty response\(s\) .*e\.g\. \S*new\.jsonl:3$",
             Answers(unlabelled_rows="drop"))
+
+
+def test_chat_messages_join_training_and_a_chat_without_an_answer_is_refused_by_line(tmp_path):
+    def chat(prompt: str, *answer: str) -> str:
+        turns = [{"role": "user", "content": prompt}, *({"role": "assistant", "content": a} for a in answer)]
+        return json.dumps({"chat": turns}) + "\n"
+
+    rows = project(tmp_path, {"type": "causal_lm"}, "builtin:reverse").task_type().builtin("reverse", 40, 0)
+    (tmp_path / "source.jsonl").write_text("".join(chat(p, r) for p, r in zip(rows["prompt"], rows["response"], strict=True)))
+    cfg = project(tmp_path, {"type": "causal_lm", "messages_column": "chat"}, str(tmp_path / "source.jsonl"))
+    symbols = ["a b c d e f", "b c d e f g", "c d e f g h", "h g f e d c", "a c e g b d", "b d f h a c"]
+    new = tmp_path / "new.jsonl"
+    new.write_text("".join(chat(f"reverse: {s}", " ".join(s.split()[::-1])) for s in symbols))
+    assert stages.ingest(cfg, new)["labelled"]
+    prepared, _ = prepared_batch_rows(cfg)
+    assert len(prepared) >= 3
+    for row in prepared.itertuples():
+        number = next(i for i, s in enumerate(symbols, 1) if f"reverse: {s}" in row.text)
+        assert (row.label, row.origin) == (" ".join(symbols[number - 1].split()[::-1]), f"{new}:{number}")
+        assert json.loads(row.messages) == [{"role": "user", "content": f"reverse: {symbols[number - 1]}"}]
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(chat("reverse: a b c d e g", "g e d c b a") + chat("reverse: a b c d e h"))
+    refused_again = r"bad\.jsonl: \S*bad\.jsonl:2: messages must be a list of at least a prompt and a response"
+    with pytest.raises(DataError, match=refused_again):
+        stages.ingest(cfg, bad)
+    assert [p.name for p in cfg.data.batches_dir.iterdir()] == ["0001-new"]  # nothing else left
 
 
 @pytest.mark.parametrize("task", ["stsb", "goemotions", "conll", "causal_lm"])

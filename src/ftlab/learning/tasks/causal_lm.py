@@ -68,22 +68,23 @@ def plain_prompt(messages: list[dict]) -> str:
     return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
 
 
-def _conversation(value: Any, split: str, row: Any) -> tuple[list[dict], str]:
-    """(prompt messages, response) of one chat list; a JSON string (CSV/TSV) is parsed first."""
+def _conversation(value: Any, split: str, at: str) -> tuple[list[dict], str]:
+    """(prompt messages, response) of one chat list; a JSON string (CSV/TSV) is parsed first. ``at``:
+    where the row is (its file and line, or ``row N``)."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError as e:
-            raise DataError(f"{split}: row {row}: messages is not a JSON list ({e})") from None
+            raise DataError(f"{split}: {at}: messages is not a JSON list ({e})") from None
     if not isinstance(value, (list, tuple, np.ndarray)) or len(value) < 2:
-        raise DataError(f"{split}: row {row}: messages must be a list of at least a prompt and a response message")
+        raise DataError(f"{split}: {at}: messages must be a list of at least a prompt and a response message")
     messages = []
     for m in value:
         if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise DataError(f"{split}: row {row}: each message needs string 'role' and 'content', got {str(m)[:60]!r}")
+            raise DataError(f"{split}: {at}: each message needs string 'role' and 'content', got {str(m)[:60]!r}")
         messages.append({"role": m["role"], "content": m["content"]})
     if messages[-1]["role"] != "assistant" or not messages[-1]["content"].strip():
-        raise DataError(f"{split}: row {row}: the last message must be a non-empty assistant response (the target)")
+        raise DataError(f"{split}: {at}: the last message must be a non-empty assistant response (the target)")
     return messages[:-1], messages[-1]["content"]
 
 
@@ -130,8 +131,9 @@ class CausalLM(Task):
 
     def check_rows(self, df: pd.DataFrame, split: str) -> None:
         if "messages" in df:
-            for row, value in zip(df.index, df["messages"], strict=True):
-                _conversation(value, split, row)
+            origins = df["origin"] if "origin" in df else pd.Series(None, index=df.index, dtype=object)
+            for row, value, origin in zip(df.index, df["messages"], origins, strict=True):
+                _conversation(value, split, origin if isinstance(origin, str) else f"row {row}")
             return
         for column in ("prompt", "response"):
             blank = df[column].isna() | (df[column].astype(str).str.strip() == "")
@@ -145,7 +147,7 @@ class CausalLM(Task):
         out = {}
         for split, df in splits.items():
             if "messages" in df:
-                chats = [_conversation(v, split, row) for row, v in zip(df.index, df["messages"], strict=True)]
+                chats = [_conversation(v, split, f"row {row}") for row, v in zip(df.index, df["messages"], strict=True)]
                 out[split] = pd.DataFrame({"text": [plain_prompt(m) for m, _ in chats], "label": [r for _, r in chats],
                                            "messages": [json.dumps(m) for m, _ in chats]})
             else:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from ftlab.learning.tasks.base import DataError, Metric, label_set_targets, register
+from ftlab.learning.tasks.base import DataError, Metric, label_set_targets, register, where
 from ftlab.learning.tasks.sequence import SequenceOptions, SequenceTask, stack, with_probabilities
 from ftlab.learning.tasks.statistics import F1Statistic
 
@@ -86,7 +86,14 @@ class Multilabel(SequenceTask):
         return label_set_targets(label)
 
     def check_rows(self, df: pd.DataFrame, split: str) -> None:
+        """Also, with ``task.allow_empty: false``, no row without labels: refused where the file is read
+        (prepare, ingest), by line."""
         super().check_rows(df.assign(label=df["label"].fillna("")), split)  # an empty cell: a row without labels
+        if not self.opts.allow_empty:
+            empty = pd.Series([not row for row in self.label_sets(df, split)], index=df.index)
+            if empty.any():
+                raise DataError(f"{split}: {int(empty.sum())} row(s) without any label, e.g. {where(df, empty)} "
+                                "(set task.allow_empty: true if that is meant)")
 
     def unlabelled(self, df: pd.DataFrame) -> pd.Series:
         """None: a missing value is a row with no label (an empty cell), as training reads it."""
