@@ -20,10 +20,11 @@ HEADER = typer.Option(True, "--header/--no-header",
 
 @app.command()
 def ingest(
-    file: Path = typer.Argument(..., metavar="FILE", help="CSV, TSV, JSONL or Parquet file of new rows, in the training columns"),
+    file: Path = typer.Argument(..., metavar="FILE", help="CSV, TSV, JSONL, JSON or Parquet file of new rows in the training columns "
+                               "(a CoNLL file for token classification)"),
     name: str | None = typer.Option(None, "--name", metavar="NAME", help="the batch's name, its slice in reports (default: the file's name)"),
-    new_labels: bool = typer.Option(False, "--new-labels", help="accept labels that are not the classes trained on as new classes "
-                                    "(default: refuse them, naming them)"),
+    new_labels: bool = typer.Option(False, "--new-labels", help="accept labels that are not the classes, label-list labels or tags trained on "
+                                    "as new ones (default: refuse them, naming them and their lines)"),
     duplicates: str = typer.Option("refuse", "--duplicates", metavar="refuse|drop|keep",
                                    help="rows the source or an earlier batch already holds (same content, whatever the bytes): "
                                         "refuse the file (default), drop them, or keep them (they count twice)"),
