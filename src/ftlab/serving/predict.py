@@ -7,8 +7,8 @@ tokenized at once, scored in batches of similar length (little padding) and put 
 order. Output goes to a temporary sibling file, renamed over ``--output`` only when every row was
 scored: a failure leaves no half-written file and an earlier output untouched.
 
-Served so far: classifiers and regressors of single texts or cross-encoded pairs (an exported
-classifier, or a model promoted as its run's files), multi-label taggers and NER models
+Served so far: classifiers and regressors of single texts or pairs, cross- or bi-encoded (an exported
+classifier or bi-encoder, or a model promoted as its run's files), multi-label taggers and NER models
 (:mod:`ftlab.serving.scorers`); any other model is refused by name in :func:`read_meta`, before its
 input is read.
 """
@@ -32,12 +32,13 @@ from torch import nn
 from ftlab.data.readers import SUFFIXES as READERS
 from ftlab.learning.tasks import DataError
 from ftlab.serving.intake import CHUNK_ROWS, Chunk, read_chunks, texts_of
+from ftlab.serving.scorers import on_device, with_outputs, with_predictions
 
 log = logging.getLogger(__name__)
 
 
 # what each command serves so far, in words
-SERVED = {"predict": "single-text and cross-encoded pair classification and regression, multi-label and NER",
+SERVED = {"predict": "single-text and pair (cross- and bi-encoded) classification and regression, multi-label and NER",
           "monitor": "single-text classification"}
 LOADED_BY = {"ftlab": "load it with ftlab.analysis.runs.load_run",
              "bi-encoder": "load it with sentence_transformers.SentenceTransformer (its README.md says how)"}
@@ -52,11 +53,10 @@ def model_kind(meta: dict) -> str:
 
 def served(meta: dict, command: str) -> bool:
     """Whether ``ftlab <command>`` serves this model. Predict: a classifier or regressor of texts or
-    cross-encoded pairs (exported, or run files), a multi-label or NER model; monitor: an exported
+    pairs (exported, bi-encoded or run files), a multi-label or NER model; monitor: an exported
     classifier of single texts."""
     if command == "predict":
-        kinds = ("classification", "regression", "multilabel", "token_classification")
-        return meta.get("task_type") in kinds and meta.get("layout") != "bi-encoder"
+        return meta.get("task_type") in ("classification", "regression", "multilabel", "token_classification")
     return (meta.get("task_type") == "classification" and not meta.get("text_pair_column")
             and meta.get("layout") not in LOADED_BY)
 
@@ -137,10 +137,14 @@ def load_scorer(model_dir: Path, meta: dict, batch_size: int, bf16: bool) -> Sco
         return task_scorer(model_dir, batch_size, bf16)
     if meta["layout"] == "ftlab":
         return _run_files_scorer(model_dir, batch_size, bf16)
+    if meta["layout"] == "bi-encoder":
+        from ftlab.serving.scorers import bi_encoder_scorer
+
+        return bi_encoder_scorer(model_dir, meta, batch_size, bf16)
     from ftlab.serving.export import load_exported
 
     model, tokenizer = load_exported(model_dir, meta)
-    model = _on_device(model)
+    model = on_device(model)
 
     def classify(frame: pd.DataFrame, texts: list[str], pairs: list[str] | None) -> pd.DataFrame:
         probs = class_probabilities(model, tokenizer, texts, batch_size, meta["max_length"], bf16)
@@ -160,33 +164,16 @@ def _run_files_scorer(model_dir: Path, batch_size: int, bf16: bool) -> Scorer:
     from ftlab.training.scoring import predict
 
     run_cfg, model, labels = load_run(model_dir)
-    model = _on_device(model)
+    model = on_device(model)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))
     collator, regression = run_cfg.task_type().collator(tokenizer), run_cfg.task.type == "regression"
 
     def score(frame: pd.DataFrame, texts: list[str], pairs: list[str] | None) -> pd.DataFrame:
         enc = tokenizer(texts, pairs, truncation=True, max_length=run_cfg.model.max_length, verbose=False)
-        rows = np.stack(predict(model, Dataset.from_dict(dict(enc)), collator, batch_size, bf16)).astype(np.float64)
-        if regression:
-            return frame.assign(prediction=rows[:, 0])
-        exp = np.exp(rows - rows.max(-1, keepdims=True))
-        return with_predictions(frame, exp / exp.sum(-1, keepdims=True), labels)
+        return with_outputs(frame, predict(model, Dataset.from_dict(dict(enc)), collator, batch_size, bf16),
+                            regression, labels)
 
     return score
-
-
-def _on_device(model: nn.Module) -> nn.Module:
-    return model.cuda() if torch.cuda.is_available() else model
-
-
-def with_predictions(df: pd.DataFrame, probs: np.ndarray, labels: list[str]) -> pd.DataFrame:
-    """The input rows plus ``prediction`` (a label name), ``confidence`` and ``prob_<label>`` per class."""
-    out = df.copy()
-    out["prediction"] = np.asarray(labels, dtype=object)[probs.argmax(-1)]
-    out["confidence"] = probs.max(-1)
-    for i, name in enumerate(labels):
-        out[f"prob_{name}"] = probs[:, i]
-    return out
 
 
 class ChunkWriter:

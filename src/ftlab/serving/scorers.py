@@ -1,4 +1,5 @@
-"""What ``ftlab predict`` writes for multi-label and NER models (promoted as their run's files).
+"""What ``ftlab predict`` writes for multi-label and NER models (promoted as their run's files) and
+bi-encoded pairs (a sentence-transformers export).
 
 Multi-label: the labels whose probability (sigmoid) reaches the run's decision threshold, tuned on
 validation and recorded in the run's ``metrics.json`` (``decision.threshold``), exactly as the task
@@ -8,14 +9,15 @@ most likely tag, adjacent tokens of one type grouped unless a ``B-`` tag starts 
 group's score the mean of its tokens', ``O`` left out), with character offsets into the text as
 given and the entity's text cut from it (the pipeline's ``word`` is the tokenizer's decoded form,
 lower-cased by an uncased tokenizer). Texts are cut at ``model.max_length`` sub-tokens, where
-training cut them.
+training cut them. Bi-encoded pairs: each text encoded alone, a regressor's cosine on its training
+scores' range, a classifier's class and probabilities from its ``(u, v, |u - v|)`` head.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -39,7 +41,6 @@ def nested_columns(task_type: str) -> dict[str, Any]:
 def task_scorer(model_dir: Path, batch_size: int, bf16: bool) -> Scorer:
     """A multi-label or NER model kept as its run's files, scored by the run's own model and tokenizer
     in batches of similar length (:func:`ftlab.training.scoring.predict`)."""
-    import torch
     from datasets import Dataset
     from transformers import AutoTokenizer
 
@@ -48,8 +49,7 @@ def task_scorer(model_dir: Path, batch_size: int, bf16: bool) -> Scorer:
     from ftlab.training.scoring import predict
 
     run_cfg, model, labels = load_promoted(model_dir)
-    if torch.cuda.is_available():
-        model = model.cuda()
+    model = on_device(model)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))
     collator, max_length = run_cfg.task_type().collator(tokenizer), run_cfg.model.max_length
 
@@ -76,6 +76,53 @@ def task_scorer(model_dir: Path, batch_size: int, bf16: bool) -> Scorer:
         return frame.assign(entities=found)
 
     return entities
+
+
+def bi_encoder_scorer(model_dir: Path, meta: dict, batch_size: int, bf16: bool) -> Scorer:
+    """A bi-encoder export: each text of a pair encoded alone by ftlab's model over the exported weights
+    (:func:`ftlab.serving.export.load_bi_encoder`), pairs batched by length as its run's test split was;
+    a regressor's cosine on its training scores' range, a classifier's (u, v, |u - v|) head."""
+    from datasets import Dataset
+
+    from ftlab.learning.tasks.biencoder import PairCollator, predict_pairs, tokenize_pairs
+    from ftlab.serving.export import load_bi_encoder
+
+    model, tokenizer = load_bi_encoder(model_dir, meta)
+    model, collator = on_device(model), PairCollator(tokenizer)
+
+    def score(frame: pd.DataFrame, texts: list[str], pairs: list[str] | None) -> pd.DataFrame:
+        enc = Dataset.from_dict(tokenize_pairs(texts, cast(list[str], pairs), tokenizer, meta["max_length"]))
+        rows = predict_pairs(model, enc, collator, batch_size, bf16)
+        return with_outputs(frame, rows, meta["task_type"] == "regression", meta["labels"])
+
+    return score
+
+
+def on_device(model: Any) -> Any:
+    """The model on the GPU where there is one."""
+    import torch
+
+    return model.cuda() if torch.cuda.is_available() else model
+
+
+def with_outputs(frame: pd.DataFrame, outputs: list[np.ndarray], regression: bool, labels: list[str]) -> pd.DataFrame:
+    """The rows plus a regressor's score in ``prediction``, or a classifier's class and probabilities
+    (softmax over its logits, in float64)."""
+    rows = np.stack(outputs).astype(np.float64)
+    if regression:
+        return frame.assign(prediction=rows[:, 0])
+    exp = np.exp(rows - rows.max(-1, keepdims=True))
+    return with_predictions(frame, exp / exp.sum(-1, keepdims=True), labels)
+
+
+def with_predictions(df: pd.DataFrame, probs: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    """The input rows plus ``prediction`` (a label name), ``confidence`` and ``prob_<label>`` per class."""
+    out = df.copy()
+    out["prediction"] = np.asarray(labels, dtype=object)[probs.argmax(-1)]
+    out["confidence"] = probs.max(-1)
+    for i, name in enumerate(labels):
+        out[f"prob_{name}"] = probs[:, i]
+    return out
 
 
 def with_labels(frame: pd.DataFrame, probs: np.ndarray, labels: list[str], threshold: float) -> pd.DataFrame:
