@@ -11,9 +11,7 @@ import pytest
 import torch
 
 from ftlab import stages
-from ftlab.core.config import MonitorConfig
 from ftlab.learning.tasks import DataError
-from ftlab.serving.monitor import monitor
 from ftlab.serving.predict import predict_file
 from ftlab.serving.promote import model_dir
 from tests.test_bi_encoder import run, trained
@@ -63,7 +61,7 @@ def transformers_outputs(model_path, a: list[str], b: list[str]) -> np.ndarray:
 def test_predict_scores_cross_encoded_regression_pairs_in_input_order(tmp_path, tiny_bert):
     """STS-B test pairs in reverse order, under other column names, 7 rows a chunk: each row kept with its
     own columns, its score the run's and transformers' (1e-5); a blank second text in a later chunk
-    fails by line, and the earlier output stays; monitor refuses the model by name."""
+    fails by line, and the earlier output stays."""
     cfg, expected = promoted(tmp_path, tiny_bert, "stsb")
     rows = expected.iloc[::-1].reset_index(drop=True)
     new = pd.DataFrame({"id": range(len(rows)), "first": rows["text"], "second": rows["text_pair"]})
@@ -94,9 +92,6 @@ def test_predict_scores_cross_encoded_regression_pairs_in_input_order(tmp_path, 
         predict_file(model_dir(cfg), tmp_path / "new.csv", tmp_path / "out.csv", text_column="first",
                      text_pair_column="second", chunk_rows=7, precision="fp32")
     assert (tmp_path / "out.csv").read_bytes() == before
-    with pytest.raises(DataError, match=r"ftlab monitor serves single-text classification models so far; "
-                                        r"this model is a regression \(cross-encoder pair\) model"):
-        monitor(model_dir(cfg), tmp_path / "new.csv", MonitorConfig(), tmp_path / "monitor")
 
 
 def test_predict_gives_a_cross_encoded_pair_classifier_class_and_probabilities(tmp_path, tiny_bert):

@@ -109,12 +109,12 @@ UNSERVED = {
 PREDICTED = {"cross-encoder classification", "NER"}  # tests/test_predict_pairs.py, tests/test_predict_tags.py
 
 
-@pytest.mark.parametrize(("command", "kind"), [(c, k) for c in ("predict", "monitor") for k in UNSERVED
-                                               if c == "monitor" or k not in PREDICTED])
+@pytest.mark.parametrize(("command", "kind"), [("predict", k) for k in UNSERVED if k not in PREDICTED])
 def test_a_model_of_a_task_not_served_is_refused_by_name_before_its_input_is_read(tmp_path, command, kind):
     """A bi-encoder's STS-B scores once read as class labels ("neither the model's labels ['score'] ...");
     the model's kind is now named first, whatever the input holds, and nothing is written. Predict
-    serves cross-encoded pairs and NER (PREDICTED); monitor does not yet."""
+    serves cross-encoded pairs and NER (PREDICTED); monitor serves all but causal LMs
+    (tests/test_monitor_tasks.py)."""
     meta, kind_message = UNSERVED[kind]
     model = tmp_path / "model"
     model.mkdir()

@@ -12,40 +12,58 @@ SIGNALS = {
     "non_letter_share": "share of characters that are not letters: figures, symbols, emoji",
     "confidence": "the model's top-class probability",
     "prediction": "the shares of the predicted classes",
+    "predicted_score": "the distribution of the predicted scores",
+    "labels_per_text": "how many labels the model predicts per text",
+    "label_rates": "the shares of the predicted labels (each label's rate per text in monitor.json)",
+    "entities_per_text": "how many entities the model finds per text",
+    "entity_types": "the shares of the entity types found (each type's rate per text in monitor.json)",
     "embedding": "the model's own sentence embeddings (what its head reads): can a classifier tell new rows from reference rows?",
-    "accuracy": "accuracy on the labelled new rows against the reference's",
 }
+
+
+def describe(name: str, signal: dict) -> str:
+    """What a signal measures: a text descriptor of a pair's column names that column; the task's
+    primary metric on labels names that metric."""
+    if "metric" in signal:
+        return f"{signal['metric']} on the labelled new rows against the promoted run's test {signal['metric']}"
+    column, _, kind = name.rpartition(".")
+    return SIGNALS.get(kind, "") + (f" (column {column})" if column else "")
+
+
+def _quality(result: dict) -> dict | None:
+    """The primary-metric signal of a labelled batch, if any."""
+    return next((s for s in result["signals"].values() if "metric" in s), None)
 
 
 def next_step(result: dict) -> str:
     """One sentence on what to do with this verdict."""
     if result["verdict"] != "drift":
         return "Nothing to do: no signal reached its threshold. Keep monitoring new data as it arrives."
-    accuracy = result["signals"].get("accuracy")
-    if accuracy is not None and accuracy["drifted"]:
-        return (f"The model lost accuracy on this data ({accuracy['reference']:.3f} → {accuracy['current']:.3f}): "
+    quality, metric = _quality(result), result.get("metric", "accuracy")
+    if quality is not None and quality["drifted"]:
+        return (f"The model lost {metric} on this data ({quality['reference']:.3f} → {quality['current']:.3f}): "
                 "add these labelled rows to the training data and retrain (`dvc repro`, or the nightly deployment), "
                 "then promote the new model only if it scores better on them.")
-    if accuracy is not None:
-        return ("The data moved but accuracy on its labels held: retraining is optional. Watch the next batches, "
+    if quality is not None:
+        return (f"The data moved but {metric} on its labels held: retraining is optional. Watch the next batches, "
                 "and add labelled rows like these to the training data when you next retrain.")
     queue = result.get("labelling_queue")
     if queue:
         return (f"The data moved and it has no labels, so whether the model still works on it is unknown: label the rows of "
                 f"{queue['csv']} (the ones the model is least sure of, alternating with the ones least like its training "
                 f"data; or import {queue['label_studio']} into Label Studio), then `ftlab monitor --input {queue['csv']}` "
-                "measures the accuracy; `ftlab ingest` adds them to the training data, and retrain if it dropped.")
+                f"measures the {metric}; `ftlab ingest` adds them to the training data, and retrain if it dropped.")
+    unsure = ", the least confident first: see `confidence` in `ftlab predict`'s output" if "confidence" in result["signals"] else ""
     return ("The data moved and it has no labels, so whether the model still works on it is unknown: label a sample "
-            "(a few hundred rows, the least confident first: see `confidence` in `ftlab predict`'s output), then "
-            "`ftlab monitor --input labelled.csv` measures the accuracy; add them to the training data and retrain "
-            "if it dropped.")
+            f"(a few hundred rows{unsure}), then `ftlab monitor --input labelled.csv` measures the {metric}; add them "
+            "to the training data and retrain if it dropped.")
 
 
 def _rows(result: dict) -> str:
     rows = []
     for name, s in result["signals"].items():
         state = "<b style='color:#b00'>drift</b>" if s["drifted"] else "ok"
-        rows.append(f"<tr><td><code>{html_text(name)}</code></td><td>{html_text(SIGNALS.get(name, ''))}</td>"
+        rows.append(f"<tr><td><code>{html_text(name)}</code></td><td>{html_text(describe(name, s))}</td>"
                     f"<td>{html_text(s['method'])}</td><td>{s['score']:.3f}</td><td>{s['threshold']}</td>"
                     f"<td>{state}</td></tr>")
     return "\n".join(rows)
