@@ -55,6 +55,16 @@ def test_regression_pairs_monitor_spearman_on_a_batch_with_scores(tmp_path, tiny
     assert {"sentence1.text_length", "sentence2.text_length", "sentence2.word_pieces", "predicted_score"} <= set(own["signals"])
     assert own["verdict"] == "ok", own["reasons"]
     assert "Spearman drop below the test Spearman" in (tmp_path / "own" / "monitor.html").read_text()
+    from typer.testing import CliRunner
+
+    from ftlab.cli import app
+
+    tsv(cfg.data.source["test"]).set_axis(["first", "second", "gold"], axis=1).to_csv(tmp_path / "renamed.csv", index=False)
+    done = CliRunner().invoke(app, ["monitor", "--model", str(model_dir(cfg)), "--input", str(tmp_path / "renamed.csv"),
+                                    "--text-column", "first", "--text-pair-column", "second", "--label-column", "gold",
+                                    "--out-dir", str(tmp_path / "cli")])
+    assert done.exit_code == 0, done.output
+    assert json.loads((tmp_path / "cli" / "monitor.json").read_text())["signals"]["spearman"] == spearman
 
     against = expected.assign(score=-expected["prediction"])[["text", "text_pair", "score"]]
     against.set_axis(["sentence1", "sentence2", "score"], axis=1).to_csv(tmp_path / "against.csv", index=False)

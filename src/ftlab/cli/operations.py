@@ -105,10 +105,13 @@ def monitor(
                                        help="new data: a file or a directory of files (default: monitor.input)"),
     model: Path | None = MODEL,
     text_column: str | None = TEXT_COLUMN,
+    text_pair_column: str | None = typer.Option(
+        None, "--text-pair-column", metavar="NAME",
+        help="a pair model's column of second texts (default: its training one; column 2 with --no-header)"),
     label_column: str | None = typer.Option(None, "--label-column", metavar="NAME",
-                                            help="column of labels: label names or ids 0..K-1; with it, accuracy is "
-                                                 "monitored too (default: the model's training label column if present; "
-                                                 "column 2 with --no-header)"),
+                                            help="column of labels as training reads them (classes also as ids 0..K-1); "
+                                                 "with it, the task's primary metric is monitored too (default: the "
+                                                 "model's training label column if present; the last column with --no-header)"),
     header: bool = HEADER,
     out_dir: Path | None = typer.Option(None, "--out-dir", metavar="DIR",
                                         help="where monitor.html and monitor.json go (default: monitor.out_dir)"),
@@ -120,7 +123,7 @@ def monitor(
     from ftlab.serving.monitor import InputColumns
 
     settings = {"monitor.out_dir": str(out_dir)} if out_dir is not None else None
-    columns = InputColumns(text_column, label_column, header)
+    columns = InputColumns(text_column, label_column, header, text_pair_column)
     result = run_stage("monitor", params, set_, input_, columns, model=model, settings=settings)
     say((result["verdict"], "bold"), ": " + "; ".join(result["reasons"]))
     if result.get("next_step"):

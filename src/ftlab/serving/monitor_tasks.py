@@ -83,7 +83,8 @@ def ner_canon(sample: Sample, path: Path, meta: dict, columns: InputColumns, tok
         return pd.DataFrame({"text": [" ".join(w) for w in words], "tokens": words, "label": tags}), True
     if columns.label is not None:
         raise DataError(f"{path}: no column {label!r} (found {list(sample.frame.columns)}) for --label-column")
-    return raw_words(texts_of(sample, path, columns.text or "text", columns.header), tokenizer), False
+    text = columns.text or ("text" if columns.header else "1")
+    return raw_words(texts_of(sample, path, text, columns.header), tokenizer), False
 
 
 def raw_words(texts: list[str], tokenizer: Any) -> pd.DataFrame:
