@@ -97,12 +97,18 @@ def test_a_score_that_is_not_a_number_is_refused_by_line(tmp_path):
     refused(cfg, blank, r"blank\.tsv: 1 of 3 row\(s\) have no label \(column 'score'\), e.g. \S*blank\.tsv:3: .*--unlabelled-rows drop")
     info = stages.ingest(cfg, blank, answers=Answers(unlabelled_rows="drop"))
     assert info["rows"] == 2 and info["unlabelled_rows"] == {"rows": 1, "action": "dropped"}
+    # JSON Lines may give a score as text or as a number: both kept as numbers
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("".join(json.dumps({"sentence1": f"{a} {i}", "sentence2": b, "score": score}) + "\n"
+                             for i, score in enumerate(["2.5", 4, 0.75])))
+    assert stages.ingest(cfg, mixed)["rows"] == 3
+    assert pd.read_parquet(cfg.data.batches_dir / "0002-mixed/rows.parquet")["label"].tolist() == [2.5, 4.0, 0.75]
     # no score column: pairs kept for monitoring, not trained on
     pairs = tsv(tmp_path / "pairs.tsv", "sentence1\tsentence2", [line.rsplit("\t", 1)[0] for line in lines[33:36]])
     assert not stages.ingest(cfg, pairs)["labelled"]
     stages.prepare(cfg)
     slices = {split: set(pd.read_parquet(cfg.data.prepared_dir / f"{split}.parquet")["slice"]) for split in SPLITS}
-    assert set().union(*slices.values()) == {"source", "blank"}
+    assert set().union(*slices.values()) == {"source", "blank", "mixed"}
 
 
 def goemotions(tmp_path: Path) -> tuple[object, str, list[str]]:
@@ -272,11 +278,16 @@ def test_a_batch_that_repeats_the_source_is_refused_for_every_task(tmp_path, tas
         header, lines = shared_lines("stsb/train.tsv")
         cfg = project(tmp_path, {"type": "regression", **PAIRS, "label_column": "score"},
                       str(tsv(tmp_path / "source.tsv", header, lines[:30])))
-        new = tsv(tmp_path / "new.tsv", header, [lines[40], lines[3].replace("\t", " \t", 1)])
+        a, b, score = lines[3].split("\t")  # saved again as JSON Lines, the score a number: 5.000 is 5.0
+        new = tmp_path / "new.jsonl"
+        new.write_text("".join(json.dumps(dict(zip(header.split("\t"), row, strict=True))) + "\n"
+                               for row in [lines[40].split("\t"), [f"{a} ", b, float(score)]]))
     elif task == "goemotions":
         cfg, header, lines = goemotions(tmp_path)
-        source_line = (tmp_path / "source.tsv").read_text(encoding="utf-8").splitlines()[5]
-        new = tsv(tmp_path / "new.tsv", header, [lines[0], source_line])
+        several = next(line for line in (tmp_path / "source.tsv").read_text(encoding="utf-8").splitlines() if "," in line)
+        new = tmp_path / "new.jsonl"  # saved again as JSON Lines, the labels a list: one label list
+        new.write_text("".join(json.dumps({"text": text, "labels": labels.split(",")}) + "\n"
+                               for text, labels in (lines[0].split("\t"), several.split("\t"))))
     elif task == "conll":
         cfg = ner_project(tmp_path)
         new = conll(tmp_path / "new.conll", conll_sentences(DATA / "conll2003/train.txt", 58, 4))

@@ -27,7 +27,15 @@ import pandas as pd
 from ftlab.core.config import DataConfig
 from ftlab.core.io import atomic_dir
 from ftlab.data.batches import NAME, SOURCE_SLICE, batch_dirs, locked, read_batches, read_info, remove_stale
-from ftlab.data.intake import batch_label_sets, batch_labels, cleaned_labels, new_labels, read_labels, repeated
+from ftlab.data.intake import (
+    batch_label_sets,
+    batch_labels,
+    cleaned_labels,
+    new_labels,
+    read_labels,
+    repeated,
+    target_values,
+)
 from ftlab.data.labels import clean_labels, order_key
 from ftlab.data.prepare import check_blank, load_source
 from ftlab.data.readers import check_regular, read_table
@@ -123,7 +131,7 @@ def read_batch(path: Path, task: Task, quoting: str = "auto", answers: Answers =
     df, done = _unlabelled(df, path, task, answers)
     check_blank(df, str(path))
     task.check_rows(df, str(path))
-    return df, True, done
+    return target_values(df, task, str(path)), True, done
 
 
 def _unlabelled(df: pd.DataFrame, path: Path, task: Task, answers: Answers) -> tuple[pd.DataFrame, dict]:
@@ -204,7 +212,8 @@ def _check_repeats(df: pd.DataFrame, path: Path, task: Task, labelled: bool, ear
                    answers: Answers) -> tuple[pd.DataFrame, dict]:
     """Rows that repeat earlier ones (normalised content): refused unless --duplicates drop or keep."""
     columns = [c for c in task.source_columns() if c != task.target or labelled]
-    found, counts = repeated(df, columns, earlier)
+    compared = {name: target_values(rows, task, name) for name, rows in earlier.items()} if labelled else earlier
+    found, counts = repeated(df, columns, compared)
     n = int(found.sum())
     if not n:
         return df, {}

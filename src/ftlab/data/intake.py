@@ -129,6 +129,22 @@ def row_keys(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     return pd.Series([KEY_SEPARATOR.join(row) for row in zip(*parts, strict=True)], index=df.index, dtype=object)
 
 
+def target_values(df: pd.DataFrame, task: Task, where: str) -> pd.DataFrame:
+    """``df`` with its target as ingest compares and keeps it: a label list or tags as a list of names
+    (``"joy,love"`` in a TSV file and ``["joy", "love"]`` in JSON are one label list), a score as a number
+    (``3.800`` and ``3.8``; JSON may mix both, which one Parquet column cannot hold); other targets and
+    values that are not numbers as they are."""
+    if task.target != "label" or task.class_labels or "label" not in df:
+        return df
+    sets = task.label_sets(df, where)
+    if sets is not None:
+        return df.assign(label=[list(row) for row in sets])
+    try:
+        return df.assign(label=pd.to_numeric(df["label"]).astype(float))
+    except (ValueError, TypeError):  # not all numbers: the task's checks name them
+        return df
+
+
 def repeated(df: pd.DataFrame, columns: Sequence[str], earlier: dict[str, pd.DataFrame]) -> tuple[pd.Series, dict[str, int]]:
     """Which rows of ``df`` repeat a row of an ``earlier`` frame (slice name -> rows) in ``columns``,
     and how many repeat each slice's (a row counted at the first slice it repeats)."""
