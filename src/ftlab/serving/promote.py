@@ -116,7 +116,7 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
             "precision": record.cost.precision,
             "base_model": run_cfg.model.name, "pooling": run_cfg.model.pooling, "max_length": run_cfg.model.max_length,
             "data_fingerprint": data_fingerprint(cfg),
-            # held-out quality on the whole test split: the monitor's accuracy baseline for labelled new data
+            # held-out quality on the whole test split: the monitor's baseline of the primary metric for labelled new data
             "test_metrics": {m.name: record.quality[m.name] for m in run_cfg.task_type().metrics}, "n_test": record.n_test,
         }
         write_json(tmp / "ftlab.json", meta)
@@ -134,7 +134,10 @@ def reference(run: Path, out: Path) -> None:
     """The monitor's reference: up to 1,000 scored test rows (a seeded sample). Held-out rows, not
     training rows: on its own training rows the model is more confident and more accurate than on
     any new data, and fresh samples of the training distribution were flagged as drift on
-    confidence against them (benchmarks/monitor.py)."""
+    confidence against them (benchmarks/monitor.py). The rows are the task's own predictions frame,
+    which holds what each task's monitor reads (:mod:`ftlab.serving.monitor_tasks`): the text and a
+    pair's second text, the label as prepared, and the prediction with its scores (class or label
+    probabilities; a regressor's score; an NER model's words and tag ids)."""
     import pandas as pd
 
     rows = pd.read_parquet(run / "predictions.parquet")
@@ -261,7 +264,7 @@ config, model, labels = load_run("{dir}")      # the run's own files: model/, to
 ```
 Only single-text classification exports to a standard library's format so far; this task's head is
 ftlab's own, so loading it needs ftlab (`ftlab predict` serves pair classification and regression, multi-label and NER;
-`ftlab monitor` serves single-text classification only so far).""",
+`ftlab monitor` every task but causal LMs).""",
 }
 
 
