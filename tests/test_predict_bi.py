@@ -64,6 +64,8 @@ def test_predict_scores_bi_encoded_regression_pairs_on_the_training_scale(tmp_pa
         predict_file(model_dir(cfg), tmp_path / "new.csv", tmp_path / "out.csv", text_column="first",
                      text_pair_column="second", chunk_rows=7, precision="fp32")
     assert (tmp_path / "out.csv").read_bytes() == before
+    with pytest.raises(DataError, match=r"--max-new-tokens 4: this model does not generate \(regression \(bi-encoder pair\)\)"):
+        predict_file(model_dir(cfg), tmp_path / "new.csv", tmp_path / "out.csv", max_new_tokens=4)
 
 
 def test_predict_gives_a_bi_encoded_pair_classifier_class_and_probabilities(tmp_path, tiny_model):

@@ -78,11 +78,14 @@ def predict(
     header: bool = HEADER,
     batch_size: int = typer.Option(128, min=1, metavar="N", help="texts per forward pass"),
     precision: str = typer.Option("auto", metavar="auto|bf16|fp32", help="bf16 autocast; auto: where the hardware has it natively"),
+    max_new_tokens: int | None = typer.Option(
+        None, "--max-new-tokens", min=1, metavar="N",
+        help="a causal LM's answer length limit in tokens (default: its run's task.max_new_tokens)"),
     params: Path | None = PARAMS,
     set_: list[str] | None = SET,
 ) -> None:
     """Score a file with a promoted model: each input row + prediction (a class, with its confidence and
-    per-class probabilities; or a regressor's score)."""
+    per-class probabilities; a regressor's score; a causal LM's greedy answer)."""
     from ftlab.data.prepare import DataError
     from ftlab.serving.predict import predict_file
     from ftlab.serving.promote import model_dir
@@ -93,7 +96,7 @@ def predict(
     output = output or input_.with_name(f"{input_.stem}.predictions{input_.suffix}")
     try:
         result = predict_file(model_dir(cfg), input_, output, text_column, batch_size, precision, header=header,
-                              text_pair_column=text_pair_column)
+                              text_pair_column=text_pair_column, max_new_tokens=max_new_tokens)
     except (DataError, ValueError, OSError) as e:
         fail(e)
     say(f"scored {result['rows']} rows -> {output}")

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 
 # what each command serves so far, in words
-SERVED = {"predict": "single-text and pair (cross- and bi-encoded) classification and regression, multi-label and NER",
+SERVED = {"predict": "single-text and pair (cross- and bi-encoded) classification and regression, multi-label, NER "
+                      "and causal LM",
           "monitor": "single-text classification"}
 LOADED_BY = {"ftlab": "load it with ftlab.analysis.runs.load_run",
              "bi-encoder": "load it with sentence_transformers.SentenceTransformer (its README.md says how)"}
@@ -53,10 +54,10 @@ def model_kind(meta: dict) -> str:
 
 def served(meta: dict, command: str) -> bool:
     """Whether ``ftlab <command>`` serves this model. Predict: a classifier or regressor of texts or
-    pairs (exported, bi-encoded or run files), a multi-label or NER model; monitor: an exported
+    pairs (exported, bi-encoded or run files), a multi-label, NER or causal LM model; monitor: an exported
     classifier of single texts."""
     if command == "predict":
-        return meta.get("task_type") in ("classification", "regression", "multilabel", "token_classification")
+        return meta.get("task_type") in ("classification", "regression", "multilabel", "token_classification", "causal_lm")
     return (meta.get("task_type") == "classification" and not meta.get("text_pair_column")
             and meta.get("layout") not in LOADED_BY)
 
@@ -82,8 +83,9 @@ def read_meta(model_dir: Path, command: str = "predict") -> dict:
 
 
 def default_text_column(meta: dict, header: bool) -> str:
-    """The column to score when none is named: the training text column, or column 1 without a header.
-    An NER model trained on lists of words reads raw texts, ``text`` by default."""
+    """The column to score when none is named: the training text column (a causal LM's: its prompt
+    column), or column 1 without a header. An NER model trained on lists of words reads raw texts,
+    ``text`` by default."""
     if not header:
         return "1"
     return "text" if meta.get("task_type") == "token_classification" else meta["text_column"]
@@ -127,10 +129,14 @@ def class_probabilities(model: nn.Module, tokenizer: Any, texts: list[str], batc
 Scorer = Callable[[pd.DataFrame, list[str], list[str] | None], pd.DataFrame]
 
 
-def load_scorer(model_dir: Path, meta: dict, batch_size: int, bf16: bool) -> Scorer:
+def load_scorer(model_dir: Path, meta: dict, batch_size: int, bf16: bool, max_new_tokens: int | None = None) -> Scorer:
     """What scores a chunk (its rows, texts and second texts, if pairs): the rows plus the prediction
     columns. An exported classifier scores with :func:`class_probabilities`; run files (layout
-    ``ftlab``) with :func:`_run_files_scorer`."""
+    ``ftlab``) with :func:`_run_files_scorer`; other tasks with :mod:`ftlab.serving.scorers`."""
+    if meta["task_type"] == "causal_lm":
+        from ftlab.serving.scorers import answer_scorer
+
+        return answer_scorer(model_dir, batch_size, bf16, max_new_tokens)
     if meta["task_type"] in ("multilabel", "token_classification"):
         from ftlab.serving.scorers import task_scorer
 
@@ -232,13 +238,17 @@ def _rows(path: Path) -> int | None:
 
 def predict_file(model_dir: Path, input_path: Path, output: Path, text_column: str | None = None,
                  batch_size: int = 128, precision: str = "auto", chunk_rows: int = CHUNK_ROWS,
-                 header: bool = True, text_pair_column: str | None = None) -> dict:
+                 header: bool = True, text_pair_column: str | None = None, max_new_tokens: int | None = None) -> dict:
     """Score every row of ``input_path`` with the promoted model in ``model_dir``; write ``output``.
-    A pair model reads its second texts from ``text_pair_column`` (default: its training column)."""
+    A pair model reads its second texts from ``text_pair_column`` (default: its training column); a
+    causal LM answers in at most ``max_new_tokens`` tokens (default: its run's ``task.max_new_tokens``)."""
     model_dir, input_path, output = Path(model_dir), Path(input_path), Path(output)
     if os.path.realpath(output) == os.path.realpath(input_path):  # realpath: no error on a symbolic-link loop
         raise DataError(f"--output {output} is the input file: choose another path")
     meta = read_meta(model_dir)
+    if max_new_tokens is not None and meta["task_type"] != "causal_lm":
+        raise DataError(f"--max-new-tokens {max_new_tokens}: this model does not generate ({model_kind(meta)}); "
+                        "leave --max-new-tokens out")
     column, pairs = text_column or default_text_column(meta, header), pair_column(meta, text_pair_column, header)
     chunks = read_chunks(input_path, chunk_rows, header, column, meta["label_column"] if header else "")
     first = next(chunks, None)  # the file is checked, and its first rows read, before the model loads (seconds)
@@ -254,7 +264,7 @@ def predict_file(model_dir: Path, input_path: Path, output: Path, text_column: s
     from ftlab.training.trainer import use_bf16
 
     bf16 = use_bf16(precision)
-    scorer = load_scorer(model_dir, meta, batch_size, bf16)
+    scorer = load_scorer(model_dir, meta, batch_size, bf16, max_new_tokens)
     from ftlab.serving.scorers import nested_columns
 
     writer, rows = ChunkWriter(output, nested_columns(meta["task_type"])), 0

@@ -159,8 +159,11 @@ def task_meta(cfg: Config, labels: list[str]) -> dict:
     opts: Any = cfg.task
     pair_column = getattr(opts, "text_pair_column", None)  # pairs, cross- or bi-encoded
     pair = {"text_pair_column": pair_column, "pair_encoding": getattr(opts, "pair_encoding", "cross")} if pair_column else {}
-    return {"task": cfg.task_type().pipeline_tag(), "task_type": cfg.task.type, "text_column": cfg.task.text_column, **pair,
-            "label_column": cfg.task.label_column, "labels": labels}
+    # a causal LM reads its prompts and answers what its responses held (text_column and label_column are unused)
+    text, label = ((opts.prompt_column, opts.response_column) if cfg.task.type == "causal_lm"
+                   else (cfg.task.text_column, cfg.task.label_column))
+    return {"task": cfg.task_type().pipeline_tag(), "task_type": cfg.task.type, "text_column": text, **pair,
+            "label_column": label, "labels": labels}
 
 
 def bi_meta(model: object) -> dict:
@@ -264,7 +267,7 @@ config, model, labels = load_run("{dir}")      # the run's own files: model/, to
 ```
 Only single-text classification exports to a standard library's format so far; this task's head is
 ftlab's own, so loading it needs ftlab (`ftlab predict` serves pair classification and regression, multi-label and NER;
-`ftlab monitor` every task but causal LMs).""",
+`ftlab monitor` every task).""",
 }
 
 

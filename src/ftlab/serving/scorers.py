@@ -9,7 +9,8 @@ most likely tag, adjacent tokens of one type grouped unless a ``B-`` tag starts 
 group's score the mean of its tokens', ``O`` left out), with character offsets into the text as
 given and the entity's text cut from it (the pipeline's ``word`` is the tokenizer's decoded form,
 lower-cased by an uncased tokenizer). Texts are cut at ``model.max_length`` sub-tokens, where
-training cut them. Bi-encoded pairs: each text encoded alone, a regressor's cosine on its training
+training cut them. A causal LM: each prompt's greedy answer, as its run's test answers were generated.
+Bi-encoded pairs: each text encoded alone, a regressor's cosine on its training
 scores' range, a classifier's class and probabilities from its ``(u, v, |u - v|)`` head.
 """
 
@@ -96,6 +97,38 @@ def bi_encoder_scorer(model_dir: Path, meta: dict, batch_size: int, bf16: bool) 
         return with_outputs(frame, rows, meta["task_type"] == "regression", meta["labels"])
 
     return score
+
+
+def answer_scorer(model_dir: Path, batch_size: int, bf16: bool, max_new_tokens: int | None) -> Scorer:
+    """A causal LM kept as its run's files: each prompt's greedy answer (``prediction``), the prompt
+    rendered with the template its run trained with, at most ``max_new_tokens`` new tokens (default:
+    the run's ``task.max_new_tokens``, what its test answers had), batched by prompt length."""
+    from transformers import AutoTokenizer
+
+    from ftlab.learning.generation import generate
+    from ftlab.learning.tasks import DataError
+    from ftlab.serving.export import load_promoted
+
+    run_cfg, model, _ = load_promoted(model_dir)
+    model, tokenizer = on_device(model), AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))
+    if tokenizer.pad_token is None:  # as training loaded it (ftlab.learning.modeling.load_tokenizer)
+        tokenizer.pad_token = tokenizer.eos_token
+    task, max_length = run_cfg.task_type(), run_cfg.model.max_length
+    limit = max_new_tokens or cast(Any, run_cfg.task).max_new_tokens  # the causal_lm options
+
+    def answers(frame: pd.DataFrame, texts: list[str], pairs: list[str] | None) -> pd.DataFrame:
+        prompts = cast(Any, task).prompt_ids(texts, tokenizer)
+        if too_long := [int(frame.index[i]) for i, ids in enumerate(prompts) if len(ids) >= max_length]:
+            raise DataError(f"{len(too_long)} prompt(s) of {max_length} tokens or more (model.max_length of the run, "
+                            f"which trained on none so long), e.g. rows {too_long[:5]}: shorten them")
+        order, out = np.argsort([len(ids) for ids in prompts], kind="stable"), [""] * len(prompts)
+        for start in range(0, len(order), batch_size):
+            rows = [int(i) for i in order[start : start + batch_size]]
+            for i, ids in zip(rows, generate(model, tokenizer, [prompts[i] for i in rows], limit, bf16), strict=True):
+                out[i] = tokenizer.decode(ids, skip_special_tokens=True).strip()
+        return frame.assign(prediction=out)
+
+    return answers
 
 
 def on_device(model: Any) -> Any:

@@ -164,6 +164,12 @@ class CausalLM(Task):
             return tokenizer(text, add_special_tokens=False)["input_ids"]  # the template writes BOS itself
         return tokenizer(plain_prompt(messages))["input_ids"]
 
+    def prompt_ids(self, prompts: list[str], tokenizer: Any) -> list[list[int]]:
+        """Each prompt's token ids as training rendered a prompt column's row (a user message, in the
+        template :meth:`uses_chat_template` picks): where a served model's answer starts."""
+        chat = self.uses_chat_template(tokenizer)
+        return [self._prompt(pd.Series({"text": p}), tokenizer, chat) for p in prompts]
+
     def uses_chat_template(self, tokenizer: Any) -> bool:
         """Whether prompts are rendered with the tokenizer's chat template (see task.chat_template)."""
         has = bool(getattr(tokenizer, "chat_template", None))
