@@ -186,13 +186,53 @@ def test_ner_monitor_entity_f1_on_tagged_words_and_entity_types_on_raw_texts(tmp
         monitor(model_dir(cfg), tmp_path / "short.jsonl", CFG, tmp_path / "short")
 
 
-def test_a_causal_lm_is_refused_by_name_before_its_input_is_read(tmp_path):
-    """Not yet served: said so by name whatever the input holds (here a batch of scored pairs, once read
-    as class labels), before the model or the input is read; nothing is written."""
+def test_causal_lm_monitor_exact_match_and_answer_length(tmp_path):
+    """A tiny decoder instruction-tuned on the built-in copy task and promoted: on its own test prompts
+    and responses, exact match is the run's test value and the generated answers' length (words) the
+    reference's exactly; with its own answers as responses, exact match 1; prompts four times as long drift."""
+    from ftlab.core import layout
+    from ftlab.learning.config import load_config
+    from ftlab.learning.tiny_decoder import build
+
+    values = {"task": {"type": "causal_lm", "max_new_tokens": 8},  # as tests/test_predict_causal.py trains one
+              "data": {"source": "builtin:copy", "demo": {"n_samples": 120}, "prepared_dir": str(tmp_path / "data")},
+              "model.name": build(tmp_path / "decoder", "llama"), "model.max_length": 32, "methods": ["full"],
+              "method_params.full.lr": 1e-2, "train.batch_size": 16, "train.eval_batch_size": 32, "train.eval_steps": 20,
+              "train.max_steps": 40, "train.train_eval_samples": 16, "train.threads": 1, "train.precision": "fp32",
+              "train.checkpoint_dir": None, "train.early_stopping_patience": 0, "train.output_dir": str(tmp_path / "runs"),
+              "report.dir": str(tmp_path / "reports"), "promote.dir": str(tmp_path / "models")}
+    cfg = load_config(None, values)
+    stages.prepare(cfg)
+    stages.train(cfg, "full")
+    stages.compare(cfg)
+    meta = stages.promote(cfg)
+    expected = pd.read_parquet(layout.run_dir(cfg, stages.cell(cfg, "full")) / "predictions.parquet")
+    small = MonitorConfig(queue_size=0, min_rows=10)
+    pd.DataFrame({"prompt": expected["text"], "response": expected["label"]}).to_csv(tmp_path / "own.csv", index=False)
+    own = monitor(model_dir(cfg), tmp_path / "own.csv", small, tmp_path / "own")
+    exact = own["signals"]["exact_match"]
+    assert own["metric"] == "exact match" and exact["current"] == pytest.approx(meta["test_metrics"]["exact_match"])
+    assert own["signals"]["answer_words"]["score"] == 0 and own["verdict"] == "ok", own["reasons"]
+
+    answered = expected[expected["prediction"].str.strip() != ""]
+    assert len(answered) >= 10 and answered["prediction"].nunique() > 1
+    pd.DataFrame({"prompt": answered["text"], "response": answered["prediction"]}).to_csv(tmp_path / "agreed.csv", index=False)
+    agreed = monitor(model_dir(cfg), tmp_path / "agreed.csv", small, tmp_path / "agreed")["signals"]["exact_match"]
+    assert agreed["current"] == 1.0 and not agreed["drifted"]
+
+    pd.DataFrame({"prompt": [" ".join([p] * 4) for p in expected["text"]]}).to_csv(tmp_path / "long.csv", index=False)
+    long = monitor(model_dir(cfg), tmp_path / "long.csv", small, tmp_path / "long")
+    assert long["verdict"] == "drift" and long["signals"]["text_length"]["drifted"] and not long["labelled"]
+
+
+def test_a_model_of_a_task_ftlab_does_not_train_is_refused_by_name_before_its_input_is_read(tmp_path):
+    """Said so by name whatever the input holds (here a batch of scored pairs, once read as class
+    labels), before the model or the input is read; nothing is written."""
     (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "ftlab.json").write_text(json.dumps({"format": "ftlab-model/1", "task_type": "causal_lm",
+    (tmp_path / "model" / "ftlab.json").write_text(json.dumps({"format": "ftlab-model/9", "task_type": "summarization",
                                                               "layout": "ftlab", "labels": []}))
     (tmp_path / "pairs.csv").write_text("sentence1,sentence2,score\na man plays,a man is playing,4.6\n")
-    with pytest.raises(DataError, match=r"model: ftlab monitor does not serve causal LMs yet"):
+    with pytest.raises(DataError, match=r"model: ftlab monitor serves the tasks ftlab trains \(classification, .*\); "
+                                        r"this model is a summarization model"):
         monitor(tmp_path / "model", tmp_path / "pairs.csv", MonitorConfig(min_rows=1), tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "pairs.csv"]

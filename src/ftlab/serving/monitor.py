@@ -14,19 +14,19 @@ by the promoted model, and one Evidently report compares both sides (:mod:`ftlab
   of non-letter characters;
 - the output that fits the task: predicted-class shares and confidence (classes), the predicted
   score's distribution (regression), labels per text and each label's rate (multi-label), entities
-  per text and each entity type's rate (NER) (:mod:`ftlab.serving.monitor_tasks`);
+  per text and each entity type's rate (NER), answer length in words (causal LMs)
+  (:mod:`ftlab.serving.monitor_tasks`);
 - for an exported single-text classifier, the model's own sentence embeddings (what its head reads),
   with Evidently's domain-classifier method: the ROC AUC of a classifier telling new rows from
   reference rows (in the JSON verdict; the HTML report leaves out Evidently's slow t-SNE plot of them);
 - with labels in the new data (as training reads them; classes also as the ids 0..K-1 the prepared
-  data stores), the task's primary metric (accuracy, Spearman, micro-F1, entity F1) against the
-  promoted run's test value.
+  data stores), the task's primary metric (accuracy, Spearman, micro-F1, entity F1, exact match)
+  against the promoted run's test value.
 
 Each signal drifts above its threshold in the ``monitor:`` params section; ``monitor.min_drifted``
 drifted signals make the verdict ``drift``. Written: ``monitor.html`` (the verdict, every signal
 against its threshold and the next step on top of Evidently's plots) and ``monitor.json``. No new
-data (a missing or empty input directory) is the verdict ``no_data``, and writes nothing. Causal LMs
-are refused by name before the input is read.
+data (a missing or empty input directory) is the verdict ``no_data``, and writes nothing.
 """
 
 from __future__ import annotations
@@ -138,20 +138,16 @@ def no_data(model_dir: Path, input_path: Path) -> dict:
 
 
 def monitored_meta(model_dir: Path) -> dict:
-    """``ftlab.json`` of a promoted model that ``ftlab monitor`` serves: every task but causal LMs,
-    which are refused by name here, before any input is read."""
+    """``ftlab.json`` of a promoted model, refused by name before any input is read when its task is
+    none ftlab trains (a directory written by a later version)."""
     from ftlab.serving.predict import model_kind, read_meta
 
     path = model_dir / "ftlab.json"
     if not path.is_file():
         read_meta(model_dir, "monitor")  # no such directory, or no promoted model: says how to make one
     meta = json.loads(path.read_text())
-    kind = meta.get("task_type")
-    if kind == "causal_lm":
-        raise DataError(f"{model_dir}: ftlab monitor does not serve causal LMs yet (this model is an instruction-tuned "
-                        "causal LM); `ftlab predict` answers prompts, and its test answers are in the run's predictions.parquet")
-    if kind not in TASKS:
-        raise DataError(f"{model_dir}: ftlab monitor serves classification, regression, multi-label and NER models; "
+    if meta.get("task_type") not in TASKS:
+        raise DataError(f"{model_dir}: ftlab monitor serves the tasks ftlab trains ({', '.join(TASKS)}); "
                         f"this model is a {model_kind(meta)} model")
     return meta
 

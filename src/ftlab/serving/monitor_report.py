@@ -17,6 +17,7 @@ SIGNALS = {
     "label_rates": "the shares of the predicted labels (each label's rate per text in monitor.json)",
     "entities_per_text": "how many entities the model finds per text",
     "entity_types": "the shares of the entity types found (each type's rate per text in monitor.json)",
+    "answer_words": "the length of the generated answers in words",
     "embedding": "the model's own sentence embeddings (what its head reads): can a classifier tell new rows from reference rows?",
 }
 

@@ -1,6 +1,7 @@
 """``ftlab monitor`` for every task the product trains but single-text classification (which
 :mod:`ftlab.serving.monitor` scores with its embeddings): pairs (cross- or bi-encoded), regression,
-multi-label and NER.
+multi-label, NER and causal LMs (prompts in a column; each answer generated greedily as the run's test
+answers were, its length in words the output signal, exact match the primary metric).
 
 The new rows are scored by the promoted model exactly as the promotion gate re-scores a champion
 (:func:`ftlab.serving.gate.rescore`: the run's own tokenisation, outputs and decision), into the
@@ -47,7 +48,8 @@ log = logging.getLogger(__name__)
 OUTPUTS = {"classification": (("confidence",), ("prediction",), None),
            "regression": (("predicted_score",), (), None),
            "multilabel": (("labels_per_text",), (), "label_rates"),
-           "token_classification": (("entities_per_text",), (), "entity_types")}
+           "token_classification": (("entities_per_text",), (), "entity_types"),
+           "causal_lm": (("answer_words",), (), None)}
 
 
 @dataclass
@@ -96,18 +98,25 @@ def raw_words(texts: list[str], tokenizer: Any) -> pd.DataFrame:
     return pd.DataFrame({"text": texts, "tokens": words, "label": [[0] * len(w) for w in words]})
 
 
+def source_names(task: Task, meta: dict) -> tuple[str, str]:
+    """The training text and label columns: a causal LM's prompt and response columns."""
+    if task.name == "causal_lm":
+        return task.opts.prompt_column, task.opts.response_column
+    return meta["text_column"], meta["label_column"]
+
+
 def sequence_canon(sample: Sample, path: Path, meta: dict, task: Task, columns: InputColumns) -> tuple[pd.DataFrame, bool]:
-    """A pair, regression or multi-label batch as the task's frame, labels encoded where present."""
-    pair = meta.get("text_pair_column")
-    text = columns.text or (meta["text_column"] if columns.header else "1")
-    label = columns.label or (meta["label_column"] if columns.header else ("3" if pair else "2"))
+    """A pair, regression, multi-label or prompt batch as the task's frame, labels encoded where present."""
+    pair, (text, label) = meta.get("text_pair_column"), source_names(task, meta)
+    text = columns.text or (text if columns.header else "1")
+    label = columns.label or (label if columns.header else ("3" if pair else "2"))
     canon = pd.DataFrame({"text": texts_of(sample, path, text, columns.header)})
     if pair:
         canon["text_pair"] = texts_of(sample, path, columns.pair or (pair if columns.header else "2"), columns.header)
     if label not in sample.frame.columns:
         if columns.label is not None:
             raise DataError(f"{path}: no column {label!r} (found {list(sample.frame.columns)}) for --label-column")
-        empty: Any = {"classification": 0, "regression": 0.0}.get(task.name)
+        empty: Any = {"classification": 0, "regression": 0.0, "causal_lm": ""}.get(task.name)
         return canon.assign(label=[[] for _ in range(len(canon))] if empty is None else empty), False
     if task.name == "classification":
         names = meta["labels"]
@@ -115,6 +124,8 @@ def sequence_canon(sample: Sample, path: Path, meta: dict, task: Task, columns: 
         return canon.assign(label=[names.index(n) for n in found]), True
     if task.name == "regression":
         return canon.assign(label=scores_of(sample, label)), True
+    if task.name == "causal_lm":  # the responses: non-empty texts, named by line when not
+        return canon.assign(label=texts_of(sample, path, label, columns.header)), True
     return canon.assign(label=label_sets_of(sample, label, task, meta["labels"])), True
 
 
@@ -125,8 +136,9 @@ def read_batch(model_dir: Path, meta: dict, task: Task, input_path: Path, cfg: M
     if task.name == "token_classification":
         found = read_input(input_path, cfg, columns.header, sampler=sample_rows)
     else:
-        text = columns.text or (meta["text_column"] if columns.header else "1")
-        found = read_input(input_path, cfg, columns.header, text, columns.label or meta["label_column"])
+        text, label = source_names(task, meta)
+        found = read_input(input_path, cfg, columns.header, columns.text or (text if columns.header else "1"),
+                           columns.label or label)
     if found is None:
         return None
     sample, files = found
@@ -153,6 +165,8 @@ def outputs(task: Task, predictions: pd.DataFrame, labels: list[str], tokenizer:
             frame["label"] = [labels[int(i)] for i in predictions["label"]]
     elif task.name == "regression":
         frame["predicted_score"] = predictions["prediction"].to_numpy(dtype=float)
+    elif task.name == "causal_lm":
+        frame["answer_words"] = [float(len(str(a).split())) for a in predictions["prediction"]]
     elif task.name == "multilabel":
         sets = [[labels[int(i)] for i in row] for row in predictions["prediction"]]
         frame["labels_per_text"] = [float(len(s)) for s in sets]
@@ -183,6 +197,9 @@ def judge_task(model_dir: Path, meta: dict, input_path: Path, cfg: MonitorConfig
     from ftlab.serving.gate import rescore
 
     task = task_of(model_dir, meta)
+    if task.name == "causal_lm" and task.opts.messages_column:
+        raise DataError(f"{model_dir}: ftlab monitor reads a causal LM's prompts from a column; this one trained on "
+                        f"chat messages (task.messages_column {task.opts.messages_column!r}), which it does not read yet")
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer" if (model_dir / "tokenizer").is_dir() else model_dir))
     batch = read_batch(model_dir, meta, task, input_path, cfg, columns, tokenizer)
     if batch is None:
