@@ -180,6 +180,13 @@ def test_ner_monitor_entity_f1_on_tagged_words_and_entity_types_on_raw_texts(tmp
     moved = monitor(model_dir(cfg), tmp_path / "moved.csv", CFG, tmp_path / "moved")
     assert moved["verdict"] == "drift" and moved["signals"]["text_length"]["drifted"]
 
+    (tmp_path / "incoming").mkdir()  # a directory of batches, past monitor.max_rows: a uniform sample of them
+    rows.iloc[:20].to_json(tmp_path / "incoming" / "a.jsonl", orient="records", lines=True)
+    rows.iloc[20:].to_parquet(tmp_path / "incoming" / "b.parquet")
+    sampled = monitor(model_dir(cfg), tmp_path / "incoming", MonitorConfig(queue_size=0, max_rows=24, min_rows=10),
+                      tmp_path / "sampled")
+    assert sampled["rows"] == {"reference": 32, "current": 24, "read": 32} and sampled["labelled"]
+
     rows.loc[4, "tags"] = rows.loc[4, "tags"][:-1]
     rows.to_json(tmp_path / "short.jsonl", orient="records", lines=True)
     with pytest.raises(DataError, match=r"short.jsonl:5: column 'tags' must be a list of one tag per word"):

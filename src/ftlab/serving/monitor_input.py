@@ -90,7 +90,8 @@ def sample_rows(files: list[Path], max_rows: int, header: bool, text: str, label
     rng, kept, read = np.random.default_rng(0), pd.DataFrame(), 0
     for path in files:
         for chunk in read_chunks(path, CHUNK_ROWS, header, text, label):
-            frame = chunk.frame.assign(_key=rng.random(len(chunk.frame)), _origin=chunk.origins)
+            at = pd.RangeIndex(read, read + len(chunk.frame))  # row numbers across files: input order
+            frame = chunk.frame.set_axis(at).assign(_key=rng.random(len(chunk.frame)), _origin=chunk.origins)
             kept = pd.concat([kept, frame]).nsmallest(max_rows, "_key") if len(kept) else frame.nsmallest(max_rows, "_key")
             read += len(chunk.frame)
     kept = kept.sort_index() if len(kept) else kept.assign(_origin=[])
