@@ -150,18 +150,18 @@ def read_batch(model_dir: Path, meta: dict, task: Task, input_path: Path, cfg: M
 
 
 def outputs(task: Task, predictions: pd.DataFrame, labels: list[str], tokenizer: Any,
-            labelled: bool) -> tuple[pd.DataFrame, list[list[str]] | None]:
+            layout: Layout) -> tuple[pd.DataFrame, list[list[str]] | None]:
     """One side's monitored columns from the task's predictions frame, and its predicted sets (None:
     the task predicts no sets)."""
-    frame = predictions[[c for c in ("text", "text_pair") if c in predictions]].astype(str).reset_index(drop=True)
-    for column in list(frame.columns):
-        frame[f"{column}_word_pieces"] = word_pieces(list(frame[column]), tokenizer)
+    frame = predictions[list(layout.texts)].astype(str).reset_index(drop=True)
+    for column, prefix in layout.texts.items():
+        frame[f"{prefix}word_pieces"] = word_pieces(list(frame[column]), tokenizer)
     sets = None
     if task.name == "classification":
         probs = predictions[[f"prob_{n}" for n in labels]].to_numpy()
         frame["prediction"] = np.asarray(labels, dtype=object)[probs.argmax(-1)]
         frame["confidence"] = probs.max(-1)
-        if labelled:
+        if layout.classes:  # labelled
             frame["label"] = [labels[int(i)] for i in predictions["label"]]
     elif task.name == "regression":
         frame["predicted_score"] = predictions["prediction"].to_numpy(dtype=float)
@@ -211,10 +211,8 @@ def judge_task(model_dir: Path, meta: dict, input_path: Path, cfg: MonitorConfig
     ref = pd.read_parquet(model_dir / "reference.parquet")
     if task.name == "token_classification" and not batch.labelled:
         ref, _ = rescore(model_dir, raw_words(list(ref["text"]), tokenizer), labels, task)
-    (reference, ref_sets), (new, new_sets) = (outputs(task, df, labels, tokenizer, batch.labelled) for df in (ref, current))
     layout = layout_of(task, meta, batch.labelled, "text_pair" in batch.canon)
-    rename = {f"{c}_word_pieces": f"{p}word_pieces" for c, p in layout.texts.items()}
-    reference, new = reference.rename(columns=rename), new.rename(columns=rename)
+    (reference, ref_sets), (new, new_sets) = (outputs(task, df, labels, tokenizer, layout) for df in (ref, current))
     snapshot = evidently_report(reference, new, cfg, layout)
     found = drift_signals(snapshot, cfg, layout)
     set_name = OUTPUTS[task.name][2]
