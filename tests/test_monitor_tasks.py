@@ -52,6 +52,11 @@ def test_regression_pairs_monitor_spearman_on_a_batch_with_scores(tmp_path, tiny
     assert own["metric"] == "Spearman" and own["labelled"] and "accuracy" not in json.dumps(own)
     assert spearman["current"] == pytest.approx(meta["test_metrics"]["spearman"], abs=1e-6) and spearman["current"] != 0
     assert spearman["score"] == pytest.approx(0, abs=1e-6) and not spearman["drifted"]
+    from scipy import stats
+
+    draws = np.random.default_rng(1).integers(0, 48, size=(400, 48))  # the batch's own pairs, resampled
+    spread = np.std([stats.spearmanr(expected["label"].iloc[d], expected["prediction"].iloc[d]).statistic for d in draws])
+    assert spearman["threshold"] == pytest.approx(max(0.05, 2.33 * spread), rel=0.15)  # 2.33 bootstrap SEs
     assert {"sentence1.text_length", "sentence2.text_length", "sentence2.word_pieces", "predicted_score"} <= set(own["signals"])
     assert own["verdict"] == "ok", own["reasons"]
     assert "Spearman drop below the test Spearman" in (tmp_path / "own" / "monitor.html").read_text()
@@ -98,6 +103,11 @@ def test_cross_encoded_pair_classes_monitor_accuracy_class_shares_and_confidence
     assert accuracy["threshold"] == pytest.approx(max(0.05, 2.33 * np.sqrt(accuracy["reference"] * (1 - accuracy["reference"]) / 48)), abs=1e-4)
     assert {"prediction", "confidence", "sentence1.non_letter_share", "sentence2.word_pieces"} <= set(own["signals"])
     assert own["verdict"] == "ok", own["reasons"]
+    moved = tsv(cfg.data.source["test"]).assign(sentence2=other_texts(48)).drop(columns="label")
+    moved.to_csv(tmp_path / "moved.csv", index=False)
+    drift = monitor(model_dir(cfg), tmp_path / "moved.csv", CFG, tmp_path / "moved")
+    assert drift["signals"]["sentence2.text_length"]["drifted"] and not drift["signals"]["sentence1.text_length"]["drifted"]
+    assert "accuracy" not in drift["signals"] and "measures the accuracy" in drift["next_step"]
 
 
 def test_the_issues_bi_encoder_batch_with_a_score_column_is_monitored_not_refused(tmp_path, tiny_model):
