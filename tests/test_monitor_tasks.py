@@ -17,7 +17,7 @@ from seqeval.metrics import f1_score
 from ftlab import stages
 from ftlab.core.config import MonitorConfig
 from ftlab.learning.tasks import DataError
-from ftlab.serving.monitor import monitor
+from ftlab.serving.monitor import InputColumns, monitor
 from ftlab.serving.promote import model_dir
 from tests.test_bi_encoder import DATA, run, trained
 from tests.test_predict_pairs import (
@@ -151,6 +151,8 @@ def test_multilabel_monitor_micro_f1_and_each_labels_rate(tmp_path, tiny_bert): 
     drift = monitor(model_dir(cfg), tmp_path / "moved.csv", CFG, tmp_path / "moved")
     assert drift["verdict"] == "drift" and drift["signals"]["text_length"]["drifted"] and "micro_f1" not in drift["signals"]
 
+    with pytest.raises(DataError, match=r"--text-pair-column other: this model reads single texts \(multilabel\)"):
+        monitor(model_dir(cfg), tmp_path / "moved.csv", CFG, tmp_path / "pair", InputColumns(pair="other"))
     labelled = tsv(tmp_path / "new.tsv").assign(labels=lambda d: d["labels"].where(d.index != 3, "joy,unheard_of"))
     labelled.to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(DataError, match=r"column 'labels' has label\(s\) \['unheard_of'\] that the model does not know .* at .*bad.csv:5"):

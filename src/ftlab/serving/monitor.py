@@ -235,8 +235,11 @@ def judge_any(model_dir: Path, meta: dict, input_path: Path, cfg: MonitorConfig,
 def monitor(model_dir: Path, input_path: Path, cfg: MonitorConfig, out_dir: Path,
             columns: InputColumns = InputColumns()) -> dict:
     """Write ``out_dir/monitor.html`` and ``out_dir/monitor.json``; returns the JSON's content."""
+    from ftlab.serving.predict import pair_column
+
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     meta = monitored_meta(model_dir)
+    pair_column(meta, columns.pair, columns.header)  # a second-text column for a model of single texts: refused
     found = judge_any(model_dir, meta, Path(input_path), cfg, columns, out_dir)
     if found is None:
         return no_data(model_dir, input_path)

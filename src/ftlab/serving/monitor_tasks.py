@@ -107,12 +107,14 @@ def source_names(task: Task, meta: dict) -> tuple[str, str]:
 
 def sequence_canon(sample: Sample, path: Path, meta: dict, task: Task, columns: InputColumns) -> tuple[pd.DataFrame, bool]:
     """A pair, regression, multi-label or prompt batch as the task's frame, labels encoded where present."""
+    from ftlab.serving.predict import pair_column
+
     pair, (text, label) = meta.get("text_pair_column"), source_names(task, meta)
     text = columns.text or (text if columns.header else "1")
     label = columns.label or (label if columns.header else ("3" if pair else "2"))
     canon = pd.DataFrame({"text": texts_of(sample, path, text, columns.header)})
     if pair:
-        canon["text_pair"] = texts_of(sample, path, columns.pair or (pair if columns.header else "2"), columns.header)
+        canon["text_pair"] = texts_of(sample, path, pair_column(meta, columns.pair, columns.header) or pair, columns.header)
     if label not in sample.frame.columns:
         if columns.label is not None:
             raise DataError(f"{path}: no column {label!r} (found {list(sample.frame.columns)}) for --label-column")
