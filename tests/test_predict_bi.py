@@ -14,6 +14,7 @@ import torch
 from ftlab import stages
 from ftlab.learning.tasks import DataError
 from ftlab.learning.tasks.biencoder import cosine_to_score
+from ftlab.serving.gate import rescore
 from ftlab.serving.predict import predict_file
 from ftlab.serving.promote import model_dir
 from tests.test_bi_encoder import run, trained
@@ -71,7 +72,7 @@ def test_predict_scores_bi_encoded_regression_pairs_on_the_training_scale(tmp_pa
 def test_predict_gives_a_bi_encoded_pair_classifier_class_and_probabilities(tmp_path, tiny_model):
     """RTE in the training columns (the second text's column by default), as JSON Lines, 16 a chunk: the
     class the run predicted and its probabilities, equal to the softmax of the exported head on
-    sentence-transformers' embeddings (u, v, |u - v|)."""
+    sentence-transformers' embeddings (u, v, |u - v|); the promotion gate re-scores the export the same."""
     from safetensors.torch import load_file
 
     cfg, meta, expected = promoted(tmp_path, tiny_model, "rte")
@@ -91,3 +92,10 @@ def test_predict_gives_a_bi_encoded_pair_classifier_class_and_probabilities(tmp_
     theirs = (torch.cat([u, v, (u - v).abs()], -1) @ head["weight"].T + head["bias"]).softmax(-1).numpy()
     np.testing.assert_allclose(probs, theirs, atol=1e-5)
     assert list(out["prediction"]) == [labels[i] for i in theirs.argmax(1)]
+
+    # the promotion gate re-scores this champion from its export as its run scored the test pairs
+    test = pd.read_parquet(cfg.data.prepared_dir / "test.parquet")
+    champion, why_not = rescore(model_dir(cfg), test, labels, cfg.task_type())
+    assert champion is not None, why_not
+    np.testing.assert_allclose(champion[[f"prob_{n}" for n in labels]], expected[[f"prob_{n}" for n in labels]], atol=1e-5)
+    assert list(champion["prediction"]) == list(expected["prediction"])

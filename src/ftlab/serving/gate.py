@@ -12,7 +12,8 @@ paired bootstrap on the task's primary metric (same examples, :func:`ftlab.analy
 * ``better``: promote only when the challenger is significantly better overall, by more than
   ``promote.tolerance``, and not refused by ``not_worse``.
 
-Every export layout is re-scored: a run-files champion with its run's own model, an exported
+Every export layout is re-scored: a run-files champion with its run's own model (an NER ``model/`` in
+transformers' layout with transformers' class, :func:`ftlab.serving.export.load_promoted`), an exported
 classifier or a bi-encoder (sentence-transformers layout) with ftlab's model over the exported
 weights, in the precision its run was tested in. A champion that cannot be scored on these rows
 (other labels, another task, single texts for a pair model) is reported as such, and the challenger
