@@ -82,6 +82,7 @@ def test_regression_pairs_monitor_spearman_on_a_batch_with_scores(tmp_path, tiny
     drift = monitor(model_dir(cfg), tmp_path / "moved.csv", CFG, tmp_path / "moved")
     assert drift["verdict"] == "drift" and not drift["labelled"] and "spearman" not in drift["signals"]
     assert drift["signals"]["sentence1.text_length"]["drifted"] and not drift["signals"]["sentence2.text_length"]["drifted"]
+    assert own["signals"]["embedding"]["score"] < 0.6 and drift["signals"]["embedding"]["drifted"]  # what the head reads
     assert "measures the Spearman" in drift["next_step"]
 
     tsv(cfg.data.source["test"]).assign(score=lambda d: d["score"].astype(str).where(d.index != 5, "high")).to_csv(
@@ -127,6 +128,7 @@ def test_the_issues_bi_encoder_batch_with_a_score_column_is_monitored_not_refuse
     assert result["signals"]["spearman"]["current"] == pytest.approx(
         stats.spearmanr(expected["label"], expected["prediction"]).statistic, abs=1e-6)
     assert result["signals"]["predicted_score"]["score"] < 1e-6  # the reference rows are these rows, scored alike
+    assert "embedding" not in result["signals"]  # two embeddings per pair, no one head input
 
 
 def test_bi_encoded_pair_classes_monitor_accuracy(tmp_path, tiny_model):
@@ -163,6 +165,7 @@ def test_multilabel_monitor_micro_f1_and_each_labels_rate(tmp_path, tiny_bert): 
     pd.DataFrame({"text": other_texts(40)}).to_csv(tmp_path / "moved.csv", index=False)
     drift = monitor(model_dir(cfg), tmp_path / "moved.csv", CFG, tmp_path / "moved")
     assert drift["verdict"] == "drift" and drift["signals"]["text_length"]["drifted"] and "micro_f1" not in drift["signals"]
+    assert own["signals"]["embedding"]["score"] < 0.6 and drift["signals"]["embedding"]["drifted"]
 
     with pytest.raises(DataError, match=r"--text-pair-column other: this model reads single texts \(multilabel\)"):
         monitor(model_dir(cfg), tmp_path / "moved.csv", CFG, tmp_path / "pair", InputColumns(pair="other"))

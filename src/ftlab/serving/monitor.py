@@ -16,8 +16,8 @@ by the promoted model, and one Evidently report compares both sides (:mod:`ftlab
   score's distribution (regression), labels per text and each label's rate (multi-label), entities
   per text and each entity type's rate (NER), answer length in words (causal LMs)
   (:mod:`ftlab.serving.monitor_tasks`);
-- for an exported single-text classifier, the model's own sentence embeddings (what its head reads),
-  with Evidently's domain-classifier method: the ROC AUC of a classifier telling new rows from
+- the model's own sentence embeddings (what its head reads; every model with one pooled vector per
+  row: not bi-encoders, NER or causal LMs), with Evidently's domain-classifier method: the ROC AUC of a classifier telling new rows from
   reference rows (in the JSON verdict; the HTML report leaves out Evidently's slow t-SNE plot of them);
 - with labels in the new data (as training reads them; classes also as the ids 0..K-1 the prepared
   data stores), the task's primary metric (accuracy, Spearman, micro-F1, entity F1, exact match)
@@ -55,6 +55,7 @@ from ftlab.serving.monitor_signals import (
     drop_signal,
     embedding_drift,
     evidently_report,
+    heads_of,
     judged,
     word_pieces,
 )
@@ -64,13 +65,6 @@ if TYPE_CHECKING:
 
 __all__ = ["InputColumns", "frame", "judge", "label_names", "monitor", "read_input", "score", "word_pieces"]
 log = logging.getLogger(__name__)
-
-def heads_of(model: torch.nn.Module, num_labels: int) -> list[torch.nn.Module]:
-    """The classification head: the linear layer(s) with one output per class."""
-    heads: list[torch.nn.Module] = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == num_labels]
-    if not heads:
-        raise ValueError(f"no linear layer with {num_labels} outputs: cannot find the classification head")
-    return heads
 
 
 def score(model: torch.nn.Module, tokenizer: Any, texts: list[str], meta: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -143,6 +143,17 @@ def drop_signal(metric: Metric, statistic: Statistic, scores: np.ndarray, curren
             "reference": reference, "current": current, "threshold": threshold, "drifted": drop > threshold}
 
 
+def heads_of(model: Any, num_labels: int) -> list[Any]:
+    """The head: the linear layer(s) with one output per class (label, score); a peft head has an
+    active and a frozen copy."""
+    import torch
+
+    heads = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == num_labels]
+    if not heads:
+        raise ValueError(f"no linear layer with {num_labels} outputs: cannot find the head")
+    return heads
+
+
 def embedding_drift(reference: np.ndarray, current: np.ndarray, threshold: float) -> float:
     """ROC AUC of Evidently's domain classifier telling current from reference embeddings.
 

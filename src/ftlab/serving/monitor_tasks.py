@@ -8,8 +8,9 @@ The new rows are scored by the promoted model exactly as the promotion gate re-s
 frame the run wrote for its test split; the reference is ``reference.parquet``, that frame for up to
 1,000 test rows. From both frames come the same columns (:func:`outputs`): the texts (both of a
 pair), the output signal that fits the task (class and confidence; a regressor's predicted score;
-labels per text and each label's rate; entities per text and each entity type's rate), and, with
-labels, the task's primary metric against the run's test value (:mod:`ftlab.serving.monitor_signals`).
+labels per text and each label's rate; entities per text and each entity type's rate), the sentence
+embeddings a run-files sequence model's head reads (:func:`head_inputs`), and, with labels, the task's
+primary metric against the run's test value (:mod:`ftlab.serving.monitor_signals`).
 
 An NER batch is raw texts (``text``), split into words by the tokenizer's own pre-tokenizer, or, with
 labels, words and BIO tags as the training files hold them (list columns ``tokens`` and ``tags``).
@@ -36,7 +37,16 @@ from ftlab.serving.monitor_input import (
     tags_of,
     words_of,
 )
-from ftlab.serving.monitor_signals import Layout, drift_signals, drop_signal, evidently_report, set_signal, word_pieces
+from ftlab.serving.monitor_signals import (
+    Layout,
+    drift_signals,
+    drop_signal,
+    embedding_drift,
+    evidently_report,
+    heads_of,
+    set_signal,
+    word_pieces,
+)
 
 if TYPE_CHECKING:
     from ftlab.core.config import MonitorConfig
@@ -180,6 +190,37 @@ def outputs(task: Task, predictions: pd.DataFrame, labels: list[str], tokenizer:
     return frame, sets
 
 
+def head_inputs(model_dir: Path, meta: dict, task: Task, frames: list[pd.DataFrame], tokenizer: Any) -> list[np.ndarray] | None:
+    """What a sequence model kept as run files feeds its head (its pooled sentence embedding), for each
+    frame's rows in their order, tokenized as its test split was; None for the models whose head reads
+    no one vector per row (NER, causal LMs) or that are no run files (a bi-encoder's export)."""
+    if task.name not in ("classification", "regression", "multilabel") or meta.get("layout") != "ftlab":
+        return None
+    import torch
+
+    from ftlab.serving.export import load_promoted
+    from ftlab.training.scoring import predict
+
+    run_cfg, model, labels = load_promoted(model_dir)
+    seen: list[torch.Tensor] = []
+    hooks = [head.register_forward_pre_hook(lambda m, args: seen.append(args[0].float()))
+             for head in heads_of(model, len(labels))]
+    out = []
+    try:
+        for df in frames:
+            seen.clear()
+            dataset = task.tokenize(df, tokenizer, run_cfg.model.max_length, labels)
+            predict(model, dataset, task.collator(tokenizer), 64)
+            order = np.argsort([len(ids) for ids in dataset["input_ids"]], kind="stable")  # the order predict scored in
+            rows = np.empty((len(df), seen[0].shape[-1]), dtype=np.float32)
+            rows[order] = torch.cat(seen).cpu().numpy()
+            out.append(rows)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return out
+
+
 def layout_of(task: Task, meta: dict, labelled: bool, pair: bool) -> Layout:
     """The columns judged, each text's descriptors named after its column when the model reads pairs."""
     texts = {"text": f"{meta['text_column']}." if pair else ""}
@@ -220,6 +261,10 @@ def judge_task(model_dir: Path, meta: dict, input_path: Path, cfg: MonitorConfig
     set_name = OUTPUTS[task.name][2]
     if set_name is not None and ref_sets is not None and new_sets is not None:
         found[set_name] = set_signal(ref_sets, new_sets, cfg.category_threshold)
+    embedded = head_inputs(model_dir, meta, task, [ref, batch.canon], tokenizer)
+    if embedded is not None:
+        found["embedding"] = {"method": "domain classifier ROC AUC", "threshold": cfg.embedding_threshold,
+                              "score": embedding_drift(embedded[0], embedded[1], cfg.embedding_threshold)}
     if batch.labelled:
         metric = task.primary
         value = float(task.test_metrics(current.reset_index(drop=True), labels)[metric.name])
