@@ -37,6 +37,9 @@ def promoted(root, decoder: str) -> tuple:
     stages.compare(cfg)
     meta = stages.promote(cfg)
     assert (meta["layout"], meta["task_type"], meta["text_column"]) == ("ftlab", "causal_lm", "prompt")
+    # whole weights: the card shows transformers' own loading, which transformers_answers below follows
+    assert meta["model_class"] == "AutoModelForCausalLM"
+    assert "AutoModelForCausalLM.from_pretrained" in (model_dir(cfg) / "README.md").read_text()
     return cfg, pd.read_parquet(layout.run_dir(cfg, stages.cell(cfg, "full")) / "predictions.parquet")
 
 

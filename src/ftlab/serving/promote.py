@@ -106,6 +106,8 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
                 extra = {"model_class": TOKEN_CLASS}
             else:
                 shutil.copytree(run / "model", tmp / "model")
+                if run_cfg.task.type == "causal_lm" and (tmp / "model" / "model.safetensors").is_file():
+                    extra = {"model_class": "AutoModelForCausalLM"}  # whole weights (no adapter): transformers' own
             shutil.copy(run / "config.yaml", tmp / "config.yaml")
             write_json(tmp / "labels.json", labels)
             write_record(tmp, record)
@@ -261,6 +263,20 @@ ner(["A sentence about Ann in Berlin."])
 `labels.json` lists the tags, also `id2label` in `model/config.json`. Training cut texts at `max_length`
 sub-tokens (`ftlab.json`): to cut where it did, pass the tokenizer loaded with
 `AutoTokenizer.from_pretrained("{dir}/tokenizer", model_max_length=max_length)`.""",
+    "AutoModelForCausalLM": """```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+model = AutoModelForCausalLM.from_pretrained("{dir}/model")
+tokenizer = AutoTokenizer.from_pretrained("{dir}/tokenizer")
+prompt = "user: Name a colour.\\nassistant:"  # the plain template; with a chat template:
+# tokenizer.apply_chat_template([{{"role": "user", "content": "Name a colour."}}], add_generation_prompt=True, tokenize=False)
+ids = tokenizer(prompt, return_tensors="pt")
+answer = model.generate(**ids, max_new_tokens=64, do_sample=False)[0, ids["input_ids"].shape[1]:]
+tokenizer.decode(answer, skip_special_tokens=True).strip()
+```
+`model/` holds the fine-tuned decoder's whole weights. The run trained each prompt as a user message in
+the tokenizer's chat template where it has one (`task.chat_template`, in `config.yaml`), else in the
+plain template above (pass `add_special_tokens=False` to the tokenizer after a chat template: it
+writes BOS itself); `ftlab predict` answers the same way, greedily.""",
     "ftlab": """```python
 from ftlab.analysis.runs import load_run
 config, model, labels = load_run("{dir}")      # the run's own files: model/, tokenizer/, config.yaml
