@@ -7,6 +7,7 @@ on the promoted model/ with the prompt template the run trained with."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -70,7 +71,8 @@ def transformers_answers(path, prompts: list[str], max_new_tokens: int) -> list[
 def test_predict_gives_each_prompts_greedy_answer_as_the_run_and_transformers_do(tmp_path, chat):
     """Copy prompts of the test split in reverse order, 5 a chunk: each row kept, its answer the run's
     own test answer and transformers' generate on model/ (identical text); the CLI's --max-new-tokens
-    cuts the answers where generate does; a prompt longer than the run's max_length is refused by row."""
+    cuts the answers where generate does; a prompt longer than the run's max_length is refused by row
+    (in the first chunk, before the model loads)."""
     decoder = build(tmp_path / "tiny-llama", "llama", chat=chat)
     cfg, expected = promoted(tmp_path, decoder)
     rows = expected.iloc[::-1].reset_index(drop=True)
@@ -102,3 +104,7 @@ def test_predict_gives_each_prompts_greedy_answer_as_the_run_and_transformers_do
     with pytest.raises(DataError, match=r"1 prompt\(s\) of 32 tokens or more .*rows \[7\]"):
         predict_file(model_dir(cfg), tmp_path / "new.jsonl", tmp_path / "out.csv", chunk_rows=5, precision="fp32")
     assert (tmp_path / "out.csv").read_bytes() == before
+    # in the first chunk, before the model loads: a copy without its weights fails on the prompt alone
+    shutil.copytree(model_dir(cfg), tmp_path / "no-weights", ignore=shutil.ignore_patterns("*.safetensors"))
+    with pytest.raises(DataError, match=r"rows \[7\]"):
+        predict_file(tmp_path / "no-weights", tmp_path / "new.jsonl", tmp_path / "out.csv", chunk_rows=10, precision="fp32")

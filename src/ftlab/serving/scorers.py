@@ -102,29 +102,34 @@ def bi_encoder_scorer(model_dir: Path, meta: dict, batch_size: int, bf16: bool) 
 def answer_scorer(model_dir: Path, batch_size: int, bf16: bool, max_new_tokens: int | None) -> Scorer:
     """A causal LM kept as its run's files: each prompt's greedy answer (``prediction``), the prompt
     rendered with the template its run trained with, at most ``max_new_tokens`` new tokens (default:
-    the run's ``task.max_new_tokens``, what its test answers had), batched by prompt length."""
+    the run's ``task.max_new_tokens``, what its test answers had), batched by prompt length. The model
+    loads with the first chunk, once its prompts are checked: a decoder can take minutes to load."""
     from transformers import AutoTokenizer
 
+    from ftlab.analysis.rundir import Run
     from ftlab.learning.generation import generate
     from ftlab.learning.tasks import DataError
     from ftlab.serving.export import load_promoted
 
-    run_cfg, model, _ = load_promoted(model_dir)
-    model, tokenizer = on_device(model), AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))
+    run_cfg = Run(model_dir).config
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))
     if tokenizer.pad_token is None:  # as training loaded it (ftlab.learning.modeling.load_tokenizer)
         tokenizer.pad_token = tokenizer.eos_token
     task, max_length = run_cfg.task_type(), run_cfg.model.max_length
     limit = max_new_tokens or cast(Any, run_cfg.task).max_new_tokens  # the causal_lm options
+    loaded: list[Any] = []
 
     def answers(frame: pd.DataFrame, texts: list[str], pairs: list[str] | None) -> pd.DataFrame:
         prompts = cast(Any, task).prompt_ids(texts, tokenizer)
         if too_long := [int(frame.index[i]) for i, ids in enumerate(prompts) if len(ids) >= max_length]:
             raise DataError(f"{len(too_long)} prompt(s) of {max_length} tokens or more (model.max_length of the run, "
                             f"which trained on none so long), e.g. rows {too_long[:5]}: shorten them")
+        if not loaded:
+            loaded.append(on_device(load_promoted(model_dir)[1]))
         order, out = np.argsort([len(ids) for ids in prompts], kind="stable"), [""] * len(prompts)
         for start in range(0, len(order), batch_size):
             rows = [int(i) for i in order[start : start + batch_size]]
-            for i, ids in zip(rows, generate(model, tokenizer, [prompts[i] for i in rows], limit, bf16), strict=True):
+            for i, ids in zip(rows, generate(loaded[0], tokenizer, [prompts[i] for i in rows], limit, bf16), strict=True):
                 out[i] = tokenizer.decode(ids, skip_special_tokens=True).strip()
         return frame.assign(prediction=out)
 
