@@ -30,8 +30,9 @@ os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The modules marked ``pipeline`` first, each module's tests in their order: pytest-xdist hands
-    modules out in collection order, and a long one collected last ran alone at the end of the suite
-    while the other worker sat idle (a minute and more of the 15-minute budget)."""
+    modules out in collection order (with --no-loadscope-reorder, in pyproject.toml), and a long one
+    collected last ran alone at the end of the suite while the other worker sat idle (a minute and
+    more of the 15-minute budget)."""
     items.sort(key=lambda item: item.get_closest_marker("pipeline") is None)
 
 

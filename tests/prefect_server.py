@@ -1,5 +1,5 @@
-"""A real Prefect server on 127.0.0.1 for the tests that need one: the deployments (`prefect deploy`,
-a process worker) and the Dask and Ray task runners."""
+"""A real Prefect server on 127.0.0.1, one per test process (conftest.py's ``prefect_api``), and what the
+tests do on it: the deployments (`prefect deploy`, a process worker) and the Dask and Ray task runners."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
 
@@ -35,10 +36,11 @@ def wait_healthy(url: str, timeout: float = 120) -> None:
 
 
 @contextmanager
-def prefect_server(repo: Path, tmp_path: Path) -> Iterator[tuple[Callable[..., str], str]]:
-    """A real Prefect server on a free port, the `ftlab` process pool, `prefect deploy --all` and a worker
-    in ``repo``; yields ``run(*args)``, the prefect CLI against that server, and the server's API URL."""
-    api = f"http://127.0.0.1:{free_port()}/api"
+def deployments(repo: Path, tmp_path: Path, api: str) -> Iterator[Callable[..., str]]:
+    """The `ftlab` process pool, `prefect deploy --all` and a worker in ``repo``, on the Prefect server at
+    ``api`` (the test process's shared one: a server of its own cost 10-16 s of start-up); yields
+    ``run(*args)``, the prefect CLI against that server. One test per process deploys: the pool's name
+    is the project's."""
     env = {**os.environ, "PWD": str(repo), "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-home"),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     prefect = [sys.executable, "-m", "prefect"]
@@ -48,27 +50,22 @@ def prefect_server(repo: Path, tmp_path: Path) -> Iterator[tuple[Callable[..., s
         assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         return done.stdout
 
-    port = api.split(":")[2].split("/")[0]
-    logs = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen([*prefect, "server", "start", "--host", "127.0.0.1", "--port", port],
-                              env=env, stdout=logs, stderr=subprocess.STDOUT)
-    worker = None
+    run("work-pool", "create", "ftlab", "--type", "process")
+    run("deploy", "--all", "--no-prompt")
+    # PREFECT_WORKER_QUERY_SECONDS: the worker asks for runs every second, not every 10 (its default):
+    # each run a test starts, and each one a flow starts, waited 5 s on average to be picked up
+    with open(tmp_path / "worker.log", "w") as log:
+        worker = subprocess.Popen([*prefect, "worker", "start", "--pool", "ftlab"], cwd=repo,
+                                  env={**env, "PREFECT_WORKER_QUERY_SECONDS": "1"}, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_healthy(api)
-        run("work-pool", "create", "ftlab", "--type", "process")
-        run("deploy", "--all", "--no-prompt")
-        worker = subprocess.Popen([*prefect, "worker", "start", "--pool", "ftlab"], cwd=repo, env=env,
-                                  stdout=open(tmp_path / "worker.log", "w"), stderr=subprocess.STDOUT)
-        yield run, api
+        yield run
     finally:
-        for proc in (worker, server):
-            if proc is not None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:  # a worker can take longer to wind down on a busy machine
-                    proc.kill()
-                    proc.wait()
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a worker can take longer to wind down on a busy machine
+            worker.kill()
+            worker.wait()
 
 
 @contextmanager
@@ -109,25 +106,23 @@ class FlowRun(NamedTuple):
     pid: int  # the flow's own process
 
 
-def flow_on_a_server(repo: Path, tmp_path: Path, env: dict[str, str] | None = None) -> FlowRun:
-    """`ftlab pipeline` in ``repo`` against a real Prefect server of its own (a cluster's worker
-    processes must all report to one server)."""
-    api = f"http://127.0.0.1:{free_port()}/api"
-    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-home"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1", **(env or {})}
-    port = api.split(":")[2].split("/")[0]
-    with open(tmp_path / "server.log", "w") as log:
-        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", port],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_healthy(api)
-        flow = subprocess.Popen([sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml"], cwd=repo, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        out = flow.communicate(timeout=600)[0]
-        assert flow.returncode == 0, out[-6000:]
-        logs = [e["message"] for e in api_post(api, "logs/filter", {"limit": 200}) if "torch threads, process" in e["message"]]
-        runs = {r["name"]: r for r in api_post(api, "task_runs/filter", {}) if r["name"].startswith("train ")}
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+def flow_on_a_server(repo: Path, api: str, env: dict[str, str] | None = None) -> FlowRun:
+    """`ftlab pipeline` in ``repo`` against the Prefect server at ``api`` (a cluster's worker processes
+    must all report to one server: the test process's shared one, where earlier tests' flows ran too).
+    Its task runs and logs are told from theirs by the flow runs that started after it was launched:
+    the tests of one process run one at a time."""
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1",
+           **(env or {})}
+    launched = datetime.now(timezone.utc).isoformat()
+    flow = subprocess.Popen([sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml"], cwd=repo, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = flow.communicate(timeout=600)[0]
+    assert flow.returncode == 0, out[-6000:]
+    flows = [r["id"] for r in api_post(api, "flow_runs/filter", {"flow_runs": {"start_time": {"after_": launched}}})]
+    assert flows, f"no flow run on {api} since {launched}"  # the pipeline and its stages' subflow
+    tasks = api_post(api, "task_runs/filter", {"flow_runs": {"id": {"any_": flows}}})
+    runs = {r["name"]: r for r in tasks if r["name"].startswith("train ")}
+    logs = [e["message"] for e in api_post(api, "logs/filter", {"logs": {"task_run_id": {"any_": [r["id"] for r in tasks]}},
+                                                                "limit": 200})
+            if "torch threads, process" in e["message"]]
     return FlowRun(out, logs, runs, flow.pid)

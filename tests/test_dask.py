@@ -1,5 +1,6 @@
 """Many runs on a cluster: the flow on a real local Dask cluster (2 worker processes × 1 thread)
-against a real Prefect server on a loopback port, compared with the same cells trained serially."""
+against a real Prefect server on a loopback port (the test process's shared one), compared with the
+same cells trained serially."""
 
 from __future__ import annotations
 
@@ -30,12 +31,12 @@ def test_cluster_workers_are_refused_without_a_prefect_server(tmp_path, monkeypa
         task_runner(cfg, 2)
 
 
-def test_dask_workers_train_two_methods_in_parallel_like_a_serial_run(tmp_path, tiny_model):
+def test_dask_workers_train_two_methods_in_parallel_like_a_serial_run(tmp_path, tiny_model, prefect_api):
     params = smoke_params(tiny_model)
     del params["train"]["threads"]  # each run picks its share of the worker machine's cores
     params["pipeline"].update(task_runner="dask", max_parallel=2)
     repo = make_repo(tmp_path / "project", params)
-    _, logs, runs, flow_pid = flow_on_a_server(repo, tmp_path)
+    _, logs, runs, flow_pid = flow_on_a_server(repo, prefect_api)
 
     threads = max(1, (os.cpu_count() or 1) // 2)  # the cores shared by the two workers on this machine
     assert len(logs) == 2 and all(f": {threads} torch threads" in m for m in logs), logs

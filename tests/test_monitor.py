@@ -22,7 +22,7 @@ from ftlab.data.demo import generate_demo
 from ftlab.data.prepare import DataError
 from ftlab.serving.labelling import labelling_queue, novelty
 from ftlab.serving.monitor import monitor
-from tests.prefect_server import prefect_server
+from tests.prefect_server import deployments
 from tests.test_pipeline import ROOT, make_repo, sh, smoke_params
 
 pytestmark = pytest.mark.pipeline
@@ -211,6 +211,16 @@ def test_monitor_refuses_too_few_rows(project, tmp_path):
         stages.monitor(cfg, tmp_path / "few.csv")
 
 
+def schedules(api: str, deployment: str) -> list[str | None]:
+    """The cron strings of ``deployment`` (FLOW/NAME) on the server, read in this process (the
+    `prefect deployment inspect` CLI showed the same for 2-3 s of start-up each)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        return [getattr(s.schedule, "cron", None) for s in client.read_deployment_by_name(deployment).schedules]
+
+
 def flow_runs(api: str, deployment: str) -> list:
     """Runs of ``deployment`` that something started (not the ones its schedule lined up)."""
     from prefect.client.orchestration import get_client
@@ -233,7 +243,7 @@ def wait_final(api: str, deployment: str, count: int, timeout: float = 400) -> l
     raise AssertionError(f"{deployment}: {[r.state for r in flow_runs(api, deployment)]} after {timeout}s")
 
 
-def test_monitor_deployment_retrains_once_on_drift_only(project, tmp_path, tiny_model):
+def test_monitor_deployment_retrains_once_on_drift_only(project, tmp_path, tiny_model, prefect_api):
     """Both deployments on a real server and process worker, on their schedules: the monitor, run on
     undrifted and on drifted labelled data at once, ingests the drifted file and starts exactly one run
     of the nightly training deployment, which trains on that batch and gates its pick against the
@@ -247,15 +257,15 @@ def test_monitor_deployment_retrains_once_on_drift_only(project, tmp_path, tiny_
     finance = other_domain(200)
     finance["label"] = np.where(finance["text"].str.contains("rose"), "positive", "negative")
     finance.to_csv(repo / "finance.csv", index=False)
-    with prefect_server(repo, tmp_path) as (run, api):
+    with deployments(repo, tmp_path, prefect_api) as run:
         for deployment in yaml.safe_load((repo / "prefect.yaml").read_text())["deployments"]:
-            shown = run("deployment", "inspect", f"{deployment['entrypoint'].split(':')[1]}/{deployment['name']}")
-            assert deployment["schedules"][0]["cron"] in shown, shown
+            crons = schedules(prefect_api, f"{deployment['entrypoint'].split(':')[1]}/{deployment['name']}")
+            assert deployment["schedules"][0]["cron"] in crons, crons
         for name in ("demo.csv", "finance.csv"):  # both at once: the worker runs them side by side
             run("deployment", "run", "monitor_data/monitor", "--param", f"input_path={name}")
-        monitors = wait_final(api, "monitor", 2, timeout=300)
+        monitors = wait_final(prefect_api, "monitor", 2, timeout=300)
         assert all(r.state.is_completed() for r in monitors), [r.state for r in monitors]
-        (retraining,) = wait_final(api, "nightly", 1)
+        (retraining,) = wait_final(prefect_api, "nightly", 1)
         assert retraining.state.is_completed(), retraining.state
     reason = retraining.parameters["reason"]
     assert reason.startswith("data drift: ") and "embedding" in reason and "trains on batch finance" in reason

@@ -1,6 +1,6 @@
 """The default pipeline on real DVC: a temporary git + DVC repo, the tiny model, real stages. The
-helpers here build the projects of the other pipeline tests too: test_pipeline_{pairs,ner,causal_lm}.py
-(the Prefect flow runs in the last two, test_monitor.py and test_dask.py)."""
+helpers here build the projects of the other pipeline tests too: test_pipeline_{ner,causal_lm}.py
+(the Prefect flow runs in both), test_monitor.py, test_dask.py and test_ray.py."""
 
 from __future__ import annotations
 
@@ -24,15 +24,20 @@ METHODS = ["full", "lora"]
 CELL = "s42-nall"  # the one cell per method of the smoke params: seed 42, all training examples
 
 
-def sh(*cmd: str, cwd: Path, check: bool = True, own_server: bool = False) -> subprocess.CompletedProcess:
-    """``cmd`` in ``cwd``; ``own_server``: without the tests' shared Prefect server, so a flow starts
-    the temporary one a user's `ftlab pipeline` starts."""
+def project_env(cwd: Path, own_server: bool = False) -> dict[str, str]:
+    """The environment of a command in ``cwd``; ``own_server``: without the tests' shared Prefect
+    server, so a flow starts the temporary one a user's `ftlab pipeline` starts."""
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1"}
     if own_server:
         env.pop("PREFECT_API_URL", None)
     if (Path(cwd) / "src/ftlab").is_dir():  # a project runs its own copy of ftlab: the code its stages depend on
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(cwd) / "src"), env.get("PYTHONPATH")]))
-    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    return env
+
+
+def sh(*cmd: str, cwd: Path, check: bool = True, own_server: bool = False) -> subprocess.CompletedProcess:
+    """``cmd`` in ``cwd`` (see project_env)."""
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=project_env(cwd, own_server))
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     return done

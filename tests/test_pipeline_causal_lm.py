@@ -1,14 +1,27 @@
-"""A causal LM (tiny random LLaMA-style decoder, builtin:copy) through `dvc repro` and the Prefect flow."""
+"""A causal LM (tiny random LLaMA-style decoder, builtin:copy) through `dvc repro` and the Prefect flow;
+its `dvc repro` runs at the same time as pair regression's (STS-B slice) in another project."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.test_pipeline import CELL, make_repo, ran_stages, sh, smoke_params
+from tests.test_pipeline import (
+    CELL,
+    SHARED,
+    head_lines,
+    make_repo,
+    project_env,
+    ran_stages,
+    sh,
+    smoke_params,
+    task_project,
+)
 
 pytestmark = pytest.mark.pipeline
 
@@ -27,17 +40,50 @@ def _causal_lm_project(path: Path, decoder: str) -> Path:
     return make_repo(path, params)
 
 
-def test_causal_lm_through_dvc_repro_and_the_prefect_flow(tmp_path):
-    """The synthetic copy task through every stage under both drivers: full fine-tuning's test exact
-    match clears the trivial baseline by a bootstrap interval, the flow reproduces `dvc repro`'s
-    numbers, and the promoted model is the run's own files (no standard format for decoders yet)."""
+def _pairs_project(path: Path, tiny_model: str) -> Path:
+    """STS-B pairs (160 train, 60 test) scored by regression with full fine-tuning."""
+    files = {"train.tsv": head_lines(SHARED / "stsb/train.tsv", 161), "test.tsv": head_lines(SHARED / "stsb/dev.tsv", 61)}
+    task = {"type": "regression", "text_column": "sentence1", "text_pair_column": "sentence2", "label_column": "score"}
+    repo = task_project(path, tiny_model, task, {"train": "train.tsv", "test": "test.tsv"}, files)
+    # STS-B repeats a few pairs ("A man is riding a motorcycle." / "... a horse." twice in these 160)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["validation"] = {"max_leaked_rows": 2, "max_duplicate_fraction": 0.05}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return repo
+
+
+def test_pair_regression_beside_a_causal_lm_through_dvc_repro_and_the_causal_lm_through_the_flow(tmp_path, tiny_model):
+    """STS-B pairs through every stage: Spearman is the metric everywhere, baselines included. The
+    causal LM's project reproduces at the same time in another directory: neither run disturbs the
+    other (locks, caches and temporary files are per project). The synthetic copy task through every
+    stage under both drivers: full fine-tuning's test exact match clears the trivial baseline by a
+    bootstrap interval, the flow reproduces `dvc repro`'s numbers, and the promoted model is the run's
+    own files (no standard format for decoders yet). One test, so that the projects that are each
+    reproduced once share that time instead of a third project reproducing beside STS-B."""
     from ftlab.learning.tiny_decoder import build
 
+    pairs = _pairs_project(tmp_path / "stsb", tiny_model)
     decoder = build(tmp_path / "tiny-llama", "llama")
+    projects = {driver: _causal_lm_project(tmp_path / driver, decoder) for driver in ("dvc", "prefect")}
+
+    procs = [subprocess.Popen(["dvc", "repro"], cwd=r, env=project_env(r), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for r in (pairs, projects["dvc"])]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert "train@full-42-all" in ran_stages(outputs[0]) and "train@full-42-all" in ran_stages(outputs[1])
+    comparison = json.loads((pairs / "reports/comparison.json").read_text())
+    assert comparison["task"] == "regression" and comparison["primary_metric"]["name"] == "spearman"
+    row = comparison["methods"][0]
+    assert row["primary"] == row["spearman"] and {"pearson", "rmse"} <= set(row)
+    assert {b["name"] for b in comparison["baselines"]} == {"mean_score", "zero_shot_cosine"}
+    assert "Spearman" in (pairs / "reports/comparison.md").read_text()
+    history = json.loads((pairs / f"runs/full/{CELL}/history.json").read_text())
+    assert history[-1]["validation_primary"] == history[-1]["validation_spearman"]
+    assert "up to date" in sh("dvc", "status", cwd=pairs).stdout
+
+    sh(sys.executable, "-m", "ftlab.cli", "pipeline", cwd=projects["prefect"])
     reports, peaks = {}, {}
-    for driver, cmd in {"dvc": ["dvc", "repro"], "prefect": [sys.executable, "-m", "ftlab.cli", "pipeline"]}.items():
-        repo = _causal_lm_project(tmp_path / driver, decoder)
-        sh(*cmd, cwd=repo)
+    for driver, repo in projects.items():
         assert "up to date" in sh("dvc", "status", cwd=repo).stdout, driver
         assert ran_stages(sh("dvc", "repro", cwd=repo).stdout) == set(), driver
         reports[driver] = json.loads((repo / "reports/comparison.json").read_text())

@@ -1,6 +1,7 @@
 """Many runs on a cluster, the Ray way: the flow with ``pipeline.task_runner: ray`` on a real local Ray
-instance (started by prefect-ray's runner, 2 CPUs) against a real Prefect server on a loopback port:
-the runner starts Ray, two Ray worker processes train side by side, the report has every method."""
+instance (started by prefect-ray's runner, 2 CPUs) against a real Prefect server on a loopback port (the
+test process's shared one): the runner starts Ray, two Ray worker processes train side by side, the
+report has every method."""
 
 from __future__ import annotations
 
@@ -30,13 +31,13 @@ def test_ray_workers_are_refused_without_a_prefect_server(monkeypatch):
         task_runner(cfg, 2)
 
 
-def test_ray_workers_train_two_methods_in_parallel_like_a_serial_run(tmp_path, tiny_model):
+def test_ray_workers_train_two_methods_in_parallel_like_a_serial_run(tmp_path, tiny_model, prefect_api):
     params = smoke_params(tiny_model)
     del params["train"]["threads"]  # each run picks its share of the machine's cores
     params["pipeline"].update(task_runner="ray", max_parallel=2)
     repo = make_repo(tmp_path / "project", params)
     # RAY_USAGE_STATS_ENABLED=0: no usage report (it would try the network)
-    out, logs, runs, flow_pid = flow_on_a_server(repo, tmp_path, {"RAY_USAGE_STATS_ENABLED": "0"})
+    out, logs, runs, flow_pid = flow_on_a_server(repo, prefect_api, {"RAY_USAGE_STATS_ENABLED": "0"})
 
     assert "Started a local Ray instance" in out, out[-3000:]  # the runner started Ray; it did not fall back
     threads = max(1, (os.cpu_count() or 1) // 2)  # Ray's runs sharing this machine: max_parallel
