@@ -105,16 +105,19 @@ UNSERVED = {
             r"a token_classification model: load it with ftlab"),
     "causal LM": ({**META, "task_type": "causal_lm", "layout": "ftlab", "labels": []},
                   r"a causal_lm model: load it with ftlab"),
+    "a later version's task": ({**META, "task_type": "summarization", "layout": "ftlab", "labels": []},
+                               r"a summarization model: load it with ftlab"),
 }
-PREDICTED = {"cross-encoder classification", "NER"}  # tests/test_predict_pairs.py, tests/test_predict_tags.py
+# tests/test_predict_pairs.py, test_predict_tags.py, test_predict_bi.py, test_predict_causal.py
+PREDICTED = {"bi-encoder regression", "cross-encoder classification", "NER", "causal LM"}
 
 
 @pytest.mark.parametrize(("command", "kind"), [("predict", k) for k in UNSERVED if k not in PREDICTED])
 def test_a_model_of_a_task_not_served_is_refused_by_name_before_its_input_is_read(tmp_path, command, kind):
     """A bi-encoder's STS-B scores once read as class labels ("neither the model's labels ['score'] ...");
     the model's kind is now named first, whatever the input holds, and nothing is written. Predict
-    serves cross-encoded pairs and NER (PREDICTED); monitor serves all but causal LMs
-    (tests/test_monitor_tasks.py)."""
+    serves every task ftlab trains (PREDICTED), so only a task a later version wrote is refused (monitor:
+    tests/test_monitor_tasks.py)."""
     meta, kind_message = UNSERVED[kind]
     model = tmp_path / "model"
     model.mkdir()
