@@ -18,7 +18,8 @@ LoRA, DoRA and IA3 are merged (``merge_and_unload``) first, so they export as on
 An NER model is promoted as its run's files, its ``model/`` rewritten by :func:`export_token_classifier`
 as transformers' own ``*ForTokenClassification`` (the encoder under the architecture's prefix, e.g.
 ``bert.``, not ftlab's ``encoder.``): ``AutoModelForTokenClassification.from_pretrained`` loads every
-trained weight, and :func:`load_promoted` is how ftlab itself loads a promoted run-files model.
+trained weight, and :func:`load_promoted` is how ftlab itself loads a promoted run-files model. A
+causal LM's ``model/`` is its decoder's whole weights (:func:`export_causal_lm`), adapters merged.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from ftlab.learning.tasks.biencoder import BiEncoder
 Layout = Literal["transformers", "sentence-transformers", "bi-encoder", "peft", "ftlab"]
 PAIR_HEAD = "pair_classifier.safetensors"  # a bi-encoded pair classifier's head, beside the encoder
 TOKEN_CLASS = "AutoModelForTokenClassification"  # ftlab.json's model_class of an NER model/ in transformers' layout
+CAUSAL_CLASS = "AutoModelForCausalLM"  # ... and of a causal LM's model/ (whole weights, adapters merged)
 
 log = logging.getLogger(__name__)
 
@@ -224,19 +226,35 @@ def export_token_classifier(model: nn.Module, out: Path) -> bool:
     return True
 
 
+def export_causal_lm(model: nn.Module, out: Path) -> bool:
+    """Write a causal LM run's model (LoRA, DoRA or IA3 merged first) to ``out`` with ``save_pretrained``,
+    so ``AutoModelForCausalLM.from_pretrained`` loads it whole; False, writing nothing, for an adapter
+    peft cannot merge (prompt methods: their virtual tokens are no weights of the decoder)."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        if not hasattr(model.base_model, "merge_and_unload"):
+            return False
+        model = model.merge_and_unload()
+    cast(Any, model).save_pretrained(str(out), safe_serialization=True)
+    return True
+
+
 def load_promoted(model_dir: Path) -> tuple[Config, nn.Module, list[str]]:
     """A model promoted as its run's files (layout ``ftlab``): its run config, model (eval mode) and
     labels. An NER ``model/`` in transformers' layout loads with transformers' class, which computes
-    what ftlab's TokenClassifier did (encoder, dropout, linear head); any other with ``load_run``."""
+    what ftlab's TokenClassifier did (encoder, dropout, linear head), a causal LM's whole weights with
+    ``AutoModelForCausalLM``; any other with ``load_run``."""
     from ftlab.analysis.rundir import Run
     from ftlab.analysis.runs import load_run
 
     meta = json.loads((model_dir / "ftlab.json").read_text())
-    if meta.get("model_class") != TOKEN_CLASS:
+    if meta.get("model_class") not in (TOKEN_CLASS, CAUSAL_CLASS):
         return load_run(model_dir)
-    from transformers import AutoModelForTokenClassification
+    from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
 
     require_safetensors(model_dir / "model", "model directory")
-    model = AutoModelForTokenClassification.from_pretrained(str(model_dir / "model"), use_safetensors=True)
+    loader = AutoModelForTokenClassification if meta["model_class"] == TOKEN_CLASS else AutoModelForCausalLM
+    model = loader.from_pretrained(str(model_dir / "model"), use_safetensors=True)
     run = Run(model_dir)
     return run.config, model.eval(), run.labels

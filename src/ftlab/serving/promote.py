@@ -74,7 +74,13 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
     from transformers import AutoTokenizer
 
     from ftlab.analysis.runs import load_run
-    from ftlab.serving.export import TOKEN_CLASS, export_classifier, export_token_classifier
+    from ftlab.serving.export import (
+        CAUSAL_CLASS,
+        TOKEN_CLASS,
+        export_causal_lm,
+        export_classifier,
+        export_token_classifier,
+    )
     from ftlab.serving.gate import gate_run, record_digest
 
     report = cfg.report.dir / "comparison.json"
@@ -99,15 +105,15 @@ def promote(cfg: Config, method: str | None = None, seed: int | None = None,
         if standalone(run_cfg):
             layout = export_classifier(model, tokenizer, run_cfg.model, labels, tmp)
             extra = bi_meta(model)
-        else:  # the run's own files, loaded by ftlab (serving.export.load_promoted); NER's model/ in transformers' layout
+        else:  # the run's own files (loaded by serving.export.load_promoted), model/ in transformers' layout where it can be
             layout, extra = "ftlab", {}
             shutil.copytree(run / "tokenizer", tmp / "tokenizer")
             if run_cfg.task.type == "token_classification" and export_token_classifier(model, tmp / "model"):
                 extra = {"model_class": TOKEN_CLASS}
-            else:
+            elif run_cfg.task.type == "causal_lm" and export_causal_lm(model, tmp / "model"):
+                extra = {"model_class": CAUSAL_CLASS}
+            else:  # other tasks' run files; an NER or causal LM prompt, prefix or p-tuning adapter
                 shutil.copytree(run / "model", tmp / "model")
-                if run_cfg.task.type == "causal_lm" and (tmp / "model" / "model.safetensors").is_file():
-                    extra = {"model_class": "AutoModelForCausalLM"}  # whole weights (no adapter): transformers' own
             shutil.copy(run / "config.yaml", tmp / "config.yaml")
             write_json(tmp / "labels.json", labels)
             write_record(tmp, record)
@@ -273,9 +279,9 @@ ids = tokenizer(prompt, return_tensors="pt")
 answer = model.generate(**ids, max_new_tokens=64, do_sample=False)[0, ids["input_ids"].shape[1]:]
 tokenizer.decode(answer, skip_special_tokens=True).strip()
 ```
-`model/` holds the fine-tuned decoder's whole weights. The run trained each prompt as a user message in
-the tokenizer's chat template where it has one (`task.chat_template`, in `config.yaml`), else in the
-plain template above (pass `add_special_tokens=False` to the tokenizer after a chat template: it
+`model/` holds the fine-tuned decoder's whole weights (LoRA, DoRA or IA3 merged in). The run trained
+each prompt as a user message in the tokenizer's chat template where it has one (`task.chat_template`,
+in `config.yaml`), else in the plain template above (pass `add_special_tokens=False` to the tokenizer after a chat template: it
 writes BOS itself); `ftlab predict` answers the same way, greedily.""",
     "ftlab": """```python
 from ftlab.analysis.runs import load_run
