@@ -258,16 +258,3 @@ def test_causal_lm_monitor_exact_match_and_answer_length(tmp_path):
     pd.DataFrame({"prompt": [" ".join([p] * 4) for p in expected["text"]]}).to_csv(tmp_path / "long.csv", index=False)
     long = monitor(model_dir(cfg), tmp_path / "long.csv", small, tmp_path / "long")
     assert long["verdict"] == "drift" and long["signals"]["text_length"]["drifted"] and not long["labelled"]
-
-
-def test_a_model_of_a_task_ftlab_does_not_train_is_refused_by_name_before_its_input_is_read(tmp_path):
-    """Said so by name whatever the input holds (here a batch of scored pairs, once read as class
-    labels), before the model or the input is read; nothing is written."""
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "ftlab.json").write_text(json.dumps({"format": "ftlab-model/9", "task_type": "summarization",
-                                                              "layout": "ftlab", "labels": []}))
-    (tmp_path / "pairs.csv").write_text("sentence1,sentence2,score\na man plays,a man is playing,4.6\n")
-    with pytest.raises(DataError, match=r"model: ftlab monitor serves the tasks ftlab trains \(classification, .*\); "
-                                        r"this model is a summarization model"):
-        monitor(tmp_path / "model", tmp_path / "pairs.csv", MonitorConfig(min_rows=1), tmp_path / "out")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "pairs.csv"]

@@ -31,7 +31,6 @@ data (a missing or empty input directory) is the verdict ``no_data``, and writes
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -134,16 +133,9 @@ def no_data(model_dir: Path, input_path: Path) -> dict:
 def monitored_meta(model_dir: Path) -> dict:
     """``ftlab.json`` of a promoted model, refused by name before any input is read when its task is
     none ftlab trains (a directory written by a later version)."""
-    from ftlab.serving.predict import model_kind, read_meta
+    from ftlab.serving.predict import read_meta
 
-    path = model_dir / "ftlab.json"
-    if not path.is_file():
-        read_meta(model_dir, "monitor")  # no such directory, or no promoted model: says how to make one
-    meta = json.loads(path.read_text())
-    if meta.get("task_type") not in TASKS:
-        raise DataError(f"{model_dir}: ftlab monitor serves the tasks ftlab trains ({', '.join(TASKS)}); "
-                        f"this model is a {model_kind(meta)} model")
-    return meta
+    return read_meta(model_dir, "monitor")
 
 
 def read_texts(model_dir: Path, meta: dict, input_path: Path, cfg: MonitorConfig, columns: InputColumns

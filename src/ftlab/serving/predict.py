@@ -30,17 +30,14 @@ import torch
 from torch import nn
 
 from ftlab.data.readers import SUFFIXES as READERS
-from ftlab.learning.tasks import DataError
+from ftlab.learning.tasks import TASKS, DataError
 from ftlab.serving.intake import CHUNK_ROWS, Chunk, read_chunks, texts_of
 from ftlab.serving.scorers import on_device, with_outputs, with_predictions
 
 log = logging.getLogger(__name__)
 
 
-# what each command serves so far, in words
-SERVED = {"predict": "single-text and pair (cross- and bi-encoded) classification and regression, multi-label, NER "
-                      "and causal LM",
-          "monitor": "single-text classification"}
+# how a promoted directory of each layout loads without ftlab, for the refusal of a task ftlab does not train
 LOADED_BY = {"ftlab": "load it with ftlab.analysis.runs.load_run",
              "bi-encoder": "load it with sentence_transformers.SentenceTransformer (its README.md says how)"}
 
@@ -52,20 +49,10 @@ def model_kind(meta: dict) -> str:
     return f"{meta.get('task_type')}{pair}"
 
 
-def served(meta: dict, command: str) -> bool:
-    """Whether ``ftlab <command>`` serves this model. Predict: a classifier or regressor of texts or
-    pairs (exported, bi-encoded or run files), a multi-label, NER or causal LM model; monitor: an exported
-    classifier of single texts."""
-    if command == "predict":
-        return meta.get("task_type") in ("classification", "regression", "multilabel", "token_classification", "causal_lm")
-    return (meta.get("task_type") == "classification" and not meta.get("text_pair_column")
-            and meta.get("layout") not in LOADED_BY)
-
-
 def read_meta(model_dir: Path, command: str = "predict") -> dict:
     """``ftlab.json`` of a promoted model directory, with an error that says how to make one; a model
-    of a kind ``ftlab <command>`` does not serve is refused by name here, before any input is read
-    (its labels would otherwise be judged against the wrong kind of model)."""
+    of a task ftlab does not train (a directory a later version wrote) is refused by name here, before
+    any input is read (its labels would otherwise be judged against the wrong kind of model)."""
     model_dir = Path(model_dir)
     path = model_dir / "ftlab.json"
     if not model_dir.exists():
@@ -75,10 +62,10 @@ def read_meta(model_dir: Path, command: str = "predict") -> dict:
         raise DataError(f"{model_dir}: not a promoted ftlab model (it has no ftlab.json); promote one with `make run` "
                         "(or `dvc repro`), or `ftlab promote` after `ftlab compare`")
     meta = json.loads(path.read_text())
-    if not served(meta, command):
+    if meta.get("task_type") not in TASKS:
         how = LOADED_BY.get(meta.get("layout", ""), "its README.md says how to load it")
-        raise DataError(f"{model_dir}: ftlab {command} serves {SERVED[command]} models so far; this model is a "
-                        f"{model_kind(meta)} model: {how}")
+        raise DataError(f"{model_dir}: ftlab {command} serves the tasks ftlab trains ({', '.join(TASKS)}); this "
+                        f"model is a {model_kind(meta)} model: {how}")
     return meta
 
 
