@@ -118,7 +118,7 @@ def test_model_card_says_what_the_test_number_was_measured_on(promoted):
     """A user file: the test split is a held-out part of that file. The built-in demo: the card says the
     data is synthetic template reviews and that real text will score lower."""
     from ftlab.learning.config import load_config
-    from ftlab.serving.promote import model_card
+    from ftlab.serving.card import model_card
 
     cfg, meta, model, run = promoted["mean-lora"]
     card = " ".join((model / "README.md").read_text().split())
