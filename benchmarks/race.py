@@ -44,8 +44,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "benchmarks" / ".work" / "race"
-GRID_RUNGS = ([0.2], [0.3], [0.2, 0.5], [0.3, 0.6], [0.2, 0.4, 0.6])
-GRID_ETA = (2, 3, 4)
+GRID_RUNGS = ([0.15], [0.35], [0.15, 0.35], [0.15, 0.5], [0.15, 0.35, 0.55])  # a rung lands on the evaluation at or after it
+GRID_ETA = (1, 2, 3)  # 1: no cap, only the inferior stop
 
 
 def ftlab(params: Path, values: dict, *args: str) -> None:

@@ -236,8 +236,9 @@ class RaceConfig(Strict):
     rungs: list[float] = Field(default_factory=lambda: [0.2, 0.5], description=(
         "shares of each cell's step budget where methods are compared (the evaluation at or after each), "
         "increasing, each in (0, 1)"))
-    eta: int = Field(2, ge=2, description=(
-        "successive halving's cap: at each rung at most ceil(n/eta) of the n methods that reached it go on"))
+    eta: int = Field(2, ge=1, description=(
+        "successive halving's cap: at each rung at most ceil(n/eta) of the n methods that reached it go on; "
+        "1: no cap, only a method shown inferior stops"))
 
     @field_validator("rungs")
     @classmethod
