@@ -19,41 +19,41 @@ SST-2 test slice (the gate's per-slice numbers). Writes ``benchmarks/results/loo
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 HERE = Path(__file__).parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE))
 
-from ftlab import stages  # noqa: E402
-from ftlab.learning.config import load_config  # noqa: E402
 from ftlab.serving.promote import model_dir  # noqa: E402
+from loop_common import (  # noqa: E402
+    DATA,
+    fresh,
+    gate_summary,
+    loop_config,
+    monitor_summary,
+    retrain,
+    serving_version,
+    stages,
+    timed,
+    write_results,
+)
 from overhead import device  # noqa: E402
 
 log = logging.getLogger("loop_reddit")
-DATA = ROOT.parent / "shared" / "data"
 WORK = HERE / ".work" / "loop_reddit"
-RESULTS = HERE / "results"
 
 
 def config(root: Path) -> Any:
-    return load_config(None, {
+    return loop_config(root, {
         "data.source": {"train": str(DATA / "sst2/train.tsv"), "test": str(DATA / "sst2/dev.tsv")},
         "data.quoting": "none", "task.text_column": "sentence", "data.max_train_samples": 3000,
-        "data.max_validation_samples": 500, "data.max_test_samples": 1000, "data.batches_dir": str(root / "batches"),
-        "data.prepared_dir": str(root / "data"), "methods": ["full"], "train.epochs": 1, "train.eval_steps": 50,
-        "train.checkpoint_dir": None, "train.output_dir": str(root / "runs"), "report.dir": str(root / "reports"),
-        "promote.dir": str(root / "models"), "monitor.out_dir": str(root / "monitor")})
+        "data.max_validation_samples": 500, "data.max_test_samples": 1000, "train.eval_steps": 50})
 
 
 def batch_files(rows: int, count: int) -> list[Path]:
@@ -80,25 +80,9 @@ def reddit_accuracy(cfg: Any) -> float:
     return float((scored["prediction"] == scored["label"]).mean())
 
 
-def timed(steps: dict, name: str, fn: Any, *args: Any) -> Any:
-    start = time.perf_counter()
-    out = fn(*args)
-    steps[name] = round(time.perf_counter() - start, 1)
-    log.info("%s: %.1f s", name, steps[name])
-    return out
-
-
-def retrain(cfg: Any) -> dict:
-    stages.prepare(cfg)
-    stages.train(cfg, "full")
-    stages.compare(cfg)
-    return stages.promote(cfg)
-
-
 def serving_row(cfg: Any, decision: dict | None) -> dict:
-    meta = json.loads((model_dir(cfg) / "ftlab.json").read_text())
-    return {"serving_version": meta["version"], "reddit_test_accuracy": round(reddit_accuracy(cfg), 4),
-            "gate": None if decision is None else {k: decision.get(k) for k in ("promoted", "gate", "reason", "comparisons")}}
+    return {"serving_version": serving_version(cfg), "reddit_test_accuracy": round(reddit_accuracy(cfg), 4),
+            "gate": gate_summary(decision)}
 
 
 def main() -> None:
@@ -107,9 +91,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1500)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
-    cfg = config(WORK)
+    cfg = config(fresh(WORK))
     files = batch_files(args.rows, args.batches)
     rounds: list[dict] = []
     steps: dict[str, float] = {}
@@ -117,9 +99,7 @@ def main() -> None:
     rounds.append({"after": "v1: SST-2 only", "steps": steps, **serving_row(cfg, None)})
     steps = {}
     drift = timed(steps, "monitor batch 1", stages.monitor, cfg, files[0])
-    rounds[0]["monitor"] = {"verdict": drift["verdict"], "rows": drift["rows"]["current"],
-                            "signals": {k: {"score": round(s["score"], 4), "threshold": s["threshold"], "drifted": s["drifted"]}
-                                        for k, s in drift["signals"].items()}}
+    rounds[0]["monitor"] = monitor_summary(drift)
     for i, path in enumerate(files, start=1):
         steps = steps if i == 1 else {}
         timed(steps, f"ingest batch {i}", stages.ingest, cfg, path, f"reddit-{i}")
@@ -129,10 +109,7 @@ def main() -> None:
     result = {"device": device(), "threads": os.cpu_count(), "model": "all-MiniLM-L6-v2, full fine-tuning, 1 epoch",
               "source": "SST-2: 3,000 train phrases, 500 validation, 1,000 dev sentences as test",
               "batch_rows": args.rows, "reddit_test_rows": 2955, "rounds": rounds}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "loop_reddit.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "loop_reddit.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results("loop_reddit", result, markdown(result))
 
 
 def markdown(result: dict) -> str:
