@@ -351,7 +351,40 @@ def summary(args: argparse.Namespace) -> None:
     result = {"device": device(), "race": {"rungs": args.rungs, "eta": args.eta}, **shares(runs),
               "n_races": len(runs), "datasets": datasets}
     (RESULTS / "race.json").write_text(json.dumps(result, indent=1) + "\n")
+    (RESULTS / "race.md").write_text(markdown(result))
     print(f"race.json: {result['same_or_noninferior_share']:.0%} same or non-inferior, compute {result['compute_share']:.1%}")
+
+
+def markdown(result: dict) -> str:
+    """race.md: per dataset, the chosen setting's races (picks, compute) and the whole grid's shares."""
+    race = result["race"]
+    lines = [f"# The race against the full sweep ({result['device']})", "",
+             f"Chosen: rungs {race['rungs']}, eta {race['eta']}: the race's pick is the sweep's or non-inferior to it "
+             f"in {result['same_or_noninferior_share']:.0%} of {result['n_races']} races, at "
+             f"{result['compute_share']:.0%} of the sweep's training compute.", "",
+             "| dataset | seeds | sweep's pick | race's pick | eliminated | race vs sweep pick (test) | compute |",
+             "|---|---|---|---|---|---|---:|"]
+    for name, d in result["datasets"].items():
+        for r in d["runs"]:
+            test = r["race_pick_vs_sweep_pick"]
+            versus = ("same" if r["same"] else f"{test['difference']:+.4f} [{test['ci_low']:+.4f}, {test['ci_high']:+.4f}]"
+                      f" {'non-inferior' if test['noninferior'] else 'not non-inferior'}")
+            share = r["compute"]["race"]["step_seconds"] / r["compute"]["sweep"]["step_seconds"]
+            out = "; ".join(f"{', '.join(m)} at {s}" for s, m in r["eliminated"].items() if m) or "none"
+            lines.append(f"| {name} | {r['seeds']} | {r['picks']['sweep']} | {r['picks']['race']} | {out} | {versus} "
+                         f"| {share:.0%} |")
+    lines += ["", "Every setting replayed (same or non-inferior share / compute share):", "",
+              "| setting | " + " | ".join(result["datasets"]) + " |", "|---|" + "---|" * len(result["datasets"])]
+    for key in next(iter(result["datasets"].values()))["grid"]:
+        cells = [d["grid"][key] for d in result["datasets"].values()]
+        lines.append(f"| {key} | " + " | ".join(f"{c['same_or_noninferior_share']:.0%} / {c['compute_share']:.0%}"
+                                                  for c in cells) + " |")
+    for name, d in result["datasets"].items():
+        for r in d["real"]:
+            lines += ["", f"Run for real on {name}, seeds {r['seeds']}: picked {r['pick']}, {r['compute']['steps']:,} steps, "
+                      f"{r['compute']['train_seconds']:,.0f} s trained against the sweep's {r['sweep_train_seconds']:,.0f} s "
+                      f"for those seeds; as the replay said: {r['as_replayed']}."]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
