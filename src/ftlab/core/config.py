@@ -233,7 +233,7 @@ class RaceConfig(Strict):
 
     enabled: bool = Field(False, description=(
         "race the methods; false: every cell trains its whole step budget"))
-    rungs: list[float] = Field(default_factory=lambda: [0.2, 0.5], description=(
+    rungs: list[float] = Field(default_factory=lambda: [0.15], description=(
         "shares of each cell's step budget where methods are compared (the evaluation at or after each), "
         "increasing, each in (0, 1)"))
     eta: int = Field(2, ge=1, description=(
