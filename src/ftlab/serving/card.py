@@ -114,9 +114,11 @@ writes BOS itself); `ftlab predict` answers the same way, greedily.""",
 from ftlab.analysis.runs import load_run
 config, model, labels = load_run("{dir}")      # the run's own files: model/, tokenizer/, config.yaml
 ```
-Only single-text classification exports to a standard library's format so far; this task's head is
-ftlab's own, so loading it needs ftlab (`ftlab predict` serves pair classification and regression, multi-label and NER;
-`ftlab monitor` every task).""",
+Without ftlab: when `model/` holds whole weights (`config.json` and `model.safetensors`: full, llrd,
+freeze, bitfit), it is transformers' `AutoModelForSequenceClassification`: a cross-encoded pair's two texts
+go to the tokenizer together, a regressor's one output is the score, a multi-label tagger's outputs take a
+sigmoid each (its tuned thresholds are the run's); otherwise it is a peft adapter of the base model.
+`ftlab predict` and `ftlab monitor` serve every task ftlab trains.""",
 }
 
 
