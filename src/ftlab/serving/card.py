@@ -114,11 +114,12 @@ writes BOS itself); `ftlab predict` answers the same way, greedily.""",
 from ftlab.analysis.runs import load_run
 config, model, labels = load_run("{dir}")      # the run's own files: model/, tokenizer/, config.yaml
 ```
-Without ftlab: when `model/` holds whole weights (`config.json` and `model.safetensors`: full, llrd,
-freeze, bitfit), it is transformers' `AutoModelForSequenceClassification`: a cross-encoded pair's two texts
-go to the tokenizer together, a regressor's one output is the score, a multi-label tagger's outputs take a
-sigmoid each (its tuned thresholds are the run's); otherwise it is a peft adapter of the base model.
-`ftlab predict` and `ftlab monitor` serve every task ftlab trains.""",
+Without ftlab: a run trained with `model.pooling: cls` by a method that saves whole weights (full,
+llrd, freeze, bitfit) leaves in `model/` transformers' `AutoModelForSequenceClassification` (a
+cross-encoded pair's two texts go to the tokenizer together, a regressor's one output is the score, a
+multi-label tagger's outputs take a sigmoid each, against the run's tuned thresholds). Under mean pooling
+(the default) the head reads ftlab's pooled tokens and an adapter method saves a peft adapter: load
+those with ftlab. `ftlab predict` and `ftlab monitor` serve every task ftlab trains.""",
 }
 
 
