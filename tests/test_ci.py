@@ -90,6 +90,9 @@ def test_retrain_workflow_calls_ftlab_ci_on_the_right_events():
     for event in ("push", "pull_request"):
         assert set(events[event]["paths"]) == {"params.yaml", "dvc.yaml", "data/**.dvc", "src/**", "flows/**"}
     assert "workflow_dispatch" in events and events["schedule"][0]["cron"]
+    # how a monitor starts it on drift, with the reason: monitor.yml's `gh workflow run -f reason=...`
+    # (tests/test_workflows.py runs that), an external monitor's repository_dispatch
+    assert "reason" in events["workflow_dispatch"]["inputs"] and events["repository_dispatch"]["types"] == ["data-drift"]
     job = workflow["jobs"]["retrain"]
     assert "vars.GPU_RUNNER_LABEL" in job["runs-on"]
     assert any("ftlab ci" in step.get("run", "") for step in job["steps"])

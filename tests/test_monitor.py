@@ -1,10 +1,10 @@
 """The monitor on a real promoted model (tiny, trained on the demo data): verdicts, and the Prefect
-deployment that starts retraining on drift."""
+deployment that starts retraining on drift. The monitor step of .github/workflows/monitor.yml (exit 3
+on drift, then `gh workflow run retrain.yml` with the reason) runs in tests/test_workflows.py, by act."""
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -23,7 +23,7 @@ from ftlab.data.prepare import DataError
 from ftlab.serving.labelling import labelling_queue, novelty
 from ftlab.serving.monitor import monitor
 from tests.prefect_server import deployments
-from tests.test_pipeline import ROOT, make_repo, sh, smoke_params
+from tests.test_pipeline import make_repo, sh, smoke_params
 
 pytestmark = pytest.mark.pipeline
 
@@ -284,40 +284,24 @@ def test_monitor_deployment_retrains_once_on_drift_only(project, tmp_path, tiny_
     assert json.loads(status.stdout) == {}, status.stdout
 
 
-def test_monitor_workflow_starts_the_retrain_workflow_on_drift(project, tmp_path):
-    """The monitor step of .github/workflows/monitor.yml, run locally with a stand-in for `gh`."""
-    _, root = project
-    workflow = yaml.safe_load((ROOT / ".github/workflows/monitor.yml").read_text())
-    script = next(s["run"] for s in workflow["jobs"]["monitor"]["steps"] if s.get("name", "").startswith("Monitor"))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
-        "promote": {"dir": str(root / "models")}, "monitor": {"input": str(root / "finance.csv")}}))
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin/gh").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$GH_ARGS"\n')
-    (tmp_path / "bin/gh").chmod(0o755)
-    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "GH_ARGS": str(tmp_path / "gh-args"), "GITHUB_REF_NAME": "main", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary")}
-    done = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    args = (tmp_path / "gh-args").read_text().splitlines()
-    assert args[:6] == ["workflow", "run", "retrain.yml", "--ref", "main", "-f"]
-    assert args[6].startswith("reason=data drift: ") and "embedding" in args[6]
-    retrain = yaml.safe_load((ROOT / ".github/workflows/retrain.yml").read_text())[True]  # YAML 1.1: `on` is true
-    assert "reason" in retrain["workflow_dispatch"]["inputs"] and retrain["repository_dispatch"]["types"] == ["data-drift"]
-
-
-def test_predict_names_what_is_missing_before_loading_anything(project, tmp_path):
+def test_predict_names_what_is_missing_before_loading_anything(project, tmp_path, monkeypatch):
     """No model yet: what makes one. A missing input: named before the model loads (a model
-    directory with ftlab.json but no weights would fail to load)."""
+    directory with ftlab.json but no weights would fail to load). In this process (typer's
+    CliRunner), not in two `ftlab` processes: the messages are the CLI's either way, and each
+    process paid its imports (about 2 s of CPU)."""
+    from typer.testing import CliRunner
+
+    from ftlab.cli import app
+
     _, root = project
-    ftlab = [sys.executable, "-m", "ftlab.cli", "predict"]
-    done = subprocess.run([*ftlab, "--input", "new.csv"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert done.returncode == 1 and "model directory not found: models/ftlab-model" in done.stdout, done.stdout
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, ["predict", "--input", "new.csv"])
+    assert done.exit_code == 1 and "model directory not found: models/ftlab-model" in done.stdout, done.output
     assert "`make run` (or `dvc repro`)" in " ".join(done.stdout.split())
     (tmp_path / "weightless").mkdir()
     shutil.copy(root / "models/ftlab-model/ftlab.json", tmp_path / "weightless/ftlab.json")
-    done = subprocess.run([*ftlab, "--model", "weightless", "--input", "typo.csv"], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)
-    assert done.returncode == 1 and "input file not found: typo.csv" in done.stdout, done.stdout + done.stderr
+    done = CliRunner().invoke(app, ["predict", "--model", "weightless", "--input", "typo.csv"])
+    assert done.exit_code == 1 and "input file not found: typo.csv" in done.stdout, done.output
 
 
 def test_word_pieces_moves_on_real_shift_and_stays_quiet_on_a_resample():
