@@ -21,7 +21,8 @@ pytestmark = pytest.mark.pipeline
 
 
 def params_file(tmp_path: Path, make_config, **overrides) -> Path:
-    cfg = make_config(**{"train__max_steps": 120, "train__eval_steps": 10, "train__early_stopping_patience": 0,
+    """A run with checkpoints every 10 steps and 20 steps left after the second: time to stop it mid-run."""
+    cfg = make_config(**{"train__max_steps": 40, "train__eval_steps": 10, "train__early_stopping_patience": 0,
                          **overrides})
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
@@ -56,7 +57,7 @@ def test_killed_runs_resume_and_finish_like_an_uninterrupted_one(tmp_path, make_
     reference = train(cfg, method, tmp_path / "reference")
 
     out = tmp_path / "run"
-    for sig, step in [(signal.SIGTERM, 20), (signal.SIGKILL, 60)]:  # a graceful stop, then a hard one
+    for sig, step in [(signal.SIGTERM, 10), (signal.SIGKILL, 20)]:  # a graceful stop, then a hard one
         proc = start_train(params, method, out)
         wait_for_checkpoint(cfg.train.checkpoint_dir, step, proc)
         proc.send_signal(sig)
@@ -84,7 +85,7 @@ def test_sigterm_keeps_the_previous_result_intact(tmp_path, make_config):
     changed = params.read_text().replace("r: 8", "r: 4")
     params.write_text(changed)
     proc = start_train(params, "lora", out)
-    wait_for_checkpoint(load_config(params).train.checkpoint_dir, 20, proc)
+    wait_for_checkpoint(load_config(params).train.checkpoint_dir, 10, proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
