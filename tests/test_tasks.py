@@ -14,8 +14,6 @@ import logging
 import math
 import random
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
@@ -96,18 +94,22 @@ def conll_slices(tmp_path: Path) -> tuple[dict[str, str], list[list[tuple[str, s
     return out, parts["test"]
 
 
-def ftlab(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ftlab.cli", *args], capture_output=True, text=True, cwd=cwd)
-
-
 def cli_train(tmp_path: Path, tiny_model: str, task: dict, source: dict[str, str], **train_options) -> Path:
-    """``ftlab train --method full`` on a params file, as a user runs it; the run directory."""
+    """``ftlab train --method full`` on a params file in its directory, as a user runs it; the run
+    directory. The command runs in this process (typer's runner): a subprocess would spend seconds
+    importing torch and transformers again, and test_cli and test_faults run the command as a process."""
+    from typer.testing import CliRunner
+
+    from ftlab.cli import app
+
     params = {"task": task, "data": {"source": source, "prepared_dir": "data"},
               "model": {"name": tiny_model, "max_length": 64},
               "train": {**TRAIN, **train_options}, "method_params": {"full": {"lr": 3e-3}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    out = ftlab("train", "--method", "full", "--params", "params.yaml", "--out", "run", cwd=tmp_path)
-    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        out = CliRunner().invoke(app, ["train", "--method", "full", "--params", "params.yaml", "--out", "run"])
+    assert out.exit_code == 0, f"{out.output[-4000:]}{out.exception!r}"
     return tmp_path / "run"
 
 
