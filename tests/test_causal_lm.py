@@ -268,7 +268,7 @@ def test_lora_on_a_tied_gpt2_with_checkpointing_merges_into_one_shared_matrix(tm
 
 # ---- 4. learning, end to end through the CLI ---------------------------------------------------
 
-def test_full_fine_tuning_learns_to_copy_through_the_cli(tmp_path, llama):
+def test_full_fine_tuning_learns_to_copy_through_the_cli(tmp_path, llama, monkeypatch):
     """A random 2-layer decoder learns builtin:copy: exact match rises from 0 on the test split."""
     params = {"task": {"type": "causal_lm", "max_new_tokens": 8},
               "data": {"source": "builtin:copy", "demo": {"n_samples": 300}, "prepared_dir": "data"},
@@ -277,9 +277,14 @@ def test_full_fine_tuning_learns_to_copy_through_the_cli(tmp_path, llama):
                         "precision": "fp32", "checkpoint_dir": None},
               "method_params": {"full": {"lr": 1e-2}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    out = subprocess.run([sys.executable, "-m", "ftlab.cli", "train", "--method", "full", "--params", "params.yaml",
-                          "--out", "run"], capture_output=True, text=True, cwd=tmp_path)
-    assert out.returncode == 0, out.stdout + out.stderr
+    # the command in this process (typer's runner), not a subprocess that imports torch again for seconds
+    from typer.testing import CliRunner
+
+    from ftlab.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(app, ["train", "--method", "full", "--params", "params.yaml", "--out", "run"])
+    assert out.exit_code == 0, f"{out.output[-4000:]}{out.exception!r}"
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert history[0]["validation_exact_match"] == 0.0 and history[0]["validation_perplexity"] > 15
