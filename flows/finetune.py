@@ -229,7 +229,10 @@ def task_runner(cfg: Config, width: int) -> TaskRunner:
         # Ray's workers do not inherit the flow's sys.path, and unpickle the tasks by importing this
         # module (`finetune`, from flows/): without it on their PYTHONPATH every task failed
         path = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH")]))
-        return RayTaskRunner(address=p.ray_address, init_kwargs={"runtime_env": {"env_vars": {"PYTHONPATH": path}}})
+        init: dict[str, Any] = {"runtime_env": {"env_vars": {"PYTHONPATH": path}}}
+        if p.ray_address is None:  # a local instance: no dashboard, which nobody opens and costs seconds to start
+            init["include_dashboard"] = False
+        return RayTaskRunner(address=p.ray_address, init_kwargs=init)
     from prefect_dask import DaskTaskRunner
 
     if p.dask_address:
