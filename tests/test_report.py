@@ -82,12 +82,20 @@ def run_compare(tmp_path, runs, verdicts=None, **report):
     return compare(runs, checks, ReportConfig(**report), out), out
 
 
+@pytest.fixture(scope="module")
+def default_report(tmp_path_factory):
+    """compare on RUNS with the default settings, once for the tests that only read its result and
+    files: each compare renders four plots (seconds)."""
+    tmp = tmp_path_factory.mktemp("default-report")
+    return run_compare(tmp, [write_run(tmp / "runs" / m, m, *values) for m, values in RUNS.items()])
+
+
 def by_method(result):
     return {row["method"]: row for row in result["methods"]}
 
 
-def test_json_has_one_row_per_method_and_is_what_compare_returns(tmp_path, runs):
-    result, out = run_compare(tmp_path, runs)
+def test_json_has_one_row_per_method_and_is_what_compare_returns(default_report):
+    result, out = default_report
     assert json.loads((out / "comparison.json").read_text()) == result
     assert {"methods", "recommendation", "summary", "cells", "by_size", "crossings", "seeds"} <= set(result)
     assert sorted(r["method"] for r in result["methods"]) == sorted(RUNS)
@@ -100,8 +108,8 @@ def test_json_has_one_row_per_method_and_is_what_compare_returns(tmp_path, runs)
     assert rec["within_memory_budget"] is None and rec["within_time_budget"] is None
 
 
-def test_best_and_cheapest_within_tolerance(tmp_path, runs):
-    rec = run_compare(tmp_path, runs)[0]["recommendation"]
+def test_best_and_cheapest_within_tolerance(tmp_path, runs, default_report):
+    rec = default_report[0]["recommendation"]
     assert rec["best"] == {"method": "llrd", "value": 0.872}
     # lora is 0.7 points below llrd, but its interval [-1.1, -0.35] reaches below the 1-point margin:
     # not shown as good, so the best is picked; full is as good, but costs as much (5% less time is noise)
@@ -124,8 +132,8 @@ def test_zero_tolerance_recommends_the_best(tmp_path, runs):
     assert rec["text"].startswith("Pick llrd: it has the best accuracy")
 
 
-def test_pareto_flags(tmp_path, runs):
-    rows = by_method(run_compare(tmp_path, runs)[0])
+def test_pareto_flags(default_report):
+    rows = by_method(default_report[0])
     # by trainable params: full has as many as llrd but lower accuracy, so llrd dominates it
     assert {m for m, r in rows.items() if r["pareto"]} == {"prompt_tuning", "lora", "llrd"}
     # by train time: lora is faster and more accurate than prompt_tuning
@@ -174,8 +182,8 @@ def test_overfit_method_is_picked_when_nothing_else_qualifies(tmp_path, runs):
     assert "all of them overfit" in rec["cheapest_within_tolerance"]["why"]
 
 
-def test_markdown_has_a_row_per_method_and_the_plots(tmp_path, runs):
-    result, out = run_compare(tmp_path, runs)
+def test_markdown_has_a_row_per_method_and_the_plots(default_report):
+    result, out = default_report
     md = (out / "comparison.md").read_text()
     assert md.startswith("# ") and md_text(result["recommendation"]["text"]) in md  # as markdown text (escaped)
     main_table, non_inferiority = md.split("## Non-inferiority")
@@ -189,8 +197,8 @@ def test_markdown_has_a_row_per_method_and_the_plots(tmp_path, runs):
         assert f"]({name})" in md
 
 
-def test_html_is_self_contained(tmp_path, runs):
-    _, out = run_compare(tmp_path, runs)
+def test_html_is_self_contained(default_report):
+    _, out = default_report
     page = (out / "comparison.html").read_text()
     links = re.findall(r'(?:src|href)\s*=\s*["\']?([^"\'\s>]*)', page, flags=re.IGNORECASE)
     assert links and not [link for link in links if link.startswith(("http://", "https://", "//"))]
@@ -200,8 +208,8 @@ def test_html_is_self_contained(tmp_path, runs):
         assert f"<td>{method}</td>" in page
 
 
-def test_pngs_are_valid(tmp_path, runs):
-    _, out = run_compare(tmp_path, runs)
+def test_pngs_are_valid(default_report):
+    _, out = default_report
     for name in PLOT_FILES:
         data = (out / name).read_bytes()
         assert data[:8] == PNG_SIGNATURE, name
