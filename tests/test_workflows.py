@@ -12,14 +12,15 @@ What differs from GitHub, and why:
   `make install` steps run as written and find the install up to date; PIP_NO_INDEX=1 makes any
   download fail. What `make install` would run on a cold runner (CPU torch from PyTorch's index)
   is checked from the arguments and TORCH_INDEX each run gave make (a recording `make` in front of
-  the real one), with `make -n`.
+  the real one), with `make -n`. CI's mypy finds a copy of this checkout's cache (MYPY_CACHE_DIR).
 - `gh` is a stub that records its arguments (tests/actions/bin/gh). The DVC remote is a local
   directory, and the remote's plugin (vars.DVC_REMOTE_PLUGIN) a tiny local wheel whose .pth logs
   every Python process started in the environment it was installed into: the test sees which
   environment the workflow's `dvc` ran in, and whether the plugin was there.
 - The project is this checkout's files with the smoke params on the tiny model (one method), so a
   retraining takes a minute; ci.yml's `make test` runs as written, narrowed by PYTEST_ADDOPTS (from
-  the runner's environment, as pytest reads it) to one quick module, not the suite within the suite.
+  the runner's environment, as pytest reads it) to one quick module, not the suite within the suite,
+  on one pytest-xdist worker (PYTEST_XDIST_AUTO_NUM_WORKERS: `-n auto` on a one-core runner).
 - The runner's PATH is a stock one: this venv's bin is not on it (the test process has it first).
 
 The order: Retrain on the default branch trains, pushes to the remote and commits dvc.lock to the
@@ -306,6 +307,7 @@ def test_monitor_pulls_the_model_and_new_data_and_starts_retraining_on_drift(git
     [started] = result.gh
     assert started["args"][:6] == ["workflow", "run", "retrain.yml", "--ref", "main", "-f"], started
     assert started["args"][6].startswith("reason=data drift: ") and started["GH_TOKEN"] == TOKEN
+    assert "embedding" in started["args"][6]  # the model's own view of the data moved, not only the words
     assert result.summary.startswith("data drift: ") and result.summary.rstrip().endswith(": started Retrain")
     report = json.loads((result.artifacts / "monitor-report/monitor.json").read_text())
     assert report["verdict"] == "drift" and started["args"][6] == "reason=data drift: " + "; ".join(report["reasons"])
@@ -313,13 +315,23 @@ def test_monitor_pulls_the_model_and_new_data_and_starts_retraining_on_drift(git
 
 def test_ci_installs_lints_type_checks_and_tests(github):
     workspace = clone(github, github.root / "ci")
+    # a warm runner's mypy cache, as a restored CI cache would be: a copy of this checkout's, where it has
+    # one (MYPY_CACHE_DIR, from the runner's environment). mypy still reads every file and checks again
+    # whatever differs from the cache; cold, the step cost 20 s of CPU.
+    mypy_cache = github.root / "mypy-cache"
+    if (ROOT / ".mypy_cache").is_dir():
+        try:
+            shutil.copytree(ROOT / ".mypy_cache", mypy_cache)
+        except shutil.Error:  # a file another mypy replaced meanwhile: the rest is still a cache
+            pass
     result = act(github, "ci.yml", "push", {"ref": "refs/heads/main", "repository": {"full_name": str(github.origin)}},
-                 workspace, env={"PYTEST_ADDOPTS": "tests/test_stats.py"})
+                 workspace, env={"PYTEST_ADDOPTS": "tests/test_record.py", "PYTEST_XDIST_AUTO_NUM_WORKERS": "1",
+                                 "MYPY_CACHE_DIR": str(mypy_cache)})
     assert_succeeded(result)
     steps = ran(result, "ci.yml")
     assert [steps.get(s) for s in ("Lint", "Type-check", "Test")] == ["success"] * 3, result.steps
     assert f"TORCH_INDEX={CPU_TORCH} install-test PY=python" in result.make and any(" test PY=python" in m for m in result.make)
-    assert "passed" in result.log and "tests/test_stats.py" in result.log
+    assert "passed" in result.log and "tests/test_record.py" in result.log
 
 
 def test_make_run_installs_ftlab_without_the_test_tools():
