@@ -15,6 +15,7 @@ changed statement of any module that training runs is.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from pathlib import Path
 
@@ -135,7 +136,20 @@ def _without_docstrings(nodes: list[ast.stmt]) -> list[ast.stmt]:
 
 def code_digest(command: str = "train", src: Path = SRC) -> str:
     """A hash of the code ``ftlab <command>`` runs: changes with a statement, not with a comment, a
-    docstring, the layout or another command."""
+    docstring, the layout or another command.
+
+    Parsing the modules takes about 0.3 s and a flow asks for every cell's identity several times:
+    the digest is kept per state of the source files (each file's path, inode, size and modification time),
+    so an edit between two calls is always seen."""
+    state = []
+    for path in sorted(src.rglob("*.py")):
+        stat = path.stat()
+        state.append((str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    return _digest(command, src, tuple(state))
+
+
+@functools.lru_cache(maxsize=32)
+def _digest(command: str, src: Path, state: tuple[tuple[str, int, int, int], ...]) -> str:
     h = hashlib.sha256()
     for module, nodes in sorted(stage_code(command, src).items()):
         h.update(module.encode())
