@@ -64,7 +64,7 @@ RISING = [record(s, 0.80, 0.78, tl, vl) for s, tl, vl in
     (GAP_AT_END, 20, "warn", 0.02, 0.15),
 ])
 def test_verdict_from_the_accuracy_gap(tmp_path, history, best_step, verdict, gap_at_best, gap_at_end):
-    result = check_run(make_run(tmp_path / "run", history, best_step), ChecksConfig(), tmp_path / "out")
+    result = check_run(make_run(tmp_path / "run", history, best_step), ChecksConfig(drift=False), tmp_path / "out")
     assert result["method"] == "lora" and result["verdict"] == verdict, result["reasons"]
     assert result["gap_at_best"] == pytest.approx(gap_at_best)
     assert result["gap_at_end"] == pytest.approx(gap_at_end)
@@ -74,18 +74,18 @@ def test_verdict_from_the_accuracy_gap(tmp_path, history, best_step, verdict, ga
 
 def test_rising_validation_loss_is_reported_where_it_reaches_the_limit(tmp_path):
     run = make_run(tmp_path / "run", RISING, best_step=40)
-    result = check_run(run, ChecksConfig(rising_evals=3), tmp_path / "out")
+    result = check_run(run, ChecksConfig(rising_evals=3, drift=False), tmp_path / "out")
     assert result["rising_val_loss"] == 3 and result["rising_val_loss_at_step"] == 70
     assert result["verdict"] == "warn" and "step 70" in " ".join(result["reasons"])
-    relaxed = check_run(run, ChecksConfig(rising_evals=4), tmp_path / "out4")
+    relaxed = check_run(run, ChecksConfig(rising_evals=4, drift=False), tmp_path / "out4")
     assert relaxed["rising_val_loss"] == 3 and relaxed["rising_val_loss_at_step"] is None
     assert relaxed["verdict"] == "ok"
 
 
 @pytest.mark.parametrize(("cfg", "verdict"), [
-    (ChecksConfig(), "overfit"),  # gap 0.10 (0.95 − 0.85) counts as ≥ overfit_gap 0.10, not 0.0999…
-    (ChecksConfig(overfit_gap=0.2), "warn"),
-    (ChecksConfig(warn_gap=0.15, overfit_gap=0.2), "ok"),
+    (ChecksConfig(drift=False), "overfit"),  # gap 0.10 (0.95 − 0.85) counts as ≥ overfit_gap 0.10, not 0.0999…
+    (ChecksConfig(overfit_gap=0.2, drift=False), "warn"),
+    (ChecksConfig(warn_gap=0.15, overfit_gap=0.2, drift=False), "ok"),
 ])
 def test_thresholds_from_the_config_change_the_verdict(tmp_path, cfg, verdict):
     history = [record(10, 0.80, 0.76, 0.5, 0.5), record(20, 0.95, 0.85, 0.3, 0.4)]
@@ -109,11 +109,19 @@ def test_oov_rate_is_higher_for_characters_the_tokenizer_does_not_know(tmp_path,
     assert oov_rates(["🤖 🦄", "great 👍", "[UNK] x", ""], tokenizer_dir) == [1.0, 0.5, 0.5, 0.0]
 
 
-def test_a_test_set_of_unknown_characters_drifts_on_oov_rate(tmp_path):
-    result = check_run(make_run(tmp_path / "run", HEALTHY, 30, test_texts=EMOJI), ChecksConfig(), tmp_path / "out")
+def test_a_test_set_of_unknown_characters_drifts_on_oov_rate_and_checks_drift_false_skips_the_report(tmp_path):
+    run = make_run(tmp_path / "run", HEALTHY, 30, test_texts=EMOJI)
+    result = check_run(run, ChecksConfig(), tmp_path / "out")
     oov = result["drift"]["oov_rate"]
     assert oov["train_mean"] == 0.0 and oov["test_mean"] > 0.3
     assert oov["drifted"] and "oov_rate" in result["drift"]["drifted_columns"]
+    assert (tmp_path / "out/drift.html").is_file()
+
+    # the same run checked again without the report: the same verdict, no drift, and the earlier
+    # report is gone rather than standing beside a checks.json that did not make it
+    quick = check_run(run, ChecksConfig(drift=False), tmp_path / "out")
+    assert quick == {**result, "drift": None} == json.loads((tmp_path / "out/checks.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["checks.json"]
 
 
 def test_real_run_end_to_end(make_config, tmp_path):

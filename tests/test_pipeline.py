@@ -44,12 +44,15 @@ def sh(*cmd: str, cwd: Path, check: bool = True, own_server: bool = False) -> su
 
 
 def smoke_params(tiny_model: str) -> dict:
-    """params.smoke.yaml, pointed at the tiny model and trimmed to two methods to keep tests quick."""
+    """params.smoke.yaml, pointed at the tiny model and trimmed to two methods to keep tests quick;
+    without the drift report (checks.drift), which costs each check stage seconds of importing
+    Evidently: the tests that reproduce the default project and each task's pipeline turn it on."""
     params = yaml.safe_load((ROOT / "params.smoke.yaml").read_text())
     params["model"]["name"] = tiny_model
     params["methods"] = METHODS
     params["method_params"] = {m: params["method_params"][m] for m in METHODS}
     params["train"]["threads"] = 1
+    params["checks"]["drift"] = False
     return params
 
 
@@ -81,6 +84,7 @@ def task_project(tmp_path: Path, tiny_model: str, task: dict, source: dict, file
     """A project on a slice of a real dataset: ``files`` maps a file name to the lines to copy."""
     params = smoke_params(tiny_model)
     params["methods"], params["method_params"] = ["full"], {"full": {"lr": 1e-3}}
+    params["checks"]["drift"] = True  # the task's drift columns through Evidently
     params["task"] = task
     params["data"] = {"source": source, "validation_size": 0.2, "prepared_dir": "data/prepared"}
     params["train"].update(max_steps=4, eval_steps=2)
@@ -104,6 +108,7 @@ def repo(tmp_path_factory, tiny_model) -> Path:
     """The DVC project after one full `dvc repro`."""
     params = smoke_params(tiny_model)
     params["data"]["source"] = "data/raw/data.csv"  # a file the tests edit in place
+    params["checks"]["drift"] = True  # the default project's checks, drift report included
     path = make_repo(tmp_path_factory.mktemp("dvc") / "project", params)
     toy_reviews(240).to_csv(path / "data/raw/data.csv", index=False)
     out = sh("dvc", "repro", cwd=path)
@@ -125,7 +130,9 @@ def test_repro_writes_the_report_with_every_method(repo):
     html = (repo / "reports/comparison.html").read_text()
     assert all(m in html for m in METHODS) and 'src="http' not in html and 'href="http' not in html
     for m in METHODS:
-        assert json.loads((repo / f"reports/checks/{m}/{CELL}/checks.json").read_text())["verdict"] in {"ok", "warn", "overfit"}
+        checks = json.loads((repo / f"reports/checks/{m}/{CELL}/checks.json").read_text())
+        assert checks["verdict"] in {"ok", "warn", "overfit"} and "oov_rate" in checks["drift"]
+        assert (repo / f"reports/checks/{m}/{CELL}/drift.html").is_file()
         assert json.loads((repo / f"reports/search/{m}.json").read_text()) == {"method": m, "enabled": False, "chosen": {}}
     promoted = json.loads((repo / "models/ftlab-model/ftlab.json").read_text())  # `make run` ends promoted
     assert promoted["method"] == comparison["recommendation"]["cheapest_within_tolerance"]["method"]

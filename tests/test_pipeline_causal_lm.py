@@ -32,6 +32,7 @@ def _causal_lm_project(path: Path, decoder: str) -> Path:
     response answers no test prompt."""
     params = smoke_params(decoder)
     params["methods"], params["method_params"] = ["full"], {"full": {"lr": 1e-2}}
+    params["checks"]["drift"] = True  # the causal LM's drift columns through Evidently
     params["task"] = {"type": "causal_lm", "max_new_tokens": 8}
     params["data"] = {"source": "builtin:copy", "demo": {"n_samples": 300}, "prepared_dir": "data/prepared"}
     params["model"] = {"name": decoder, "max_length": 32}

@@ -37,7 +37,7 @@ class ChecksFailed(Exception):
 
 
 def check_run(run_dir: Path, cfg: ChecksConfig, out_dir: Path) -> dict:
-    """Judge one run directory; write ``out_dir/checks.json`` and ``out_dir/drift.html``.
+    """Judge one run directory; write ``out_dir/checks.json`` and (with ``checks.drift``) ``out_dir/drift.html``.
 
     Verdict: "overfit" if the train−validation gap of the task's gap metric (turned so that
     positive means better on train) at the best (saved) step is ≥
@@ -51,8 +51,13 @@ def check_run(run_dir: Path, cfg: ChecksConfig, out_dir: Path) -> dict:
     task = run.task
     result: dict[str, Any] = {"method": run.record.method, "metric": task.gap_metric.name,
                               **overfitting(run.history, run.record.best_step, cfg, task.gap_metric)}
-    snapshot, result["drift"] = drift_report(run)
-    write_text(out_dir / "drift.html", evidently_page(snapshot.get_html_str(as_iframe=False)))
+    page = out_dir / "drift.html"
+    if cfg.drift:
+        snapshot, result["drift"] = drift_report(run)
+        write_text(page, evidently_page(snapshot.get_html_str(as_iframe=False)))
+    else:
+        result["drift"] = None
+        page.unlink(missing_ok=True)  # an earlier run's report is not this run's
     write_json(out_dir / "checks.json", result)
     return result
 

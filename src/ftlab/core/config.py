@@ -174,6 +174,10 @@ class ChecksConfig(Strict):
     overfit_gap: float = Field(0.10, ge=0.0, le=1.0, description="train − validation primary metric that counts as overfitting")
     rising_evals: int = Field(3, ge=1, description="val loss up while train loss down, k evals in a row")
     fail_on: Literal["never", "warn", "overfit"] = Field("never", description="verdict that fails the pipeline")
+    drift: bool = Field(True, description=(
+        "the Evidently drift report of each cell (train subset vs test: text length, word count, OOV rate, label and "
+        "prediction shares); false: the overfitting verdict only, which saves importing Evidently (about 6 s a "
+        "process) and its report (seconds a cell) in quick sweeps"))
 
 
 class ReportConfig(Strict):
