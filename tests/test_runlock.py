@@ -136,7 +136,8 @@ def test_repro_and_the_flow_refuse_each_other_while_a_stage_runs(tmp_path, tiny_
     and retrain beside it (DVC lets its repository lock go while a command runs); and the reverse,
     whose refusal (DVC's "Unable to acquire lock") named no one. The second exits non-zero naming the
     first and leaves dvc.lock as it was. Training is endless (a million steps of the tiny model); the
-    two orders run in two projects at once, as the first drivers take half a minute to get going."""
+    two orders run in two projects one after the other: a flow started beside `dvc repro` would train
+    on for the half minute repro takes to reach its train stage, CPU time the suite lacks."""
     params = smoke_params(tiny_model)
     params["methods"], params["method_params"] = ["full"], {"full": {"lr": 1e-3}}
     params["train"].update(max_steps=1_000_000, eval_steps=100_000, logging_steps=100_000)
@@ -144,8 +145,6 @@ def test_repro_and_the_flow_refuse_each_other_while_a_stage_runs(tmp_path, tiny_
     with ExitStack() as running:  # each driver is stopped at the end, whatever fails
         repro = start("dvc", "repro", cwd=repro_first, log=tmp_path / "repro.log")
         running.callback(stop, repro)
-        flow = start(sys.executable, "-m", "ftlab.cli", "pipeline", cwd=flow_first, log=tmp_path / "flow.log")
-        running.callback(stop, flow)
         wait_until(repro, tmp_path / "repro.log", "its train stage", lambda: training(repro))
         recorded = (repro_first / "dvc.lock").read_bytes()  # prepare, validate, search and plan
         code, out = second(sys.executable, "-m", "ftlab.cli", "pipeline", cwd=repro_first, log=tmp_path / "flow-second.log")
@@ -154,6 +153,8 @@ def test_repro_and_the_flow_refuse_each_other_while_a_stage_runs(tmp_path, tiny_
         assert (repro_first / "dvc.lock").read_bytes() == recorded
         stop(repro)
 
+        flow = start(sys.executable, "-m", "ftlab.cli", "pipeline", cwd=flow_first, log=tmp_path / "flow.log")
+        running.callback(stop, flow)
         wait_until(flow, tmp_path / "flow.log", "holding the project", lambda: holding(flow, flow_first))
         code, out = second("dvc", "repro", cwd=flow_first, log=tmp_path / "repro-second.log")
         assert code != 0 and flow.poll() is None
