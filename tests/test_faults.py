@@ -21,8 +21,10 @@ pytestmark = pytest.mark.pipeline
 
 
 def params_file(tmp_path: Path, make_config, **overrides) -> Path:
-    """A run with checkpoints every 10 steps and 20 steps left after the second: time to stop it mid-run."""
-    cfg = make_config(**{"train__max_steps": 40, "train__eval_steps": 10, "train__early_stopping_patience": 0,
+    """A run with checkpoints every 10 steps and 60 steps left after the second: time to stop it before
+    it ends even when the test process waits a second or two for a core (20 left were not: the run
+    finished, removing its checkpoints, before the signal came)."""
+    cfg = make_config(**{"train__max_steps": 80, "train__eval_steps": 10, "train__early_stopping_patience": 0,
                          **overrides})
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
@@ -44,6 +46,15 @@ def wait_for_checkpoint(root: Path, step: int, proc: subprocess.Popen, timeout: 
     raise AssertionError(f"no checkpoint {step} after {timeout}s")
 
 
+def in_process(*args: str):
+    """``ftlab ARGS`` in this process (typer's runner): its result, output and exit code."""
+    from typer.testing import CliRunner
+
+    from ftlab.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
 def deterministic(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "cost"}
 
@@ -51,7 +62,7 @@ def deterministic(metrics: dict) -> dict:
 # full fine-tuning (the Trainer's own checkpoints) and a peft method (adapter checkpoints; LoRA saves and
 # resumes through the same peft calls as prompt tuning, whose virtual tokens are the odd state here)
 @pytest.mark.parametrize("method", ["full", "prompt_tuning"])
-def test_killed_runs_resume_and_finish_like_an_uninterrupted_one(tmp_path, make_config, method):
+def test_killed_runs_resume_and_finish_like_an_uninterrupted_one(tmp_path, make_config, caplog, method):
     params = params_file(tmp_path, make_config)
     cfg = load_config(params)
     reference = train(cfg, method, tmp_path / "reference")
@@ -63,11 +74,13 @@ def test_killed_runs_resume_and_finish_like_an_uninterrupted_one(tmp_path, make_
         proc.send_signal(sig)
         assert proc.wait(timeout=60) != 0
         assert not out.exists()  # nothing half-written where a later stage would read it
-    # resumed after edits that do not change what the cell learns (its identity keys the checkpoints)
-    done = subprocess.run([sys.executable, "-m", "ftlab.cli", "train", "-m", method, "-p", str(params), "--out", str(out),
-                           "-S", "report.tolerance=0.05", "-S", "monitor.min_rows=10"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "resuming from" in done.stderr
+    # resumed after edits that do not change what the cell learns (its identity keys the checkpoints),
+    # by the command in this process: the killed ones were processes, this one need not import torch again
+    with caplog.at_level("INFO", logger="ftlab.training.train"):
+        done = in_process("train", "-m", method, "-p", str(params), "--out", str(out),
+                          "-S", "report.tolerance=0.05", "-S", "monitor.min_rows=10")
+    assert done.exit_code == 0, f"{done.output[-3000:]}{done.exception!r}"
+    assert any("resuming from" in r.getMessage() for r in caplog.records)
     resumed = json.loads((out / "metrics.json").read_text())
     assert deterministic(resumed) == deterministic(reference)
     assert json.loads((out / "history.json").read_text()) == json.loads((tmp_path / "reference/history.json").read_text())
@@ -78,9 +91,7 @@ def test_killed_runs_resume_and_finish_like_an_uninterrupted_one(tmp_path, make_
 def test_sigterm_keeps_the_previous_result_intact(tmp_path, make_config):
     params = params_file(tmp_path, make_config)
     out = tmp_path / "run"
-    first = subprocess.run([sys.executable, "-m", "ftlab.cli", "train", "-m", "lora", "-p", str(params), "--out", str(out)],
-                           capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr[-2000:]
+    train(load_config(params), "lora", out)  # the earlier result; the SIGTERMed run below is a process
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     changed = params.read_text().replace("r: 8", "r: 4")
     params.write_text(changed)
@@ -206,12 +217,12 @@ def test_divergence_after_a_checkpoint_keeps_that_checkpoint(tmp_path, make_conf
     cfg = load_config(params)
     assert (cfg.train.eval_steps, cfg.train.logging_steps) == (10, 10)
     out = tmp_path / "run"
-    done = cli_train(params, "full", out)
-    said = " ".join(done.stdout.split())
-    assert done.returncode == 1, said[-2000:] + done.stderr[-3000:]
+    done = in_process("train", "-m", "full", "-p", str(params), "--out", str(out))
+    said = " ".join(done.output.split())
+    assert done.exit_code == 1 and isinstance(done.exception, SystemExit), f"{said[-3000:]}{done.exception!r}"  # no crash
     found = re.search(r"error: full: training loss became (nan|-?inf) by step (\d+); lower method_params\.full\.lr", said)
-    assert found, said[-2000:] + done.stderr[-3000:]
-    assert "Traceback" not in done.stdout + done.stderr
+    assert found, said[-3000:]
+    assert "Traceback" not in done.output
     step = int(found.group(2))
     assert 20 <= step <= 60
     # the loss is logged before the checkpoint of the same step is saved: the NaN never reaches a checkpoint
