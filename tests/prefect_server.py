@@ -23,6 +23,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def with_project_src(env: dict[str, str], repo: Path) -> dict[str, str]:
+    """``env`` with the project's copy of ftlab first on PYTHONPATH: the flows and workers started in
+    ``repo`` run the code its stages depend on, not this checkout's (which other work may be editing)."""
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(repo) / "src"), env.get("PYTHONPATH")]))}
+
+
 def wait_healthy(url: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -41,8 +47,8 @@ def deployments(repo: Path, tmp_path: Path, api: str) -> Iterator[Callable[..., 
     ``api`` (the test process's shared one: a server of its own cost 10-16 s of start-up); yields
     ``run(*args)``, the prefect CLI against that server. One test per process deploys: the pool's name
     is the project's."""
-    env = {**os.environ, "PWD": str(repo), "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-home"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = with_project_src({**os.environ, "PWD": str(repo), "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-home"),
+                            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}, repo)
     prefect = [sys.executable, "-m", "prefect"]
 
     def run(*args: str, timeout: float = 300) -> str:
@@ -111,8 +117,8 @@ def flow_on_a_server(repo: Path, api: str, env: dict[str, str] | None = None) ->
     must all report to one server: the test process's shared one, where earlier tests' flows ran too).
     Its task runs and logs are told from theirs by the flow runs that started after it was launched:
     the tests of one process run one at a time."""
-    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1",
-           **(env or {})}
+    env = with_project_src({**os.environ, "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                            "DVC_NO_ANALYTICS": "1", **(env or {})}, repo)
     launched = datetime.now(timezone.utc).isoformat()
     flow = subprocess.Popen([sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml"], cwd=repo, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
