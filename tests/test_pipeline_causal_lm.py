@@ -26,13 +26,13 @@ from tests.test_pipeline import (
 pytestmark = pytest.mark.pipeline
 
 
-def _causal_lm_project(path: Path, decoder: str) -> Path:
+def _causal_lm_project(path: Path, decoder: str, drift: bool) -> Path:
     """A project instruction-tuning the tiny random LLaMA-style decoder on builtin:copy (300 prompts)
     by full fine-tuning: a copy is learnable from scratch in 150 steps, the most frequent train
-    response answers no test prompt."""
+    response answers no test prompt. ``drift``: the causal LM's drift columns through Evidently."""
     params = smoke_params(decoder)
     params["methods"], params["method_params"] = ["full"], {"full": {"lr": 1e-2}}
-    params["checks"]["drift"] = True  # the causal LM's drift columns through Evidently
+    params["checks"]["drift"] = drift
     params["task"] = {"type": "causal_lm", "max_new_tokens": 8}
     params["data"] = {"source": "builtin:copy", "demo": {"n_samples": 300}, "prepared_dir": "data/prepared"}
     params["model"] = {"name": decoder, "max_length": 32}
@@ -65,7 +65,8 @@ def test_pair_regression_beside_a_causal_lm_through_dvc_repro_and_the_causal_lm_
 
     pairs = _pairs_project(tmp_path / "stsb", tiny_model)
     decoder = build(tmp_path / "tiny-llama", "llama")
-    projects = {driver: _causal_lm_project(tmp_path / driver, decoder) for driver in ("dvc", "prefect")}
+    # the drift report once, under DVC: the flow calls the same check stage
+    projects = {driver: _causal_lm_project(tmp_path / driver, decoder, driver == "dvc") for driver in ("dvc", "prefect")}
 
     procs = [subprocess.Popen(["dvc", "repro"], cwd=r, env=project_env(r), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) for r in (pairs, projects["dvc"])]
@@ -93,6 +94,7 @@ def test_pair_regression_beside_a_causal_lm_through_dvc_repro_and_the_causal_lm_
         assert (meta["task_type"], meta["layout"], meta["method"]) == ("causal_lm", "ftlab", "full"), driver
         card = (repo / "models/ftlab-model/README.md").read_text()
         assert "A causal_lm model fine-tuned from" in card and (repo / "models/ftlab-model/model").is_dir()
+    assert "oov_rate" in json.loads((projects["dvc"] / f"reports/checks/full/{CELL}/checks.json").read_text())["drift"]
     comparison = reports["dvc"]
     assert comparison["task"] == "causal_lm" and comparison["primary_metric"]["name"] == "exact_match"
     (baseline,) = comparison["baselines"]

@@ -30,6 +30,7 @@ def test_ner_through_the_prefect_flow(tmp_path, tiny_model):
     assert [b["name"] for b in comparison["baselines"]] == ["all_O"] and comparison["baselines"][0]["value"] == 0.0
     predictions = pd.read_parquet(repo / f"runs/full/{CELL}/predictions.parquet")
     assert (predictions["tokens"].map(len) == predictions["prediction"].map(len)).all()
+    assert "oov_rate" in json.loads((repo / f"reports/checks/full/{CELL}/checks.json").read_text())["drift"]
     assert "up to date" in sh("dvc", "status", cwd=repo).stdout
     # (that a re-run skips a cell whose identity is unchanged is tests/test_pipeline.py's, for the flow too)
     run = repo / f"runs/full/{CELL}"
@@ -38,6 +39,8 @@ def test_ner_through_the_prefect_flow(tmp_path, tiny_model):
     # and the promotion gate judges the new run against the NER model serving (micro-F1 per sentence)
     old = json.loads((run / "identity.json").read_text())["data_sha256"]
     (repo / "train.conll").write_text(head_lines(SHARED / "conll2003/train.txt", 3000))
+    params["checks"]["drift"] = False  # the first run drew the NER drift report; a checks setting retrains nothing
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = sh(sys.executable, "-m", "ftlab.cli", "pipeline", "--params", "params.yaml", cwd=repo)
     assert "finished run found" not in out.stdout + out.stderr
     assert (run / "metrics.json").stat().st_mtime_ns != finished
