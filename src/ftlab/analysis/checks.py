@@ -16,6 +16,7 @@ should not pay.
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,8 +122,6 @@ def oov_rates(texts: list[str], tokenizer_dir: Path) -> list[float]:
 
     Read with the ``tokenizers`` library from the saved ``tokenizer.json`` when there is one (what
     transformers' fast tokenizer runs, without importing torch: seconds per check process)."""
-    import json
-
     if (tokenizer_dir / "tokenizer.json").is_file():
         from tokenizers import Tokenizer
 

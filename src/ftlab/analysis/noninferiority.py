@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats as sps
 
 POWER = 0.8
 
@@ -51,8 +52,6 @@ def _settle(test: dict, difference: float, tolerance: float) -> dict:
         return {"test_rows": None, "seeds": None,
                 "note": "the observed difference is already below the margin: more data would more likely show "
                         "it inferior than non-inferior"}
-    from scipy import stats as sps  # here: scipy.stats takes seconds to import, and only an unsettled verdict needs it
-
     z = float(sps.norm.ppf(0.5 + test["level"] / 2)) + float(sps.norm.ppf(POWER))
     target = (gap / z) ** 2  # the variance the difference may have
     total = test.get("std_error", (test["ci_high"] - test["ci_low"]) / (2 * 1.96)) ** 2

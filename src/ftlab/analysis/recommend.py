@@ -19,6 +19,8 @@ Recommendation rules, at the largest train size (quality is the mean primary tes
 
 from __future__ import annotations
 
+from scipy import stats as sps
+
 from ftlab.analysis.noninferiority import assess, settle_text
 from ftlab.analysis.render import count, mib
 from ftlab.core.config import ReportConfig
@@ -63,8 +65,6 @@ def _cheaper(row: dict, best: dict, cfg: ReportConfig) -> str | None:
         return None
     spreads = row.get("train_seconds_std"), best.get("train_seconds_std")
     if None not in spreads:  # two seeds or more each: the saving must also beat the seeds' spread
-        from scipy import stats as sps  # here: scipy.stats takes seconds to import, and one seed never needs it
-
         test = sps.ttest_ind_from_stats(row["train_seconds"], spreads[0], len(row["seeds"]),
                                         best["train_seconds"], spreads[1], len(best["seeds"]), equal_var=False)
         if not test.pvalue < round(1 - cfg.confidence, 12):

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
+from scipy import stats as sps
 
 Verdict = Literal["better", "worse", "no significant difference"]
 
@@ -33,8 +34,6 @@ def mean_ci(values: list[float] | np.ndarray, level: float = 0.95) -> dict:
     if n == 1:
         return {"mean": mean, "std": None, "ci_low": None, "ci_high": None, "n": 1}
     std = float(x.std(ddof=1))
-    from scipy import stats as sps  # here: scipy.stats costs ~2 s of import, and one seed (or the gate) never needs it
-
     half = float(sps.t.ppf(0.5 + level / 2, df=n - 1)) * std / math.sqrt(n)
     return {"mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half, "n": n}
 
