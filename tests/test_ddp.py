@@ -1,11 +1,12 @@
 """One model on two processes: `ftlab train` under torchrun (DDP, gloo on CPU) against one process.
 
 Both runs go through tests/ddp_probe.py, which runs the real CLI and records the batches each
-process trained on and its final weights. Two cells: a tiny BERT classifier and a tiny LLaMA-style
-decoder instruction-tuned as a causal LM. Dropout is off (model and head) so the two runs may differ
-only by floating-point summation order: DDP averages the gradients of two half batches where one
-process averages one whole batch. For the causal LM that average must be over the response tokens
-of the whole batch, which two halves rarely split evenly.
+process trained on and its final weights: the one-process run in the test process, the two ranks
+under torchrun. Two cells: a tiny BERT classifier and a tiny LLaMA-style decoder instruction-tuned
+as a causal LM. Dropout is off (model and head) so the two runs may differ only by floating-point
+summation order: DDP averages the gradients of two half batches where one process averages one
+whole batch. For the causal LM that average must be over the response tokens of the whole batch,
+which two halves rarely split evenly.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import chdir
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,7 @@ from ftlab.learning.modeling import load_tokenizer
 from ftlab.learning.tiny_decoder import build as build_decoder
 from ftlab.stages import prepare
 from ftlab.training.train import subsample
+from tests.ddp_probe import record
 
 pytestmark = pytest.mark.pipeline
 
@@ -73,14 +76,19 @@ def runs(request, tmp_path_factory) -> dict:
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     cfg = load_config(root / "params.yaml")
     prepare(cfg)
+
+    def args(name: str) -> list[str]:
+        return ["train", "--method", "full", "--train-size", str(SIZE), "--params", str(root / "params.yaml"),
+                "--out", str(root / "runs" / name / "run")]
+
+    # one process: this one (a process of its own paid seconds of imports; train.threads is 1 either way)
+    with chdir(root):
+        assert record(root / "record" / "single", args("single")) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
-    launchers = {"single": [sys.executable],
-                 "ddp": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]}
-    for name, launch in launchers.items():
-        cmd = [*launch, str(PROBE), str(root / "record" / name), "train", "--method", "full", "--train-size", str(SIZE),
-               "--params", str(root / "params.yaml"), "--out", str(root / "runs" / name / "run")]
-        done = subprocess.run(cmd, check=False, cwd=root, env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, f"{name}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(PROBE),
+           str(root / "record" / "ddp"), *args("ddp")]
+    done = subprocess.run(cmd, check=False, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"ddp:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     splits, labels = load_prepared(cfg)
     train = subsample(splits["train"], SIZE, SEED)
     ids = cfg.task_type().tokenize(train, load_tokenizer(cfg.model), cfg.model.max_length, labels)["input_ids"]
