@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from datetime import datetime
 
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from typer.testing import CliRunner
 
+from ftlab.cli import app
 from ftlab.learning.config import load_config
 from tests.prefect_server import flow_on_a_server
-from tests.test_pipeline import CELL, METHODS, ROOT, make_repo, sh, smoke_params
+from tests.test_pipeline import CELL, METHODS, ROOT, make_repo, smoke_params
 
 pytestmark = pytest.mark.pipeline
 
@@ -31,7 +32,7 @@ def test_cluster_workers_are_refused_without_a_prefect_server(tmp_path, monkeypa
         task_runner(cfg, 2)
 
 
-def test_dask_workers_train_two_methods_in_parallel_like_a_serial_run(tmp_path, tiny_model, prefect_api):
+def test_dask_workers_train_two_methods_in_parallel_like_a_serial_run(tmp_path, tiny_model, prefect_api, monkeypatch):
     params = smoke_params(tiny_model)
     del params["train"]["threads"]  # each run picks its share of the worker machine's cores
     params["pipeline"].update(task_runner="dask", max_parallel=2)
@@ -46,8 +47,11 @@ def test_dask_workers_train_two_methods_in_parallel_like_a_serial_run(tmp_path, 
     assert len(spans) == 2 and spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], runs  # they overlapped
     assert json.loads((repo / "reports/comparison.json").read_text())["methods"]
 
-    # the same cells, one after the other in one process, on the prepared data of the flow run
-    sh(sys.executable, "-m", "ftlab.cli", "train", "-S", "train.output_dir=serial", "-S", f"train.threads={threads}", cwd=repo)
+    # the same cells, one after the other in one process (this one: a process of its own paid seconds of
+    # imports), on the prepared data of the flow run
+    monkeypatch.chdir(repo)
+    done = CliRunner().invoke(app, ["train", "-S", "train.output_dir=serial", "-S", f"train.threads={threads}"])
+    assert done.exit_code == 0, f"{done.output[-3000:]}{done.exception!r}"
     for method in METHODS:
         parallel, serial = (json.loads((repo / d / method / CELL / "metrics.json").read_text()) for d in ("runs", "serial"))
         assert parallel.pop("cost")["threads"] == serial.pop("cost")["threads"] == threads
