@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +16,7 @@ import yaml
 from ftlab.analysis.runs import load_run, merge_adapter
 from ftlab.core.config import Cell
 from ftlab.data.prepare import DataError, load_prepared
+from ftlab.learning.config import Config, load_config
 from ftlab.learning.methods import METHODS
 from ftlab.learning.modeling import load_tokenizer
 from ftlab.training.scoring import predict
@@ -27,21 +31,42 @@ FAST = {
 }
 
 
+Trained = Callable[[str], tuple[Config, dict, Path]]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model, toy_csv) -> Trained:
+    """One fp32 run per method (60 steps at its FAST rate, evaluated every 20, no early stopping), trained
+    on first use and shared read-only by the tests that only read a run: (config, metrics, run directory).
+    fp32 so a reload reproduces the saved predictions exactly ("auto" is bf16 on an AVX512-BF16 CPU)."""
+    root = tmp_path_factory.mktemp("trained")
+    runs: dict[str, tuple[Config, dict, Path]] = {}
+
+    def get(method: str) -> tuple[Config, dict, Path]:
+        if method not in runs:
+            cfg = load_config(None, {
+                "data.source": str(toy_csv), "data.prepared_dir": str(root / "data"), "model.name": tiny_model,
+                "train.batch_size": 16, "train.eval_steps": 20, "train.max_steps": 60,
+                "train.early_stopping_patience": 0, "train.train_eval_samples": 64, "train.precision": "fp32",
+                "train.output_dir": str(root / "runs"), "train.checkpoint_dir": str(root / "checkpoints"),
+                "train.threads": 1, f"method_params.{method}": FAST[method]})
+            runs[method] = (cfg, train(cfg, method, root / method), root / method)
+        return runs[method]
+
+    return get
+
+
 @pytest.mark.parametrize("method", list(METHODS))
-def test_loss_falls_for_every_method(make_config, tmp_path, method):
-    cfg = make_config(train__max_steps=60, train__eval_steps=20, train__early_stopping_patience=0,
-                      **{f"method_params__{method}": FAST[method]})
-    metrics = train(cfg, method, tmp_path / method)
-    history = json.loads((tmp_path / method / "history.json").read_text())
+def test_loss_falls_for_every_method(trained, method):
+    _, metrics, run = trained(method)
+    history = json.loads((run / "history.json").read_text())
     assert [h["step"] for h in history] == [0, 20, 40, 60]
     assert history[-1]["train_loss"] < history[0]["train_loss"] - 0.01, history
     assert metrics["trainable_params"] < metrics["total_params"] or method in ("full", "llrd")
 
 
-def test_run_directory_is_complete(make_config, tmp_path):
-    cfg = make_config()
-    run = tmp_path / "run"
-    metrics = train(cfg, "lora", run)
+def test_run_directory_is_complete(trained):
+    cfg, metrics, run = trained("lora")
     for name in ("metrics.json", "history.json", "predictions.parquet", "config.yaml", "labels.json",
                  "model/adapter_model.safetensors", "model/adapter_config.json", "tokenizer/tokenizer.json"):
         assert (run / name).is_file(), name
@@ -65,13 +90,12 @@ def test_run_directory_is_complete(make_config, tmp_path):
     assert yaml.safe_load((run / "config.yaml").read_text())["model"]["name"] == cfg.model.name
 
 
-def test_same_seed_same_metrics(make_config, tmp_path):
-    cfg = make_config()
-    a = train(cfg, "full", tmp_path / "a")
-    b = train(cfg, "full", tmp_path / "b")
+def test_same_seed_same_metrics(trained, tmp_path):
+    cfg, first, run = trained("full")
+    a, b = dict(first), train(cfg, "full", tmp_path / "b")  # a copy: the shared run's metrics stay whole
     a.pop("cost"), b.pop("cost")  # measured wall time, throughput and memory
     assert a == b
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a/predictions.parquet"),
+    pd.testing.assert_frame_equal(pd.read_parquet(run / "predictions.parquet"),
                                   pd.read_parquet(tmp_path / "b/predictions.parquet"))
 
 
@@ -89,17 +113,22 @@ def _saved_probs(run_dir):
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])
-def test_precision_is_applied_and_recorded(make_config, tmp_path, precision):
-    """bf16 autocasts the matmuls (weights stay fp32) in training, evaluation and the test predictions."""
-    cfg = make_config(train__precision=precision, train__max_steps=60, train__eval_steps=20,
-                      train__early_stopping_patience=0, method_params__full=FAST["full"])
-    metrics = train(cfg, "full", tmp_path / "run")
+def test_precision_is_applied_and_recorded(make_config, trained, tmp_path, precision):
+    """bf16 autocasts the matmuls (weights stay fp32) in training, evaluation and the test predictions.
+    fp32 reads the shared fp32 run of full (the same settings: 60 steps at FAST's rate)."""
+    if precision == "fp32":
+        cfg, metrics, run = trained("full")
+    else:
+        cfg = make_config(train__precision=precision, train__max_steps=60, train__eval_steps=20,
+                          train__early_stopping_patience=0, method_params__full=FAST["full"])
+        run = tmp_path / "run"
+        metrics = train(cfg, "full", run)
     assert metrics["cost"]["precision"] == precision
-    history = json.loads((tmp_path / "run/history.json").read_text())
+    history = json.loads((run / "history.json").read_text())
     assert history[-1]["train_loss"] < history[0]["train_loss"] - 0.01, history
-    _, model, _ = load_run(tmp_path / "run")
+    _, model, _ = load_run(run)
     assert {p.dtype for p in model.parameters()} == {torch.float32}
-    saved = _saved_probs(tmp_path / "run")
+    saved = _saved_probs(run)
     np.testing.assert_allclose(_probs(None, model, cfg, bf16=precision == "bf16"), saved, atol=2e-2)
     if precision == "bf16":  # the saved predictions were computed in bf16, not fp32
         assert np.abs(_probs(None, model, cfg) - saved).max() > 1e-6
@@ -113,11 +142,9 @@ def assert_reloads_with_identical_predictions(run, cfg, method) -> None:
 
 # lora and ia3 (and dora) reload in test_merged_adapter_predicts_like_the_adapter, from the same runs
 @pytest.mark.parametrize("method", ["full", "prompt_tuning"])
-def test_saved_run_reloads_with_identical_predictions(make_config, tmp_path, method):
+def test_saved_run_reloads_with_identical_predictions(trained, method):
     # fp32: exact reproduction; bf16 rounds differently at another batch size (see the bf16 test)
-    cfg = make_config(train__precision="fp32", **{f"method_params__{method}": FAST[method]})
-    run = tmp_path / method
-    train(cfg, method, run)
+    cfg, _, run = trained(method)
     assert_reloads_with_identical_predictions(run, cfg, method)
 
 
@@ -137,10 +164,8 @@ def test_early_stopping_restores_the_best_weights(make_config, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["lora", "dora", "ia3"])
-def test_merged_adapter_predicts_like_the_adapter(make_config, tmp_path, method):
-    cfg = make_config(train__precision="fp32", **{f"method_params__{method}": FAST[method]})
-    run = tmp_path / method
-    train(cfg, method, run)
+def test_merged_adapter_predicts_like_the_adapter(trained, tmp_path, method):
+    cfg, _, run = trained(method)
     assert_reloads_with_identical_predictions(run, cfg, method)
     merged = merge_adapter(run, tmp_path / "merged")
     from ftlab.learning.modeling import load_trained
@@ -150,17 +175,16 @@ def test_merged_adapter_predicts_like_the_adapter(make_config, tmp_path, method)
     np.testing.assert_allclose(_probs(run, model, cfg), _saved_probs(run), atol=1e-5)
 
 
-def test_merge_refuses_prompt_tuning(make_config, tmp_path):
-    train(make_config(), "prompt_tuning", tmp_path / "pt")
+def test_merge_refuses_prompt_tuning(trained, tmp_path):
+    _, _, run = trained("prompt_tuning")
     with pytest.raises(ValueError, match="cannot merge"):
-        merge_adapter(tmp_path / "pt", tmp_path / "merged")
+        merge_adapter(run, tmp_path / "merged")
     assert not (tmp_path / "merged").exists()
 
 
-def test_failed_run_leaves_an_earlier_result_untouched(make_config, tmp_path):
-    cfg = make_config()
+def test_failed_run_leaves_an_earlier_result_untouched(make_config, trained, tmp_path):
     run = tmp_path / "run"
-    train(cfg, "full", run)
+    shutil.copytree(trained("full")[2], run)  # a copy: this test writes over it
     before = (run / "metrics.json").read_bytes()
     with pytest.raises(ValueError, match=r"freeze\.k=9"):
         train(make_config(method_params__freeze={"k": 9}), "freeze", run)
@@ -170,8 +194,6 @@ def test_failed_run_leaves_an_earlier_result_untouched(make_config, tmp_path):
 
 def test_diverging_loss_stops_with_step_and_method(make_config, tmp_path, tiny_model):
     """A checkpoint with a NaN weight: the run stops at the first logged step, naming the method."""
-    import shutil
-
     from safetensors.torch import load_file, save_file
 
     from ftlab.training.trainer import TrainingDiverged
