@@ -1,4 +1,4 @@
-"""The ftlab command line, end to end, in real subprocesses; one run on the real MiniLM."""
+"""The ftlab command line, end to end, in real subprocesses; one run on the real MiniLM (in this process)."""
 
 from __future__ import annotations
 
@@ -41,16 +41,23 @@ def test_bad_method_and_bad_params_exit_non_zero(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_train_lora_on_the_real_minilm_and_demo_data(tmp_path):
+def test_train_lora_on_the_real_minilm_and_demo_data(tmp_path, monkeypatch):
     """The default model and data, tiny budget: the whole CLI path offline, run directory complete.
-    MiniLM takes seconds a batch on one thread: two steps of 8 rows, 8 train and 10 validation rows scored per eval."""
+    MiniLM takes seconds a batch on one thread: two steps of 8 rows, 8 train and 10 validation rows scored per eval.
+    The command runs in this process (typer's runner): the tests above prove the command line as a
+    process, and a process of its own paid seconds of importing torch, transformers and peft again."""
+    from typer.testing import CliRunner
+
+    from ftlab.cli import app
+
     params = tmp_path / "params.yaml"
     params.write_text(
         "data: {demo: {n_samples: 100}, prepared_dir: data}\n"
-        "train: {max_steps: 2, eval_steps: 1, batch_size: 8, train_eval_samples: 8}\n"
-    )
-    out = ftlab("train", "--method", "lora", "--params", str(params), "--out", "run", cwd=tmp_path)
-    assert out.returncode == 0, out.stdout + out.stderr
+        "train: {max_steps: 2, eval_steps: 1, batch_size: 8, train_eval_samples: 8, threads: 1}\n"
+    )  # one torch thread: the test process's share of the cores, kept for the tests after this one
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(app, ["train", "--method", "lora", "--params", str(params), "--out", "run"])
+    assert out.exit_code == 0, f"{out.output[-3000:]}{out.exception!r}"
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["total_params"] > 22_000_000  # the real 22.7M-parameter MiniLM + head
