@@ -55,25 +55,34 @@ def in_process(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
+def files(root: Path) -> dict:
+    return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
 def deterministic(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "cost"}
 
 
 # full fine-tuning (the Trainer's own checkpoints) and a peft method (adapter checkpoints; LoRA saves and
-# resumes through the same peft calls as prompt tuning, whose virtual tokens are the odd state here)
-@pytest.mark.parametrize("method", ["full", "prompt_tuning"])
-def test_killed_runs_resume_and_finish_like_an_uninterrupted_one(tmp_path, make_config, caplog, method):
+# resumes through the same peft calls as prompt tuning, whose virtual tokens are the odd state here);
+# ``earlier``: the killed runs write where an earlier result of another cell is, which they must keep
+@pytest.mark.parametrize(("method", "earlier"), [("full", True), ("prompt_tuning", False)], ids=["full", "prompt_tuning"])
+def test_killed_runs_resume_and_finish_like_an_uninterrupted_one(tmp_path, make_config, caplog, method, earlier):
     params = params_file(tmp_path, make_config)
     cfg = load_config(params)
     reference = train(cfg, method, tmp_path / "reference")
 
     out = tmp_path / "run"
-    for sig, step in [(signal.SIGTERM, 10), (signal.SIGKILL, 20)]:  # a graceful stop, then a hard one
+    if earlier:  # in this process; the runs stopped below are processes
+        train(load_config(params, {"train.max_steps": 2}), method, out)
+    before = files(out)
+    for sig, step, code in [(signal.SIGTERM, 10, 128 + signal.SIGTERM), (signal.SIGKILL, 20, -signal.SIGKILL)]:  # graceful, hard
         proc = start_train(params, method, out)
         wait_for_checkpoint(cfg.train.checkpoint_dir, step, proc)
         proc.send_signal(sig)
-        assert proc.wait(timeout=60) != 0
-        assert not out.exists()  # nothing half-written where a later stage would read it
+        assert proc.wait(timeout=60) == code
+        # nothing half-written where a later stage would read it: the earlier result byte for byte, or nothing
+        assert out.exists() == earlier and files(out) == before
     # resumed after edits that do not change what the cell learns (its identity keys the checkpoints),
     # by the command in this process: the killed ones were processes, this one need not import torch again
     with caplog.at_level("INFO", logger="ftlab.training.train"):
@@ -86,20 +95,6 @@ def test_killed_runs_resume_and_finish_like_an_uninterrupted_one(tmp_path, make_
     assert json.loads((out / "history.json").read_text()) == json.loads((tmp_path / "reference/history.json").read_text())
     assert not any(cfg.train.checkpoint_dir.iterdir())  # a finished run removes its checkpoints
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no orphaned temporaries
-
-
-def test_sigterm_keeps_the_previous_result_intact(tmp_path, make_config):
-    params = params_file(tmp_path, make_config)
-    out = tmp_path / "run"
-    train(load_config(params), "lora", out)  # the earlier result; the SIGTERMed run below is a process
-    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    changed = params.read_text().replace("r: 8", "r: 4")
-    params.write_text(changed)
-    proc = start_train(params, "lora", out)
-    wait_for_checkpoint(load_config(params).train.checkpoint_dir, 10, proc)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
-    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_remote_code_is_refused_unless_enabled(tmp_path, make_config, tiny_model):
@@ -153,10 +148,6 @@ def test_no_token_is_ever_logged_or_saved(tmp_path, make_config):
 def cli_train(params: Path, method: str, out: Path, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ftlab.cli", "train", "-m", method, "-p", str(params), "--out", str(out)],
                           capture_output=True, text=True, **kwargs)
-
-
-def files(root: Path) -> dict:
-    return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="needs RLIMIT_AS and /proc")
