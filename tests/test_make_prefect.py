@@ -56,7 +56,7 @@ def test_make_server_and_worker_start_quietly_and_stop_on_one_sigint(tmp_path):
         deadline = time.monotonic() + 300
         while "started!" not in worker_log.read_text():
             assert worker.poll() is None and time.monotonic() < deadline, worker_log.read_text()
-            time.sleep(1)
+            time.sleep(0.2)
         assert interrupt(worker, worker_log) == 0
         worker = None
         assert "stopped!" in worker_log.read_text() and "SIGKILL" not in worker_log.read_text(), worker_log.read_text()

@@ -88,7 +88,7 @@ def wait_until(driver: subprocess.Popen, log: Path, what: str, done, timeout: fl
                 return
         except (psutil.Error, OSError, ValueError):
             pass  # a child that ended while being read; the rwlock file while DVC rewrites it
-        time.sleep(0.5)
+        time.sleep(0.1)  # a driver in its train stage trains on, CPU the suite lacks, until this notices
     raise AssertionError(f"{driver.args} did not reach {what} in {timeout} s")
 
 
