@@ -145,16 +145,9 @@ def test_no_token_is_ever_logged_or_saved(tmp_path, make_config):
             assert token.encode() not in path.read_bytes(), path
 
 
-def cli_train(params: Path, method: str, out: Path, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ftlab.cli", "train", "-m", method, "-p", str(params), "--out", str(out)],
-                          capture_output=True, text=True, **kwargs)
-
-
 @pytest.mark.skipif(sys.platform != "linux", reason="needs RLIMIT_AS and /proc")
 def test_out_of_memory_says_what_to_lower_and_keeps_the_previous_result(tmp_path, make_config):
     """Real out-of-memory: the CLI runs under an address-space limit that fits a normal run, not a huge batch."""
-    import resource
-
     from tests.conftest import toy_reviews
 
     data = toy_reviews(3000)
@@ -171,22 +164,28 @@ def test_out_of_memory_says_what_to_lower_and_keeps_the_previous_result(tmp_path
     # one thread and few malloc arenas, on the CPU: the address space then grows with the tensors, not the cores
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2", "CUDA_VISIBLE_DEVICES": "",
            "TOKENIZERS_PARALLELISM": "false"}
-    probe = subprocess.run([sys.executable, "-c", "import ftlab.cli, ftlab.training.train, datasets, peft, transformers.trainer, "
-                            "torch.utils.tensorboard; print(next(l.split()[1] for l in open('/proc/self/status') "
-                            "if l.startswith('VmPeak')))"], capture_output=True, text=True, env=env, check=True)
-    # the imports' address space (shared libraries, thread stacks) + 1.5 GiB: a run with batch 16 needs
-    # about 0.15 GiB more; batch 4096 (all 2,100 train rows) needs 2.1 GiB for one attention matrix alone
-    limit = int(probe.stdout) * 1024 + 3 * 2**29
-
-    def limited() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
+    # each run imports what training needs, limits its address space to what that took (shared libraries,
+    # thread stacks) + 1.5 GiB, then is `python -m ftlab.cli` (no probe process measuring the imports
+    # first): a run with batch 16 needs about 0.15 GiB more; batch 4096 (all 2,100 train rows) needs
+    # 2.1 GiB for one attention matrix alone
+    limited = ("import resource, runpy, sys\n"
+               "import ftlab.cli, ftlab.training.train, datasets, peft, transformers.trainer, torch.utils.tensorboard\n"
+               "limit = 1024 * next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmPeak')) + 3 * 2**29\n"
+               "resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\n"
+               "print(f'address space limited to {limit / 2**30:.2f} GiB', file=sys.stderr)\n"
+               "runpy.run_module('ftlab.cli', run_name='__main__', alter_sys=True)\n")
     out = tmp_path / "run"
-    first = cli_train(fits, "full", out, env=env, preexec_fn=limited)
-    assert first.returncode == 0, f"batch 16 must fit in {limit / 2**30:.2f} GiB:\n{first.stdout[-2000:]}{first.stderr[-3000:]}"
+
+    def cli_train(params: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", limited, "train", "-m", "full", "-p", str(params), "--out", str(out)],
+                              capture_output=True, text=True, env=env)
+
+    first = cli_train(fits)
+    assert first.returncode == 0, f"batch 16 must fit:\n{first.stdout[-2000:]}{first.stderr[-3000:]}"
+    assert "address space limited to" in first.stderr, first.stderr[-3000:]
     before = files(out)
 
-    failed = cli_train(huge, "full", out, env=env, preexec_fn=limited)
+    failed = cli_train(huge)
     said = " ".join(failed.stdout.split())  # rich wraps the message at the terminal width
     assert failed.returncode == 1, failed.stdout[-2000:] + failed.stderr[-3000:]
     assert ("error: full: out of memory at batch size 4096, max length 256; "
