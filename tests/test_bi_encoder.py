@@ -1,6 +1,7 @@
 """Pairs as a bi-encoder (``task.pair_encoding: bi``, issue 29): each text encoded alone by the one
 shared encoder, trained on slices of the real STS-B and RTE files with a tiny BERT; the promoted
-model loads with sentence-transformers alone and reproduces the run's test scores."""
+model loads with sentence-transformers alone and reproduces the run's test scores, and ``ftlab
+monitor`` holds it to them."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ import torch
 
 from ftlab import stages
 from ftlab.core import layout
+from ftlab.core.config import MonitorConfig
 from ftlab.core.params import ConfigError
 from ftlab.data.prepare import DataError, load_prepared
 from ftlab.learning.config import load_config
 from ftlab.learning.modeling import load_tokenizer
 from ftlab.learning.tasks.biencoder import BiEncoder, cosine_to_score
+from ftlab.serving.monitor import monitor
 from ftlab.serving.promote import model_dir
 from tests.frozen_heap import frozen_heap  # noqa: F401  (autouse: this module's tests run on a frozen heap)
 
@@ -71,8 +74,20 @@ def stsb(tmp_path_factory, tiny_model):
     return cfg
 
 
+@pytest.fixture(scope="module")
+def rte(tmp_path_factory, tiny_model):
+    """Bi-encoded RTE: full fine-tuning, compared and promoted; (config, ftlab.json)."""
+    cfg = trained(tmp_path_factory.mktemp("rte"), tiny_model, "rte", ["full"], **{"method_params.full.lr": 1e-3})
+    stages.compare(cfg)
+    return cfg, stages.promote(cfg, method="full")
+
+
 def run(cfg, method: str) -> Path:
     return layout.run_dir(cfg, stages.cell(cfg, method))
+
+
+def tsv(path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False)
 
 
 def test_each_text_is_encoded_alone_by_the_one_shared_encoder(stsb):
@@ -112,9 +127,9 @@ def test_bi_encoded_regression_predicts_the_cosine_on_the_score_scale(stsb):
     assert full["spearman"] == pytest.approx(spearmanr(predictions["label"], cosine).statistic, abs=1e-6)
 
 
-def test_pair_classification_learns_from_u_v_and_their_difference(tmp_path, tiny_model):
+def test_pair_classification_learns_from_u_v_and_their_difference(rte):
     """SBERT's NLI head: a softmax on (u, v, |u - v|), trained with the encoder; probabilities sum to 1."""
-    cfg = trained(tmp_path, tiny_model, "rte", ["full"], **{"method_params.full.lr": 1e-3})
+    cfg, meta = rte
     metrics = json.loads((run(cfg, "full") / "metrics.json").read_text())
     predictions = pd.read_parquet(run(cfg, "full") / "predictions.parquet")
     probs = predictions[["prob_entailment", "prob_not_entailment"]].to_numpy()
@@ -128,13 +143,42 @@ def test_pair_classification_learns_from_u_v_and_their_difference(tmp_path, tiny
     from safetensors.torch import load_file
     from sentence_transformers import SentenceTransformer
 
-    stages.compare(cfg)
-    meta = stages.promote(cfg, method="full")
     assert meta["layout"] == "bi-encoder" and meta["task"] == "text-classification"
     encoder, head = SentenceTransformer(str(model_dir(cfg)), device="cpu"), load_file(str(model_dir(cfg) / "pair_classifier.safetensors"))
     u, v = (encoder.encode(predictions[c].tolist(), convert_to_tensor=True) for c in ("text", "text_pair"))
     logits = torch.cat([u, v, (u - v).abs()], -1) @ head["weight"].T + head["bias"]
     np.testing.assert_allclose(logits.softmax(-1).numpy(), probs, atol=1e-5)
+
+
+def test_bi_encoded_pair_classes_monitor_accuracy(rte, tmp_path):
+    """RTE as a bi-encoder (each text encoded alone, a head on (u, v, |u - v|)): accuracy on its own test
+    pairs is the run's test accuracy, the class shares and confidence those of its test predictions.
+    (From test_monitor_tasks.py, which trained this same run again.)"""
+    cfg, meta = rte
+    tsv(cfg.data.source["test"]).to_csv(tmp_path / "pairs.csv", index=False)
+    result = monitor(model_dir(cfg), tmp_path / "pairs.csv", MonitorConfig(queue_size=0), tmp_path / "monitor")
+    assert result["signals"]["accuracy"]["current"] == pytest.approx(meta["test_metrics"]["accuracy"], abs=1e-9)
+    assert result["signals"]["prediction"]["score"] < 1e-6 and result["signals"]["confidence"]["score"] < 1e-6
+
+
+def test_the_issues_bi_encoder_batch_with_a_score_column_is_monitored_not_refused(stsb, tmp_path):
+    """Issue 34's report exactly: a bi-encoder trained on STS-B, monitored on pairs.csv whose ``score``
+    column holds values like 0.25 and 0.6 (the test pairs' scores on a 0-1 scale: the same ranks). Once
+    "label(s) ['0.25', '0.6', …] that are neither the model's labels ['score']"; now its Spearman, equal
+    to the run's test Spearman on the run's own test pairs. (From test_monitor_tasks.py, which trained
+    this same run, full at lr 1e-3, again.)"""
+    from scipy import stats
+
+    named = stsb.model_copy(update={"promote": stsb.promote.model_copy(update={"name": "bi-monitored"})})
+    assert stages.promote(named, method="full")["layout"] == "bi-encoder"
+    test = tsv(stsb.data.source["test"])
+    test.assign(score=test["score"] / 5).to_csv(tmp_path / "pairs.csv", index=False)
+    result = monitor(model_dir(named), tmp_path / "pairs.csv", MonitorConfig(queue_size=0), tmp_path / "monitor")
+    expected = pd.read_parquet(run(stsb, "full") / "predictions.parquet")
+    assert result["signals"]["spearman"]["current"] == pytest.approx(
+        stats.spearmanr(expected["label"], expected["prediction"]).statistic, abs=1e-6)
+    assert result["signals"]["predicted_score"]["score"] < 1e-6  # the reference rows are these rows, scored alike
+    assert "embedding" not in result["signals"]  # two embeddings per pair, no one head input
 
 
 @pytest.mark.parametrize(("dataset", "methods", "overrides", "message"), [

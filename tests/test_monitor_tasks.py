@@ -2,7 +2,8 @@
 and NER, each trained briefly with a tiny BERT on slices of the real STS-B, RTE, GoEmotions and
 CoNLL-2003 files and promoted. On the run's own test rows with their labels the primary metric is the
 run's test value (drop 0, not drifted); a batch from elsewhere drifts on the signals that should see it;
-labels that contradict the model drop the primary metric beyond its error bar."""
+labels that contradict the model drop the primary metric beyond its error bar. Bi-encoded pairs are
+monitored in tests/test_bi_encoder.py, on the runs that module trains."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from ftlab.learning.tasks import DataError
 from ftlab.serving.monitor import InputColumns, monitor
 from ftlab.serving.promote import model_dir
 from tests.frozen_heap import frozen_heap  # noqa: F401  (autouse: this module's tests run on a frozen heap)
-from tests.test_bi_encoder import DATA, run, trained
+from tests.test_bi_encoder import DATA
 from tests.test_predict_pairs import (
     promoted as promoted_pairs,
     tiny_bert,  # noqa: F401  (a fixture)
@@ -110,39 +111,6 @@ def test_cross_encoded_pair_classes_monitor_accuracy_class_shares_and_confidence
     drift = monitor(model_dir(cfg), tmp_path / "moved.csv", CFG, tmp_path / "moved")
     assert drift["signals"]["sentence2.text_length"]["drifted"] and not drift["signals"]["sentence1.text_length"]["drifted"]
     assert "accuracy" not in drift["signals"] and "measures the accuracy" in drift["next_step"]
-
-
-def test_the_issues_bi_encoder_batch_with_a_score_column_is_monitored_not_refused(tmp_path, tiny_model):
-    """The issue's report exactly: a bi-encoder trained on STS-B, monitored on pairs.csv whose ``score``
-    column holds values like 0.25 and 0.6 (the test pairs' scores on a 0-1 scale: the same ranks). Once
-    "label(s) ['0.25', '0.6', …] that are neither the model's labels ['score']"; now its Spearman, equal
-    to the run's test Spearman on the run's own test pairs."""
-    cfg = trained(tmp_path, tiny_model, "stsb", ["full"], **{"method_params.full.lr": 1e-3})
-    stages.compare(cfg)
-    assert stages.promote(cfg)["layout"] == "bi-encoder"
-    test = tsv(cfg.data.source["test"])
-    test.assign(score=test["score"] / 5).to_csv(tmp_path / "pairs.csv", index=False)
-    result = monitor(model_dir(cfg), tmp_path / "pairs.csv", CFG, tmp_path / "monitor")
-    expected = pd.read_parquet(run(cfg, "full") / "predictions.parquet")
-    from scipy import stats
-
-    assert result["signals"]["spearman"]["current"] == pytest.approx(
-        stats.spearmanr(expected["label"], expected["prediction"]).statistic, abs=1e-6)
-    assert result["signals"]["predicted_score"]["score"] < 1e-6  # the reference rows are these rows, scored alike
-    assert "embedding" not in result["signals"]  # two embeddings per pair, no one head input
-
-
-def test_bi_encoded_pair_classes_monitor_accuracy(tmp_path, tiny_model):
-    """RTE as a bi-encoder (each text encoded alone, a head on (u, v, |u - v|)): accuracy on its own test
-    pairs is the run's test accuracy, the class shares and confidence those of its test predictions."""
-    cfg = trained(tmp_path, tiny_model, "rte", ["full"], **{"method_params.full.lr": 1e-3})
-    stages.compare(cfg)
-    meta = stages.promote(cfg)
-    assert meta["layout"] == "bi-encoder"
-    tsv(cfg.data.source["test"]).to_csv(tmp_path / "pairs.csv", index=False)
-    result = monitor(model_dir(cfg), tmp_path / "pairs.csv", CFG, tmp_path / "monitor")
-    assert result["signals"]["accuracy"]["current"] == pytest.approx(meta["test_metrics"]["accuracy"], abs=1e-9)
-    assert result["signals"]["prediction"]["score"] < 1e-6 and result["signals"]["confidence"]["score"] < 1e-6
 
 
 def test_multilabel_monitor_micro_f1_and_each_labels_rate(tmp_path, tiny_bert):  # noqa: F811
