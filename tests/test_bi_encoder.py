@@ -26,7 +26,7 @@ from ftlab.learning.modeling import load_tokenizer
 from ftlab.learning.tasks.biencoder import BiEncoder, cosine_to_score
 from ftlab.serving.monitor import monitor
 from ftlab.serving.promote import model_dir
-from tests.frozen_heap import frozen_heap  # noqa: F401  (autouse: this module's tests run on a frozen heap)
+from tests.frozen_heap import frozen_heap, unfrozen_after_module  # noqa: F401  (autouse: tests on a frozen heap)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TASKS = {"stsb": {"type": "regression", "text_column": "sentence1", "text_pair_column": "sentence2",

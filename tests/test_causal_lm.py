@@ -23,7 +23,7 @@ from ftlab.learning.methods import METHODS
 from ftlab.learning.tasks import TASKS
 from ftlab.learning.tasks.synthetic import synthetic
 from ftlab.learning.tiny_decoder import build as build_model
-from tests.frozen_heap import frozen_heap  # noqa: F401  (autouse: this module's tests run on a frozen heap)
+from tests.frozen_heap import frozen_heap, unfrozen_after_module  # noqa: F401  (autouse: tests on a frozen heap)
 
 
 @pytest.fixture(scope="module")

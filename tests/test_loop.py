@@ -16,7 +16,7 @@ from ftlab import stages
 from ftlab.data.prepare import DataError, is_current
 from ftlab.serving.promote import model_dir
 from tests.conftest import toy_reviews
-from tests.frozen_heap import frozen_heap  # noqa: F401  (autouse: this module's tests run on a frozen heap)
+from tests.frozen_heap import frozen_heap, unfrozen_after_module  # noqa: F401  (autouse: tests on a frozen heap)
 
 pytestmark = pytest.mark.pipeline
 

@@ -25,7 +25,7 @@ from ftlab.learning.tasks.synthetic import synthetic
 from ftlab.learning.tiny_decoder import build
 from ftlab.serving.predict import predict_file
 from ftlab.serving.promote import model_dir
-from tests.frozen_heap import frozen_heap  # noqa: F401  (autouse: this module's tests run on a frozen heap)
+from tests.frozen_heap import frozen_heap, unfrozen_after_module  # noqa: F401  (autouse: tests on a frozen heap)
 from tests.test_bi_encoder import TASKS as PAIR_TASKS, slices
 from tests.test_predict_pairs import CROSS, tiny_bert  # noqa: F401  (a fixture)
 from tests.test_predict_tags import FAST

@@ -20,7 +20,7 @@ from ftlab.core.config import MonitorConfig
 from ftlab.learning.tasks import DataError
 from ftlab.serving.monitor import InputColumns, monitor
 from ftlab.serving.promote import model_dir
-from tests.frozen_heap import frozen_heap  # noqa: F401  (autouse: this module's tests run on a frozen heap)
+from tests.frozen_heap import frozen_heap, unfrozen_after_module  # noqa: F401  (autouse: tests on a frozen heap)
 from tests.test_bi_encoder import DATA
 from tests.test_predict_pairs import (
     promoted as promoted_pairs,

@@ -17,7 +17,7 @@ from ftlab.core.record import read_record
 from ftlab.data.prepare import DataError
 from ftlab.serving.predict import predict_file
 from ftlab.serving.promote import PromoteError, model_dir
-from tests.frozen_heap import frozen_heap  # noqa: F401  (autouse: this module's tests run on a frozen heap)
+from tests.frozen_heap import frozen_heap, unfrozen_after_module  # noqa: F401  (autouse: tests on a frozen heap)
 
 # Runs in a process that cannot import ftlab: the standard library alone loads the export.
 LOADER = """

@@ -14,7 +14,7 @@ from ftlab.core.config import ReportConfig
 from ftlab.core.escape import md_text
 from ftlab.training.train import train
 from tests.conftest import write_run_record
-from tests.frozen_heap import frozen_heap  # noqa: F401  (autouse: this module's tests run on a frozen heap)
+from tests.frozen_heap import frozen_heap, unfrozen_after_module  # noqa: F401  (autouse: tests on a frozen heap)
 
 FULL_PARAMS = 22_713_986
 # method: accuracy, trainable params, train seconds, peak memory MB, artifact bytes

@@ -35,7 +35,7 @@ from ftlab.learning.tasks.token import TokenClassification
 from ftlab.training.scoring import predict
 from ftlab.training.train import best_metric, train
 from ftlab.training.trainer import BestState
-from tests.frozen_heap import frozen_heap  # noqa: F401  (autouse: this module's tests run on a frozen heap)
+from tests.frozen_heap import frozen_heap, unfrozen_after_module  # noqa: F401  (autouse: tests on a frozen heap)
 
 from .conftest import toy_reviews
 

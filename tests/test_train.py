@@ -21,7 +21,7 @@ from ftlab.learning.methods import METHODS
 from ftlab.learning.modeling import load_tokenizer
 from ftlab.training.scoring import predict
 from ftlab.training.train import subsample, train
-from tests.frozen_heap import frozen_heap  # noqa: F401  (autouse: this module's tests run on a frozen heap)
+from tests.frozen_heap import frozen_heap, unfrozen_after_module  # noqa: F401  (autouse: tests on a frozen heap)
 
 # learning rates that make the tiny random model learn the toy task within 60 steps
 FAST = {
