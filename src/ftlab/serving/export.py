@@ -112,14 +112,18 @@ def _no_load_report() -> Iterator[None]:
     """Keep transformers' LOAD REPORT out of one load. sentence-transformers loads the encoder as an
     ``AutoModel`` with a [CLS] pooler, which the trained encoder does not have (``MeanPoolClassifier``
     drops it): the report lists ``pooler.dense.*`` as MISSING and suggests training, which reads as an
-    error. ``_check_loaded`` checks the load instead."""
-    logger = logging.getLogger("transformers.modeling_utils")  # logs the report as a warning
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    error. ``_check_loaded`` checks the load instead. transformers' tensor-parallel plan check warns at
+    the same load that BERT's layers "were not sharded", which means nothing without tensor parallelism."""
+    loggers = [logging.getLogger(name) for name in ("transformers.modeling_utils",  # logs the report as a warning
+                                                    "transformers.distributed.tensor_parallel")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _check_loaded(trained: nn.Module, loaded: nn.Module, where: Path) -> None:
